@@ -1,0 +1,171 @@
+"""Spec -> the plan: every (rule, width, eta, lambda, seed) of the sweep and the physical
+cells that train them.
+
+A *cell* is one training run, identified by a short hash of everything that affects its
+result: the model it trains (including its parametrization), each parameter group's peak
+lr and coupled wd, the training, optimizer and data settings, and the seed. Rule names are
+not part of it: at the base width every muP rule (and SP) gives the same physical cell, so
+it is trained once and shared, and a rerun or an added rule finds it already done.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from .data import DATA_VERSION, _digest
+from .model import ModelConfig, parametrization
+from .params import GroupKey, classify_model, group_hparams, group_keys
+from .rules import Rule
+from .schedule import factor_sum
+from .spec import Spec
+
+ID_VERSION = 1  # bump when the meaning of a cell id changes
+
+
+@dataclass(frozen=True)
+class Label:
+    """How the sweep names a cell: a rule and base coordinates (eta, lambda) at a width."""
+
+    rule: str
+    width: int
+    eta: float
+    wd: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class GroupHP:
+    name: str          # "vector" or "matrix(m=4)"
+    cls: str
+    width_mult: float
+    lr: float          # peak lr
+    wd: float          # coupled wd
+    tau: float         # 1/(lr*wd) steps
+    timescales: float  # sum_t lr_t * wd
+
+
+@dataclass
+class Cell:
+    id: str
+    width: int
+    seed: int
+    model: ModelConfig
+    steps: int
+    warmup: int
+    groups: tuple[GroupHP, ...]
+    labels: list[Label] = field(default_factory=list)
+
+    @property
+    def rule_hparams(self) -> tuple[str, float, float]:
+        first = self.labels[0]
+        return first.rule, first.eta, first.wd
+
+    def matrix_timescales(self) -> float:
+        ts = [g.timescales for g in self.groups if g.cls == "matrix"]
+        return min(ts) if ts else math.inf
+
+    def matrix_tau(self) -> float:
+        ts = [g.tau for g in self.groups if g.cls == "matrix"]
+        return max(ts) if ts else math.inf
+
+    def stack_key(self) -> tuple:
+        """Cells with equal keys can share one stacked model."""
+        return (self.model, self.steps, self.warmup)
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    cells: list[Cell]          # unique physical cells
+    labels: list[tuple[Label, str]]  # every sweep point -> cell id
+
+    def by_id(self) -> dict[str, Cell]:
+        return {c.id: c for c in self.cells}
+
+
+def result_settings(spec: Spec) -> dict:
+    """The spec settings that change a cell's result (and so its id), widths, grid, seeds and
+    rules aside. A run directory refuses a spec whose settings differ from its own."""
+    m, t = spec.model, spec.train
+    return {
+        "id_version": ID_VERSION,
+        "data_version": DATA_VERSION,
+        "model": m.model_dump(mode="json", exclude={"widths"}) | {"base_width": m.d0},
+        "data": spec.data.model_dump(mode="json"),
+        "train": t.model_dump(mode="json", exclude={"seeds", "cells_per_stack", "compile", "device",
+                                                    "log_interval", "eval_interval"}),
+        "optimizer": spec.optimizer.model_dump(mode="json"),
+    }
+
+
+def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig:
+    m = spec.model
+    cfg = ModelConfig(
+        vocab_size=vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size),
+        width=width, base_width=m.d0, depth=m.depth, head_dim=m.head_dim, ffn_mult=m.ffn_mult,
+        seq_len=m.seq_len, init_std=m.init_std, rope_theta=m.rope_theta, attn_scale=m.attn_scale,
+        tie_embeddings=m.tie_embeddings, readout_zero_init=m.readout_zero_init,
+    )
+    return parametrization(cfg, rule.mup)
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.10g}")
+
+
+def make_plan(spec: Spec) -> Plan:
+    from .model import Transformer
+    import torch
+
+    rules = spec.rule_objects()
+    settings = result_settings(spec)
+    t, opt = spec.train, spec.optimizer
+    cells: dict[str, Cell] = {}
+    labels: list[tuple[Label, str]] = []
+    keys_cache: dict[ModelConfig, dict[GroupKey, list[str]]] = {}
+    for rule in rules:
+        for width in spec.model.widths:
+            cfg = model_config(spec, width, rule)
+            if cfg not in keys_cache:
+                with torch.device("meta"):
+                    keys_cache[cfg] = group_keys(classify_model(Transformer(cfg), spec.model.unembed_class))
+            steps = spec.steps_at(width)
+            warmup = spec.warmup_steps(steps)
+            fsum = factor_sum(steps, warmup, t.schedule, t.min_lr_ratio, t.decay_frac)
+            for eta, lam in spec.grid.points():
+                groups = []
+                for key in keys_cache[cfg]:
+                    lr, wd = group_hparams(key, rule, eta, lam, opt.wd_mode, spec.model.vector_lr_mult)
+                    tau = math.inf if lr * wd == 0 else 1.0 / (lr * wd)
+                    groups.append(GroupHP(key.label(), key.cls, key.width_mult, lr, wd, tau, lr * wd * fsum))
+                groups.sort(key=lambda g: g.name)
+                for seed in t.seeds:
+                    cid = _digest(settings, cfg.to_dict(), steps, warmup, seed,
+                                  [(g.name, _round(g.lr), _round(g.wd)) for g in groups])
+                    if cid not in cells:
+                        cells[cid] = Cell(cid, width, seed, cfg, steps, warmup, tuple(groups))
+                    label = Label(rule.label(), width, eta, lam, seed)
+                    cells[cid].labels.append(label)
+                    labels.append((label, cid))
+    return Plan(spec, list(cells.values()), labels)
+
+
+def grid_centre(spec: Spec) -> tuple[float, float]:
+    """The geometric centre of the grid in base coordinates."""
+    pts = spec.grid.points()
+    etas = sorted({e for e, _ in pts})
+    wds = sorted({w for _, w in pts if w > 0}) or [0.0]
+    return etas[len(etas) // 2], wds[len(wds) // 2]
+
+
+def centre_cells(plan: Plan) -> list[tuple[str, int, Cell]]:
+    """(rule, width, cell) at the grid's centre for every rule and width (seed: the first)."""
+    eta_c, wd_c = grid_centre(plan.spec)
+    by_id = plan.by_id()
+    out, seen = [], set()
+    for lab, cid in plan.labels:
+        key = (lab.rule, lab.width)
+        if key not in seen and lab.eta == eta_c and lab.wd == wd_c:
+            seen.add(key)
+            out.append((lab.rule, lab.width, by_id[cid]))
+    return out

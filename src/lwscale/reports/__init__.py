@@ -1,0 +1,1 @@
+"""Reports read the store (results.csv, records, spec.yaml) and never train."""

@@ -1,0 +1,96 @@
+"""Loss tables from results.csv: mean over seeds (and its standard error) per grid cell."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+
+def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (rule, width, eta, wd): mean and standard error of the final validation
+    loss over the seeds that finished (``done``), the seed count, and the worst status."""
+    def status(s: pd.Series) -> str:
+        for st in ("failed", "diverged", "running", "pending"):
+            if (s == st).any() and not (s == "done").any():
+                return st
+        return "done"
+
+    g = df.groupby(["rule", "width", "eta", "wd"], sort=True)
+    out = g.agg(
+        loss=("final_val_loss", lambda s: s[df.loc[s.index, "status"] == "done"].mean()),
+        sd=("final_val_loss", lambda s: s[df.loc[s.index, "status"] == "done"].std(ddof=1)),
+        n=("status", lambda s: int((s == "done").sum())),
+        status=("status", status),
+        timescales=("timescales", "mean"),
+    ).reset_index()
+    out["se"] = out["sd"] / np.sqrt(out["n"].clip(lower=1))
+    return out.drop(columns="sd")
+
+
+def best_cells(stats: pd.DataFrame) -> pd.DataFrame:
+    """The grid argmin (mean over seeds) of each (rule, width)."""
+    ok = stats[stats["status"] == "done"].dropna(subset=["loss"])
+    if ok.empty:
+        return ok
+    return ok.loc[ok.groupby(["rule", "width"])["loss"].idxmin()].reset_index(drop=True)
+
+
+def loss_table(stats: pd.DataFrame, rule: str, width: int) -> Table:
+    """A Rich table: rows lambda, columns eta (base coordinates); the best cell in bold."""
+    sub = stats[(stats["rule"] == rule) & (stats["width"] == width)]
+    etas, wds = sorted(sub["eta"].unique()), sorted(sub["wd"].unique())
+    best = best_cells(sub)
+    best_key = (best["eta"].iloc[0], best["wd"].iloc[0]) if not best.empty else None
+    table = Table(title=f"{rule}, width {width}: final validation loss (mean over seeds)", title_justify="left")
+    table.add_column("wd \\ lr", justify="right", style="dim")
+    for e in etas:
+        table.add_column(f"{e:.3g}", justify="right")
+    index = {(r.eta, r.wd): r for r in sub.itertuples()}
+    for w in wds:
+        cells = []
+        for e in etas:
+            r = index.get((e, w))
+            if r is None:
+                cells.append("")
+            elif r.status != "done" or r.loss is None or (isinstance(r.loss, float) and math.isnan(r.loss)):
+                cells.append({"diverged": "[red]div[/]", "failed": "[red]fail[/]"}.get(r.status, "·"))
+            else:
+                txt = f"{r.loss:.4f}" + (f"±{r.se:.3f}" if r.n > 1 else "")
+                cells.append(f"[bold green]{txt}*[/]" if (e, w) == best_key else txt)
+        table.add_row(f"{w:.3g}", *cells)
+    return table
+
+
+def plan_table(plan) -> Table:
+    """Per rule and width: sweep points, unique cells, steps, tokens, and at the grid centre
+    the matrix timescale tau = 1/(lr*wd) in steps and the timescales completed sum_t lr_t*wd."""
+    from ..plan import centre_cells
+
+    spec = plan.spec
+    table = Table(title="plan (tau and timescales at the grid centre, matrix params)", title_justify="left")
+    for col in ("rule", "width", "m", "points", "cells", "steps", "tokens/cell", "tau", "timescales"):
+        table.add_column(col, justify="right")
+    for rule, width, c in centre_cells(plan):
+        ids = {cid for lab, cid in plan.labels if lab.rule == rule and lab.width == width}
+        n_points = sum(1 for lab, _ in plan.labels if lab.rule == rule and lab.width == width)
+        ts, tau = c.matrix_timescales(), c.matrix_tau()
+        ts_txt = f"{ts:.2f}" if math.isfinite(ts) else "inf"
+        table.add_row(rule, str(width), f"{width / spec.model.d0:g}", str(n_points), str(len(ids)), str(c.steps),
+                      f"{c.steps * spec.train.batch_size * spec.model.seq_len:,}",
+                      f"{tau:,.0f}" if math.isfinite(tau) else "inf",
+                      f"[yellow]{ts_txt}[/]" if ts < 3 else ts_txt)
+    return table
+
+
+def timescale_warning(plan) -> str | None:
+    """One line naming every (rule, width) whose grid-centre cell completes < 3 timescales."""
+    from ..plan import centre_cells
+
+    low = [(rule, width, c.matrix_timescales()) for rule, width, c in centre_cells(plan)]
+    low = [f"{rule} d={width} ({ts:.2f})" for rule, width, ts in low if ts < 3]
+    if not low:
+        return None
+    return ("the grid centre completes fewer than 3 AdamW timescales 1/(lr*wd) at " + ", ".join(low)
+            + ": those cells are not in steady state, so the sweep tests eta more than wd; train longer or raise wd")

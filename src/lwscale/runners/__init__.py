@@ -1,0 +1,1 @@
+"""Runners decide where and how the cells of a plan train; all write the same store."""

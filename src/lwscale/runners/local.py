@@ -1,0 +1,130 @@
+"""Run cells in this process, stack by stack: the default runner.
+
+Pending cells are grouped by what a stack must share (width, parametrization, steps) and
+cut into stacks of K. A stack that raises marks its cells ``failed`` with the reason and
+the sweep goes on; on out-of-memory a stack of K > 1 is split in halves and retried first.
+Every finished stack's records are written before the next stack starts, so an interrupt
+loses only the stack in flight.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Callable
+
+import torch
+
+from ..data import Dataset
+from ..plan import Cell
+from ..spec import Spec
+from ..store import Store
+from ..train import train_stack
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    diverged: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def make_stacks(cells: list[Cell], k: int) -> list[list[Cell]]:
+    """Cut cells into stacks of at most k that can share one stacked model."""
+    order = sorted(cells, key=lambda c: (c.width, repr(c.stack_key()), c.seed, c.rule_hparams[1:], c.id))
+    stacks = []
+    for _, group in groupby(order, key=lambda c: c.stack_key()):
+        group = list(group)
+        stacks.extend(group[i : i + k] for i in range(0, len(group), k))
+    return stacks
+
+
+def failed_record(cell: Cell, reason: str) -> dict:
+    return {
+        "id": cell.id, "status": "failed", "reason": reason, "width": cell.width, "seed": cell.seed,
+        "steps": cell.steps, "warmup": cell.warmup, "model": cell.model.to_dict(),
+        "groups": [g.__dict__ for g in cell.groups], "labels": [lab.__dict__ for lab in cell.labels],
+    }
+
+
+def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, device: torch.device,
+              summary: RunSummary, on_progress=None, on_start: Callable | None = None) -> None:
+    """Train one stack and write its records; failures become records too."""
+    if on_start:
+        on_start(stack)
+    try:
+        records = train_stack(stack, spec, dataset, device, on_progress)
+    except torch.OutOfMemoryError as exc:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(stack) > 1:
+            half = len(stack) // 2
+            for part in (stack[:half], stack[half:]):
+                run_stack(part, spec, store, dataset, device, summary, on_progress, on_start)
+            return
+        records = [failed_record(c, f"out of memory: {str(exc).splitlines()[0] if str(exc) else 'OOM'}") for c in stack]
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing stack is data; the sweep goes on
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        summary.failures.append(reason + "\n" + traceback.format_exc(limit=3))
+        records = [failed_record(c, reason) for c in stack]
+    for rec in records:
+        store.write_record(rec)
+        setattr(summary, rec["status"], getattr(summary, rec["status"]) + 1)
+
+
+@dataclass
+class SweepResult:
+    store: Store
+    plan: "object"
+    table: "object"            # pandas DataFrame of results.csv
+    summary: RunSummary
+    interrupted: bool = False
+
+
+class Progress:
+    """Callbacks a caller may pass to follow a sweep (the CLI draws Rich bars with them)."""
+
+    def start(self, total_cells: int) -> None: ...
+    def stack_started(self, stack: list[Cell]) -> None: ...
+    def step(self, step: int, steps: int, losses: list[float]) -> None: ...
+    def stack_finished(self, stack: list[Cell]) -> None: ...
+
+
+def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Progress | None = None,
+              log: Callable[[str], None] = lambda s: None) -> SweepResult:
+    """Plan the spec, open its run directory, train every pending cell stack by stack in
+    this process, and rebuild results.csv. Ctrl-C stops after writing what finished."""
+    from ..data import load_dataset
+    from ..plan import make_plan
+    from ..train import resolve_device
+    from .stacking import choose_k
+
+    progress = progress or Progress()
+    plan = make_plan(spec)
+    store = Store.open(spec, out_dir)
+    todo = store.pending(plan, retry_failed=retry_failed)
+    for w in store.warnings:
+        log(f"warning: {w}")
+    device = resolve_device(spec.train.device)
+    log(f"run directory {store.root}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already finished, "
+        f"{len(todo)} to train on {device}")
+    summary, interrupted = RunSummary(), False
+    if todo:
+        m = spec.model
+        dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, device,
+                               max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=log)
+        dataset.prepare(sorted({c.seed for c in todo}), max(c.steps for c in todo))
+        stacks = make_stacks(todo, choose_k(spec, todo, device, log))
+        progress.start(len(todo))
+        try:
+            for stack in stacks:
+                run_stack(stack, spec, store, dataset, device, summary, progress.step, progress.stack_started)
+                store.rebuild_table(plan)
+                progress.stack_finished(stack)
+        except KeyboardInterrupt:
+            interrupted = True
+    table = store.rebuild_table(plan)
+    return SweepResult(store, plan, table, summary, interrupted)

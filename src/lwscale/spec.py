@@ -1,0 +1,360 @@
+"""The sweep spec: a validated YAML file (pydantic models), every field with a default.
+
+``load_spec(path)`` returns a ``Spec`` or raises ``SpecError`` whose message is one line
+saying what is wrong and where (file, YAML line, key path). Unknown keys are errors.
+See ``configs/*.yaml`` for commented examples of every field.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+from .rules import PRESETS, Rule, RuleError, custom
+
+
+class SpecError(UserError):
+    """A spec that cannot be used."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- model ---------------------------------------------------------------------------------
+class ModelSpec(Strict):
+    widths: list[int] = Field(default=[256, 512, 1024, 2048], description="widths d to sweep")
+    base_width: int | None = Field(default=None, description="muP base width d0; default: the smallest width")
+    depth: int = Field(default=8, ge=1, description="number of blocks, the same at every width")
+    head_dim: int = Field(default=64, ge=2, description="fixed head size; heads = width / head_dim")
+    ffn_mult: float = Field(default=2.75, gt=0, description="SwiGLU hidden size = ffn_mult * width, exactly")
+    seq_len: int = Field(default=256, ge=2, description="tokens per training sequence")
+    init_std: float = Field(default=0.02, gt=0, description="init std sigma at the base width")
+    vector_lr_mult: float = Field(default=1.0, gt=0, description="vector-like lr = eta * vector_lr_mult")
+    unembed_class: Literal["vector", "matrix"] = Field(default="vector", description="how the unembedding scales")
+    tie_embeddings: bool = False
+    readout_zero_init: bool = False
+    attn_scale: float | None = Field(default=None, description="attention logit scale; null = 1/sqrt(head_dim)")
+    rope_theta: float = 10000.0
+
+    @field_validator("widths")
+    @classmethod
+    def _widths(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one width is needed")
+        bad = [w for w in v if w <= 0]
+        if bad:
+            raise ValueError(f"widths must be positive, got {bad[0]}")
+        if len(set(v)) != len(v):
+            raise ValueError("widths are repeated")
+        return sorted(v)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "ModelSpec":
+        if self.base_width is not None and self.base_width <= 0:
+            raise ValueError(f"base_width must be positive, got {self.base_width}")
+        for w in self.widths + [self.d0]:
+            if w % self.head_dim:
+                raise ValueError(f"width {w} is not divisible by head_dim {self.head_dim}")
+            if w % 2 or self.head_dim % 2:
+                raise ValueError("widths and head_dim must be even for RoPE")
+            h = self.ffn_mult * w
+            if not float(h).is_integer():
+                raise ValueError(
+                    f"ffn_mult {self.ffn_mult} x width {w} = {h:g} is not a whole number: the FFN "
+                    "hidden/width ratio would differ between widths, breaking muP's proportionality"
+                )
+        return self
+
+    @property
+    def d0(self) -> int:
+        return self.base_width or min(self.widths)
+
+
+# ---- data ----------------------------------------------------------------------------------
+class TeacherSpec(Strict):
+    width: int | None = Field(default=None, ge=2, description="teacher width; default 2 x the widest student")
+    depth: int | None = Field(default=None, ge=1, description="teacher depth; default student depth + 2")
+    head_dim: int | None = Field(default=None, ge=2, description="default: the students' head_dim")
+    seed: int = Field(default=0, ge=0)
+    entropy: float = Field(default=0.5, gt=0, lt=1, description="mean next-token entropy / ln(vocab)")
+
+
+class DataSpec(Strict):
+    source: Literal["sotu", "synthetic"] = "sotu"
+    tokenizer: Literal["bpe", "bytes"] = "bpe"
+    vocab_size: int = Field(default=4096, ge=2, le=2**31 - 1)
+    val_every: int = Field(default=10, ge=2, description="hold out every n-th document for validation")
+    teacher: TeacherSpec = TeacherSpec()
+
+    @model_validator(mode="after")
+    def _vocab(self) -> "DataSpec":
+        if self.source == "sotu" and self.tokenizer == "bpe" and self.vocab_size < 257:
+            raise ValueError("a BPE vocab needs more than 256 tokens (use tokenizer: bytes for 256)")
+        return self
+
+
+# ---- training ------------------------------------------------------------------------------
+class TrainSpec(Strict):
+    steps: int | None = Field(default=None, ge=1, description="optimizer steps per cell (1000 if no budget is given)")
+    tokens: int | None = Field(default=None, ge=1, description="token budget per cell; alternative to steps")
+    steps_width_exponent: float = Field(default=0.0, description="steps(d) = steps * m**p; 0 = same budget at every width")
+    batch_size: int = Field(default=32, ge=1, description="sequences per step, per cell")
+    warmup: float = Field(default=0.05, ge=0, description="warmup steps, or a fraction of steps if < 1")
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="final lr / peak lr (cosine and wsd)")
+    decay_frac: float = Field(default=0.2, gt=0, le=1, description="wsd: fraction of steps spent decaying")
+    grad_clip: float | None = Field(default=1.0, gt=0, description="per-cell gradient-norm clip; null = off")
+    eval_interval: int = Field(default=100, ge=1, description="steps between validation evaluations")
+    eval_tokens: int = Field(default=65536, ge=1, description="size of the fixed validation set")
+    log_interval: int = Field(default=10, ge=1, description="steps between train-loss logs")
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto = bf16 on CUDA, fp32 on CPU")
+    compile: Literal["auto", True, False] = Field(default="auto", description="auto = on for CUDA, off on CPU")
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    seeds: list[int] = Field(default=[0], description="init + data-order seeds; tables show the mean")
+    cells_per_stack: int | Literal["auto"] = Field(default="auto", description="cells trained together as one model")
+    diverge_factor: float = Field(default=1.5, gt=1, description="diverged when loss > factor x initial loss")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("steps") is None and data.get("tokens") is None:
+            return {**data, "steps": 1000}
+        return data
+
+    @model_validator(mode="after")
+    def _budget(self) -> "TrainSpec":
+        if self.steps is not None and self.tokens is not None:
+            raise ValueError("give either train.steps or train.tokens, not both")
+        if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be a non-empty list of distinct non-negative integers")
+        if isinstance(self.cells_per_stack, int) and self.cells_per_stack < 1:
+            raise ValueError("cells_per_stack must be at least 1 or 'auto'")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+
+class OptimizerSpec(Strict):
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0)
+    wd_mode: Literal["coupled", "independent"] = Field(
+        default="coupled", description="coupled: p -= lr*wd*p (torch AdamW); independent: wd is lr_peak*wd"
+    )
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v):
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("betas must lie in [0, 1)")
+        return v
+
+
+# ---- grid and rules ------------------------------------------------------------------------
+class Log2Range(Strict):
+    log2: tuple[float, float] = Field(description="[low, high] exponents of 2, inclusive")
+    points: int = Field(ge=1)
+
+    def values(self) -> list[float]:
+        lo, hi = self.log2
+        if self.points == 1:
+            return [2.0**lo]
+        return [2.0 ** (lo + (hi - lo) * i / (self.points - 1)) for i in range(self.points)]
+
+
+Axis = Union[list[float], Log2Range]
+
+
+def _axis(v: Any) -> Any:
+    """A grid axis: a list of numbers, or {log2: [lo, hi], points: n}; one clear message otherwise."""
+    if v is None:
+        return v
+    if isinstance(v, dict):
+        try:
+            return Log2Range.model_validate(v)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            key = ".".join(str(x) for x in e["loc"])
+            raise ValueError(f"{key}: {e['msg']}" if key else e["msg"]) from None
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        if not v:
+            raise ValueError("the axis is empty")
+        return [float(x) for x in v]
+    raise ValueError("must be a list of numbers or {log2: [low, high], points: n}")
+
+
+class GridSpec(Strict):
+    """Base coordinates (eta, lambda) at the base width: a product of two axes, or pairs."""
+
+    eta: Axis | None = None
+    wd: Axis | None = None
+    pairs: list[tuple[float, float]] | None = Field(default=None, description="explicit [eta, wd] cells")
+
+    _axes = field_validator("eta", "wd", mode="before")(classmethod(lambda cls, v: _axis(v)))
+
+    @model_validator(mode="after")
+    def _check(self) -> "GridSpec":
+        if self.pairs is None and (self.eta is None or self.wd is None):
+            raise ValueError("give grid.eta and grid.wd (lists or {log2: [lo, hi], points: n}), or grid.pairs")
+        if self.pairs is not None and (self.eta is not None or self.wd is not None):
+            raise ValueError("give either grid.pairs or grid.eta/grid.wd, not both")
+        for eta, wd in self.points():
+            if not (math.isfinite(eta) and eta > 0):
+                raise ValueError(f"grid learning rates must be positive, got {eta}")
+            if not (math.isfinite(wd) and wd >= 0):
+                raise ValueError(f"grid weight decays must be non-negative, got {wd}")
+        if not self.points():
+            raise ValueError("the grid is empty")
+        return self
+
+    def axis(self, which: str) -> list[float]:
+        a = getattr(self, which)
+        return a.values() if isinstance(a, Log2Range) else list(a)
+
+    def points(self) -> list[tuple[float, float]]:
+        if self.pairs is not None:
+            return [(float(e), float(w)) for e, w in self.pairs]
+        return [(e, w) for w in self.axis("wd") for e in self.axis("eta")]
+
+
+class CustomRule(Strict):
+    name: Literal["custom"] = "custom"
+    a: float = Field(default=1.0, description="matrix lr ~ m**-a")
+    g: float = Field(description="matrix wd ~ m**g")
+
+
+RuleSpec = Union[str, CustomRule]
+
+
+class RunnerSpec(Strict):
+    kind: Literal["local"] = "local"
+
+
+class Spec(Strict):
+    name: str = Field(default="sweep", pattern=r"^[A-Za-z0-9._-]+$")
+    out_dir: str = "runs"
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    train: TrainSpec = TrainSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    grid: GridSpec
+    rules: list[RuleSpec] = Field(default=["sqrt-wd"])
+    runner: RunnerSpec = RunnerSpec()
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rules(cls, v: Any) -> list:
+        if not isinstance(v, list) or not v:
+            raise ValueError("must be a non-empty list of rule names")
+        out = []
+        for r in v:
+            if isinstance(r, str) and r in PRESETS:
+                out.append(r)
+            elif isinstance(r, dict) and r.get("name") == "custom":
+                try:
+                    out.append(CustomRule.model_validate(r))
+                except ValidationError as exc:
+                    e = exc.errors()[0]
+                    raise ValueError(f"custom rule: {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+            else:
+                raise ValueError(f"unknown rule {r!r}; choose from {', '.join(PRESETS)} or {{name: custom, a: .., g: ..}}")
+        return out
+
+    def rule_objects(self) -> list[Rule]:
+        out = []
+        for r in self.rules:
+            out.append(PRESETS[r] if isinstance(r, str) else custom(r.a, r.g))
+        labels = [r.label() for r in out]
+        if len(set(labels)) != len(labels):
+            raise SpecError("rules are repeated")
+        return out
+
+    def steps_at(self, width: int) -> int:
+        base = self.train.steps or max(1, self.train.tokens // (self.train.batch_size * self.model.seq_len))
+        return max(1, round(base * (width / self.model.d0) ** self.train.steps_width_exponent))
+
+    def warmup_steps(self, steps: int) -> int:
+        w = self.train.warmup
+        return int(round(w * steps)) if w < 1 else int(w)
+
+
+# ---- loading -------------------------------------------------------------------------------
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """The 1-based YAML line of a key path like ('model', 'widths', 0), as deep as it exists."""
+    line = None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == key), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+_UNION_TAGS = ("int", "str", "float", "bool", "Log2Range", "CustomRule")
+
+
+def _describe(err: dict) -> tuple[str, tuple, str]:
+    # drop pydantic's union-member tags ('int', "literal['auto']", ...) from the key path
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and ("[" in x or x in _UNION_TAGS)))
+    path = ".".join(str(x) for x in loc) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    return path, loc, msg
+
+
+def parse_spec(data: Any, source: str = "<spec>", root: yaml.Node | None = None) -> Spec:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the spec must be a YAML mapping of keys to values")
+    try:
+        spec = Spec.model_validate(data)
+        spec.rule_objects()
+        return spec
+    except ValidationError as exc:
+        path, loc, msg = _describe(exc.errors()[0])
+        line = _line_of(root, loc) if root is not None else None
+        where = f"{source}:{line}" if line else source
+        raise SpecError(f"{where}: {path}: {msg}") from None
+    except RuleError as exc:
+        raise SpecError(f"{source}: rules: {exc}") from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file; every problem becomes one readable SpecError line."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"spec file not found: {p}")
+    if p.is_dir():
+        raise SpecError(f"{p} is a directory, not a spec file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read {p}: {exc}") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise SpecError(f"{where}: malformed YAML: {problem}") from None
+    return parse_spec(data, str(p), root)
+
+
+def dump_spec(spec: Spec) -> str:
+    """The resolved spec as YAML, every default written out."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,258 @@
+"""The run directory: a frozen spec, one atomically written record per cell, and results.csv.
+
+    <out_dir>/<name>/
+        spec.yaml               the resolved spec of the latest run (every default written out)
+        cells/<cell_id>/record.json
+        results.csv             rebuilt from the records after every stack; never appended to
+
+Each record is written to a temporary file and renamed into place, so a crash or a kill
+loses only the cells in flight, and a half-written record is never read as a result: an
+unreadable record is reported and its cell retrained. The record schema and the
+results.csv columns are a versioned contract, documented in docs/records.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import yaml
+
+from . import __version__, faults
+from .errors import UserError
+from .plan import Plan, result_settings
+from .spec import Spec, SpecError, dump_spec, parse_spec
+
+RECORD_SCHEMA = 1
+STATUSES = ("done", "diverged", "failed", "running", "pending")
+FINISHED = ("done", "diverged")
+
+# results.csv columns, in order (docs/records.md)
+COLUMNS = [
+    "rule", "width", "m", "eta", "wd", "seed", "cell_id", "status", "final_val_loss", "final_train_loss",
+    "initial_loss", "diverged_step", "lr_matrix", "wd_matrix", "lr_vector", "tau_matrix", "timescales",
+    "steps", "tokens", "tokens_per_s", "wall_s", "stack_size", "device", "lwscale_version", "reason",
+]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _json_default(x: Any):
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def _clean(x: Any) -> Any:
+    """NaN/inf -> None, so that records are strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename; nothing half-written stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            faults.check_write(path)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.warnings: list[str] = []
+
+    # ---- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, spec: Spec, out_dir: str | Path | None = None) -> "Store":
+        """Open (or create) the run directory for ``spec``, refusing a spec that would alter
+        cells the directory already holds."""
+        root = Path(out_dir if out_dir is not None else spec.out_dir) / spec.name
+        store = cls(root)
+        frozen = root / "spec.yaml"
+        if frozen.exists():
+            old = store.read_spec()
+            before, after = result_settings(old), result_settings(spec)
+            if before != after:
+                changed = ", ".join(_diff(before, after)) or "settings"
+                raise UserError(
+                    f"{root} was made with different settings ({changed}); they would change the cells it "
+                    f"already holds. Start a new run: change 'name' in the spec, pass --out DIR, or delete {root}"
+                )
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            store.cells_dir.mkdir(exist_ok=True)
+            atomic_write_text(frozen, dump_spec(spec))
+        except OSError as exc:
+            raise UserError(f"cannot write to the run directory {root}: {exc.strerror or exc}") from None
+        return store
+
+    def read_spec(self) -> Spec:
+        path = self.root / "spec.yaml"
+        if not path.exists():
+            raise UserError(f"{self.root} is not an lwscale run directory (no spec.yaml)")
+        try:
+            return parse_spec(yaml.safe_load(path.read_text()), str(path))
+        except (SpecError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot read the run's spec: {exc}") from None
+
+    # ---- records ------------------------------------------------------------------------
+    def record_path(self, cell_id: str) -> Path:
+        return self.cells_dir / cell_id / "record.json"
+
+    def write_record(self, record: dict) -> None:
+        record = {
+            "schema": RECORD_SCHEMA,
+            "lwscale_version": __version__,
+            "git_commit": git_commit(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **record,
+        }
+        text = json.dumps(_clean(record), default=_json_default, indent=1)
+        atomic_write_text(self.record_path(record["id"]), text)
+
+    def read_record(self, cell_id: str) -> dict | None:
+        """The record of a cell, or None if there is none. A corrupt or half-written record
+        is reported (``self.warnings``) and treated as missing, so its cell is retrained."""
+        path = self.record_path(cell_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            rec = json.loads(text)
+            if not isinstance(rec, dict) or rec.get("id") != cell_id or rec.get("status") not in STATUSES:
+                raise ValueError("missing id or status")
+            return rec
+        except ValueError as exc:
+            self.warnings.append(f"corrupt record {path} ({exc}); the cell will be retrained")
+            return None
+
+    def records(self) -> dict[str, dict]:
+        out = {}
+        if self.cells_dir.exists():
+            for d in sorted(self.cells_dir.iterdir()):
+                rec = self.read_record(d.name) if d.is_dir() else None
+                if rec is not None:
+                    out[d.name] = rec
+        return out
+
+    def pending(self, plan: Plan, retry_failed: bool = False) -> list:
+        """Cells of the plan without a finished record (failed ones too with retry_failed)."""
+        todo, versions = [], set()
+        for cell in plan.cells:
+            rec = self.read_record(cell.id)
+            if rec is None or (retry_failed and rec["status"] == "failed"):
+                todo.append(cell)
+            elif rec["status"] in FINISHED:
+                versions.add(rec.get("lwscale_version"))
+        other = versions - {__version__}
+        if other:
+            self.warnings.append(
+                f"some finished cells were trained by lwscale {', '.join(sorted(map(str, other)))} "
+                f"(this is {__version__}); they are kept, not retrained"
+            )
+        return todo
+
+    # ---- the table ----------------------------------------------------------------------
+    def rebuild_table(self, plan: Plan) -> pd.DataFrame:
+        """Write results.csv: one row per sweep point of the plan (pending where no record),
+        plus the points of older records that the current spec no longer names."""
+        records = self.records()
+        rows = [_row(label, cid, records.get(cid)) for label, cid in plan.labels]
+        seen = {(r["rule"], r["width"], r["eta"], r["wd"], r["seed"]) for r in rows}
+        planned = {cid for _, cid in plan.labels}
+        for cid, rec in records.items():
+            if cid in planned:
+                continue
+            for lab in rec.get("labels", []):
+                key = (lab["rule"], lab["width"], lab["eta"], lab["wd"], lab["seed"])
+                if key not in seen:
+                    rows.append(_row(_LabelView(**lab), cid, rec))
+        df = pd.DataFrame(rows, columns=COLUMNS)
+        df = df.sort_values(["rule", "width", "wd", "eta", "seed"], kind="stable").reset_index(drop=True)
+        atomic_write_text(self.root / "results.csv", df.to_csv(index=False))
+        return df
+
+
+class _LabelView:
+    def __init__(self, rule, width, eta, wd, seed):
+        self.rule, self.width, self.eta, self.wd, self.seed = rule, width, eta, wd, seed
+
+
+def _row(label, cid: str, rec: dict | None) -> dict:
+    row = {c: None for c in COLUMNS}
+    row.update(rule=label.rule, width=label.width, eta=label.eta, wd=label.wd, seed=label.seed,
+               cell_id=cid, status="pending")
+    if rec is None:
+        return row
+    groups = rec.get("groups", [])
+    mat = [g for g in groups if g["cls"] == "matrix"]
+    vec = [g for g in groups if g["cls"] == "vector"]
+    model = rec.get("model", {})
+    row.update(
+        status=rec["status"],
+        m=model.get("width", label.width) / model.get("base_width", label.width) if model else None,
+        final_val_loss=rec.get("final_val_loss"), final_train_loss=rec.get("final_train_loss"),
+        initial_loss=rec.get("initial_loss"), diverged_step=rec.get("diverged_step"),
+        lr_matrix=mat[0]["lr"] if mat else None, wd_matrix=mat[0]["wd"] if mat else None,
+        lr_vector=vec[0]["lr"] if vec else None, tau_matrix=mat[0]["tau"] if mat else None,
+        timescales=min((g["timescales"] for g in mat), default=None),
+        steps=rec.get("steps"), tokens=rec.get("tokens"), tokens_per_s=rec.get("tokens_per_s"),
+        wall_s=rec.get("wall_s"), stack_size=rec.get("stack_size"), device=rec.get("device"),
+        lwscale_version=rec.get("lwscale_version"), reason=rec.get("reason"),
+    )
+    return row
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> Iterable[str]:
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            yield from _diff(x, y, f"{prefix}{k}.")
+        elif x != y:
+            yield f"{prefix}{k}: {x} -> {y}"
+
+
+def find_run(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
+    """RUN_DIR as given, or the most recently modified run under ./runs."""
+    if path is not None:
+        p = Path(path)
+        if not (p / "spec.yaml").exists():
+            raise UserError(f"{p} is not an lwscale run directory (no spec.yaml)")
+        return p
+    base = Path(runs_dir)
+    runs = [d for d in base.iterdir() if (d / "spec.yaml").exists()] if base.is_dir() else []
+    if not runs:
+        raise UserError(f"no runs found under ./{base}; pass RUN_DIR")
+    return max(runs, key=lambda d: (d / "results.csv").stat().st_mtime if (d / "results.csv").exists()
+               else (d / "spec.yaml").stat().st_mtime)

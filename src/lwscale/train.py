@@ -1,0 +1,239 @@
+"""The training loop for one stack of K same-width cells (K = 1 is a single cell).
+
+Each step: the batch of every cell (cells sharing a seed share it), one forward of the
+stacked model giving K losses, one backward of their sum (the cells' graphs are disjoint),
+and one StackedAdamW step with per-cell clipping and freezing. A cell whose loss goes
+non-finite or above ``diverge_factor`` x its initial loss is frozen and recorded as
+diverged with its step, while the others go on. The host syncs only at log and eval points.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import faults
+from .data import Dataset
+from .model import Transformer, build, flops_per_token
+from .optim import StackedAdamW
+from .params import classify_model, stack_groups
+from .plan import Cell
+from .schedule import lr_factor
+from .spec import Spec
+
+ProgressFn = Callable[[int, int, list[float]], None]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from .errors import UserError
+
+        raise UserError(f"train.device is {name!r} but CUDA is not available here; use device: auto or cpu")
+    return dev
+
+
+def resolve_precision(spec: Spec, device: torch.device) -> str:
+    p = spec.train.precision
+    return ("bf16" if device.type == "cuda" else "fp32") if p == "auto" else p
+
+
+def resolve_compile(spec: Spec, device: torch.device) -> bool:
+    c = spec.train.compile
+    return device.type == "cuda" if c == "auto" else bool(c)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Batcher:
+    """[K, B, T+1] token batches for a stack: cells with the same seed share one copy."""
+
+    def __init__(self, dataset: Dataset, seeds: list[int], device: torch.device):
+        self.dataset, self.seeds, self.device = dataset, seeds, device
+        self.unique = sorted(set(seeds))
+        self.index = torch.tensor([self.unique.index(s) for s in seeds], device=device)
+        self.pin = device.type == "cuda"
+
+    def _to_device(self, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.int64))
+        if self.pin:
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def train(self, step: int) -> torch.Tensor:
+        batches = np.stack([self.dataset.train_batch(s, step) for s in self.unique])
+        t = self._to_device(batches)  # [S, B, T+1]
+        K = len(self.seeds)
+        return t.expand(K, *t.shape[1:]) if len(self.unique) == 1 else t[self.index]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, val: torch.Tensor, K: int, batch_size: int, device, precision) -> torch.Tensor:
+    """Mean validation loss of each cell over the fixed held-out set, [K] fp32 on device."""
+    total = torch.zeros(K, device=device)
+    n = val.shape[0]
+    for i in range(0, n, batch_size):
+        chunk = val[i : i + batch_size]
+        idx = chunk.unsqueeze(0).expand(K, *chunk.shape)
+        with autocast(device, precision):
+            total += model(idx[..., :-1], idx[..., 1:]).float() * chunk.shape[0]
+    return total / n
+
+
+def train_stack(
+    cells: list[Cell],
+    spec: Spec,
+    dataset: Dataset,
+    device: torch.device,
+    on_progress: ProgressFn | None = None,
+) -> list[dict]:
+    """Train ``cells`` as one stacked model and return one record per cell."""
+    K = len(cells)
+    first = cells[0]
+    if any(c.stack_key() != first.stack_key() for c in cells):
+        raise ValueError("cells of one stack must share the model, steps and warmup")
+    t_spec, o_spec = spec.train, spec.optimizer
+    precision = resolve_precision(spec, device)
+    steps, warmup, width = first.steps, first.warmup, first.width
+    B, T = t_spec.batch_size, first.model.seq_len
+
+    cfg = replace(first.model, n_stack=K)
+    model = build(cfg, seeds=[c.seed for c in cells], device=device)
+    groups = stack_groups(model, classify_model(model, spec.model.unembed_class), [c.rule_hparams for c in cells],
+                          o_spec.wd_mode, spec.model.vector_lr_mult)
+    opt = StackedAdamW(groups, K, betas=tuple(o_spec.betas), eps=o_spec.eps, max_grad_norm=t_spec.grad_clip)
+    fwd = torch.compile(model) if resolve_compile(spec, device) else model
+
+    batcher = Batcher(dataset, [c.seed for c in cells], device)
+    val = torch.from_numpy(dataset.val.astype(np.int64)).to(device)
+    eval_bs = max(t_spec.batch_size, 1)
+    train_curve: list[list[float]] = [[] for _ in range(K)]
+    val_curve: list[list[float]] = [[] for _ in range(K)]
+
+    def record_eval(step: int) -> torch.Tensor:
+        v = evaluate(fwd, val, K, eval_bs, device, precision).cpu()
+        for k in range(K):
+            val_curve[k].append([step, step * B * T, float(v[k])])
+        return v
+
+    record_eval(0)
+    initial = None
+    window = torch.zeros(K, device=device)
+    window_n = 0
+    last_finite = torch.full((K,), float("nan"), device=device)
+    last_train = [math.nan] * K
+    t0 = time.perf_counter()
+    for step in range(steps):
+        nan_cells = faults.at_step(step, width, K, first.seed)
+        tokens = batcher.train(step)
+        with autocast(device, precision):
+            loss = fwd(tokens[..., :-1], tokens[..., 1:]).float()
+        if nan_cells:
+            loss = loss + torch.tensor([math.nan if k in nan_cells else 0.0 for k in range(K)], device=device)
+        if initial is None:
+            initial = loss.detach().clone()
+        healthy = torch.isfinite(loss) & (loss <= t_spec.diverge_factor * initial)
+        loss.sum().backward()
+        was_alive = opt.alive.clone()
+        opt.step(lr_factor(step, steps, warmup, t_spec.schedule, t_spec.min_lr_ratio, t_spec.decay_frac), healthy)
+        opt.zero_grad()
+        lv = loss.detach()
+        last_finite = torch.where(was_alive & torch.isfinite(lv), lv, last_finite)
+        window += torch.where(opt.alive, lv, torch.zeros_like(lv))
+        window_n += 1
+        done = step + 1
+        if done % t_spec.log_interval == 0 or done == steps:
+            w = (window / window_n).cpu()
+            alive = opt.alive.cpu()
+            for k in range(K):
+                if alive[k]:
+                    last_train[k] = float(w[k])
+                    train_curve[k].append([done, done * B * T, float(w[k])])
+            window.zero_()
+            window_n = 0
+            if on_progress:
+                on_progress(done, steps, [last_train[k] if alive[k] else math.nan for k in range(K)])
+        if done % t_spec.eval_interval == 0 and done != steps:
+            record_eval(done)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - t0
+    final_val = record_eval(steps)
+
+    died_at = opt.died_at.cpu().tolist()
+    init = initial.cpu().tolist()
+    last_finite_l = last_finite.cpu().tolist()
+    fpt = flops_per_token(first.model)
+    records = []
+    for k, cell in enumerate(cells):
+        diverged = died_at[k] >= 0
+        records.append({
+            "id": cell.id,
+            "status": "diverged" if diverged else "done",
+            "reason": f"loss non-finite or above {t_spec.diverge_factor}x initial at step {died_at[k]}" if diverged else None,
+            "width": cell.width,
+            "seed": cell.seed,
+            "steps": steps,
+            "warmup": warmup,
+            "model": cell.model.to_dict(),
+            "groups": [asdict(g) for g in cell.groups],
+            "labels": [asdict(lab) for lab in cell.labels],
+            "initial_loss": init[k],
+            "final_val_loss": None if diverged else float(final_val[k]),
+            "final_train_loss": None if diverged else last_train[k],
+            "diverged_step": died_at[k] if diverged else None,
+            "last_finite_loss": last_finite_l[k] if diverged else None,
+            "tokens": steps * B * T,
+            "tokens_per_s": steps * B * T / wall if wall > 0 else None,
+            "flops_per_token": fpt,
+            "wall_s": wall,
+            "stack_size": K,
+            "device": str(device),
+            "precision": precision,
+            "torch_version": torch.__version__,
+            "curves": {"train": train_curve[k], "val": val_curve[k]},
+        })
+    return records
+
+
+def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3, warmup: int = 1) -> float:
+    """Seconds per training step of a stack of ``k`` cells of ``cfg``, on random tokens
+    (for the dry-run estimate and for choosing K)."""
+    cfg = replace(cfg, n_stack=k)
+    model = build(cfg, seeds=[0] * k, device=device)
+    groups = stack_groups(model, classify_model(model, spec.model.unembed_class), [("sqrt-wd", 1e-3, 0.1)] * k)
+    opt = StackedAdamW(groups, k, max_grad_norm=spec.train.grad_clip)
+    fwd = torch.compile(model) if resolve_compile(spec, device) else model
+    precision = resolve_precision(spec, device)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, cfg.vocab_size, (1, spec.train.batch_size, cfg.seq_len + 1), generator=g)
+    tokens = tokens.to(device).expand(k, -1, -1)
+
+    def one() -> None:
+        with autocast(device, precision):
+            loss = fwd(tokens[..., :-1], tokens[..., 1:]).float()
+        loss.sum().backward()
+        opt.step(1.0)
+        opt.zero_grad()
+
+    for _ in range(warmup):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t0) / steps

