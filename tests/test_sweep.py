@@ -148,3 +148,19 @@ def test_divergence_is_data_and_failure_exit_1(tmp_path):
     assert code == 0
     df = pd.read_csv(tmp_path / "tiny" / "results.csv").sort_values("seed")
     assert df["status"].tolist() == ["diverged", "done"]  # diverged is a result: not retried
+
+
+def test_table_keeps_points_of_earlier_specs(tiny_run, tmp_path):
+    """A later sweep with fewer rules still lists the earlier rule's rows, from the records."""
+    import shutil
+
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_run.store.root, root / "tiny")
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["rules"] = ["sqrt-wd"]
+    again = run_sweep(parse_spec(spec), out_dir=root)
+    assert again.summary.done == 0
+    assert set(again.table["rule"]) == {"sqrt-wd", "const-wd"} and len(again.table) == 32

@@ -93,9 +93,11 @@ class Store:
 
     # ---- opening ------------------------------------------------------------------------
     @classmethod
-    def open(cls, spec: Spec, out_dir: str | Path | None = None) -> "Store":
+    def open(cls, spec: Spec, out_dir: str | Path | None = None, update_spec: bool = True) -> "Store":
         """Open (or create) the run directory for ``spec``, refusing a spec that would alter
-        cells the directory already holds."""
+        cells the directory already holds. ``spec.yaml`` becomes ``spec`` unless
+        ``update_spec`` is False (for derived runs, such as ``transfer --train``, that add
+        cells to a run without replacing the spec the user swept)."""
         root = Path(out_dir if out_dir is not None else spec.out_dir) / spec.name
         store = cls(root)
         frozen = root / "spec.yaml"
@@ -111,7 +113,8 @@ class Store:
         try:
             root.mkdir(parents=True, exist_ok=True)
             store.cells_dir.mkdir(exist_ok=True)
-            atomic_write_text(frozen, dump_spec(spec))
+            if update_spec or not frozen.exists():
+                atomic_write_text(frozen, dump_spec(spec))
         except OSError as exc:
             raise UserError(f"cannot write to the run directory {root}: {exc.strerror or exc}") from None
         return store
@@ -186,17 +189,16 @@ class Store:
     # ---- the table ----------------------------------------------------------------------
     def rebuild_table(self, plan: Plan) -> pd.DataFrame:
         """Write results.csv: one row per sweep point of the plan (pending where no record),
-        plus the points of older records that the current spec no longer names."""
+        plus every point an existing record was trained for (an earlier spec's, a rule added
+        later, ``transfer --train``'s), each once."""
         records = self.records()
         rows = [_row(label, cid, records.get(cid)) for label, cid in plan.labels]
         seen = {(r["rule"], r["width"], r["eta"], r["wd"], r["seed"]) for r in rows}
-        planned = {cid for _, cid in plan.labels}
         for cid, rec in records.items():
-            if cid in planned:
-                continue
             for lab in rec.get("labels", []):
                 key = (lab["rule"], lab["width"], lab["eta"], lab["wd"], lab["seed"])
                 if key not in seen:
+                    seen.add(key)
                     rows.append(_row(_LabelView(**lab), cid, rec))
         df = pd.DataFrame(rows, columns=COLUMNS)
         df = df.sort_values(["rule", "width", "wd", "eta", "seed"], kind="stable").reset_index(drop=True)

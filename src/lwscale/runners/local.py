@@ -94,7 +94,7 @@ class Progress:
 
 
 def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Progress | None = None,
-              log: Callable[[str], None] = lambda s: None) -> SweepResult:
+              log: Callable[[str], None] = lambda s: None, update_spec: bool = True) -> SweepResult:
     """Plan the spec, open its run directory, train every pending cell stack by stack in
     this process, and rebuild results.csv. Ctrl-C stops after writing what finished."""
     from ..data import load_dataset
@@ -104,7 +104,7 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
 
     progress = progress or Progress()
     plan = make_plan(spec)
-    store = Store.open(spec, out_dir)
+    store = Store.open(spec, out_dir, update_spec=update_spec)
     todo = store.pending(plan, retry_failed=retry_failed)
     for w in store.warnings:
         log(f"warning: {w}")
