@@ -43,7 +43,7 @@ class _Spec:
 
 def test_batches_are_a_function_of_seed_and_step():
     ds = data.load_dataset(_Spec, seq_len=16, batch_size=4, eval_tokens=160, device=torch.device("cpu"))
-    assert ds.val.shape == (10, 17)
+    assert ds.val.shape == (12, 17)  # 160 tokens / 16 = 10 sequences, rounded up to whole batches of 4
     a, b = ds.train_batch(0, 5), ds.train_batch(0, 5)
     assert a.shape == (4, 17) and np.array_equal(a, b)
     assert not np.array_equal(a, ds.train_batch(1, 5)) and not np.array_equal(a, ds.train_batch(0, 6))

@@ -109,3 +109,15 @@ def test_double_membership_is_refused():
     p = next(model.parameters())
     with pytest.raises(ValueError, match="twice"):
         StackedAdamW([Group("a", [p], torch.ones(1), torch.zeros(1)), Group("b", [p], torch.ones(1), torch.zeros(1))], 1)
+
+
+def test_compiled_update_equals_eager(rand_tokens):
+    """The GPU fast path compiles the optimizer update; it must compute the same step."""
+    batches = rand_tokens(2, steps=4)
+    eager_m, eager_o = make(32, CELLS[:2])
+    comp_m, comp_o = make(32, CELLS[:2])
+    comp_o.compile()
+    a, b = run(eager_m, eager_o, batches), run(comp_m, comp_o, batches)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for (n, p), (_, q) in zip(eager_m.named_parameters(), comp_m.named_parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)

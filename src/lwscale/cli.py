@@ -40,7 +40,7 @@ def _root(
 
 
 def note(msg: str) -> None:
-    console.print(f"[dim]{msg}[/]")
+    console.print(f"[dim]{msg}[/]", soft_wrap=True)
 
 
 @app.command()
@@ -80,7 +80,7 @@ def sweep(
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
     if warning:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if dry_run:
         _dry_run(spec, plan, resolve_device(spec.train.device))
         return
@@ -153,7 +153,7 @@ def _dry_run(spec, plan, dev) -> None:
         if key not in per_step:
             per_step[key] = time_steps(stack[0].model, spec, dev, k=len(stack))
         total += per_step[key] * stack[0].steps
-    console.print(f"dry run: {len(plan.cells)} cells in {len(stacks)} stacks of up to {k} on {dev}; "
+    console.print(f"dry run: {len(plan.cells)} cells in {len(stacks)} stacks of up to {max(k.values())} on {dev}; "
                   f"estimated training time {_fmt_s(total)} (from a quick measured step time; data preparation "
                   "and evaluation not included)")
 

@@ -324,7 +324,8 @@ def load_dataset(data_spec, seq_len: int, batch_size: int, eval_tokens: int, dev
                  max_width: int = 256, depth: int = 4, head_dim: int = 64,
                  log: Callable[[str], None] = lambda s: None) -> Dataset:
     """Build the Dataset a spec asks for (``data_spec`` is ``spec.DataSpec`` or alike)."""
-    n_val = max(1, eval_tokens // seq_len)
+    # a whole number of batches, so evaluation runs the training shapes (no recompiles)
+    n_val = -(-max(1, eval_tokens // seq_len) // batch_size) * batch_size
     if data_spec.source == "synthetic":
         t = data_spec.teacher
         tcfg = TeacherConfig(

@@ -56,6 +56,8 @@ class StackedAdamW:
             if g.lr.shape != (n_stack,) or g.wd.shape != (n_stack,):
                 raise ValueError(f"group {g.name}: lr and wd must have shape [{n_stack}]")
             g.lr, g.wd = g.lr.to(device, torch.float32), g.wd.to(device, torch.float32)
+        self._group_of = [i for i, g in enumerate(groups) for _ in g.params]
+        self._update = _update
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.t = 0
@@ -65,11 +67,7 @@ class StackedAdamW:
 
     def grad_norms(self) -> torch.Tensor:
         """Per-cell L2 norm of all gradients, [K] fp32."""
-        sq = torch.zeros(self.K, device=self.alive.device)
-        for p in self.params:
-            if p.grad is not None:
-                sq = sq + p.grad.float().pow(2).flatten(1).sum(1)
-        return sq.sqrt()
+        return _grad_norms([p.grad for p in self.params if p.grad is not None], self.K, self.alive.device)
 
     @torch.no_grad()
     def step(self, lr_scale: float = 1.0, healthy: torch.Tensor | None = None) -> None:
@@ -79,36 +77,24 @@ class StackedAdamW:
         non-finite gradient norm, is frozen from this step on.
         """
         self.t += 1
-        norm = self.grad_norms()
-        self.last_grad_norm = norm
-        ok = torch.isfinite(norm) if healthy is None else torch.isfinite(norm) & healthy
-        newly_dead = self.alive & ~ok
-        self.died_at = torch.where(newly_dead, torch.full_like(self.died_at, self.t), self.died_at)
-        self.alive &= ok
-        alive = self.alive.float()
-        if self.max_grad_norm is not None:
-            coef = (self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
-        else:
-            coef = torch.ones_like(norm)
-        coef = torch.where(self.alive, coef, torch.zeros_like(coef))  # frozen cells get no gradient
-        bc1 = 1.0 - self.beta1**self.t
-        bc2_sqrt = (1.0 - self.beta2**self.t) ** 0.5
-        i = 0
-        for g in self.groups:
-            lr = g.lr * (lr_scale * alive)  # [K]; 0 for frozen cells
-            decay = 1.0 - lr * g.wd
-            step_size = lr / bc1
-            for p in g.params:
-                m, v = self.exp_avg[i], self.exp_avg_sq[i]
-                i += 1
-                if p.grad is None:
-                    continue
-                grad = p.grad.mul(_cells(coef, p)).nan_to_num_(0.0, 0.0, 0.0)
-                p.mul_(_cells(decay, p))
-                m.lerp_(grad, 1.0 - self.beta1)
-                v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
-                denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-                p.addcdiv_(m * _cells(-step_size, p), denom)
+        device = self.alive.device
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        if healthy is None:
+            healthy = torch.ones_like(self.alive)
+        # schedule factor and step count go in as tensors, so a compiled update never recompiles
+        self.alive, self.died_at, self.last_grad_norm = self._update(
+            self.params, grads, self.exp_avg, self.exp_avg_sq,
+            [g.lr for g in self.groups], [g.wd for g in self.groups], self._group_of,
+            self.alive, self.died_at, healthy,
+            torch.tensor(float(self.t), device=device), torch.tensor(float(lr_scale), device=device),
+            self.beta1, self.beta2, self.eps, self.max_grad_norm,
+        )
+
+    def compile(self) -> "StackedAdamW":
+        """Fuse the update with torch.compile (one compile per parameter layout; the GPU
+        fast path: a few fused kernels instead of several launches per parameter)."""
+        self._update = torch.compile(_update, fullgraph=True, dynamic=False)
+        return self
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -135,3 +121,45 @@ class StackedAdamW:
         for g, lr, wd in zip(self.groups, state["lr"], state["wd"]):
             g.lr.copy_(lr)
             g.wd.copy_(wd)
+
+
+def _grad_norms(grads: list[torch.Tensor], K: int, device) -> torch.Tensor:
+    sq = torch.zeros(K, device=device)
+    for g in grads:
+        sq = sq + g.float().pow(2).flatten(1).sum(1)
+    return sq.sqrt()
+
+
+def _update(params, grads, exp_avgs, exp_avg_sqs, lrs, wds, group_of, alive, died_at, healthy, t, lr_scale,
+            beta1: float, beta2: float, eps: float, max_grad_norm: float | None):
+    """The stacked AdamW update, a pure function of tensors (so torch.compile can fuse it).
+    Returns the new (alive, died_at, grad_norm)."""
+    K = alive.shape[0]
+    norm = _grad_norms(grads, K, alive.device)
+    ok = torch.isfinite(norm) & healthy
+    died_at = torch.where(alive & ~ok, t.to(died_at.dtype), died_at)
+    alive = alive & ok
+    if max_grad_norm is not None:
+        coef = (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
+    else:
+        coef = torch.ones_like(norm)
+    coef = torch.where(alive, coef, torch.zeros_like(coef))  # frozen cells get no gradient
+    # per-group, per-cell factors: lr 0 for frozen cells
+    lr = [g_lr * lr_scale * alive.float() for g_lr in lrs]
+    decay = [1.0 - lr_g * wd_g for lr_g, wd_g in zip(lr, wds)]
+    bc1 = 1.0 - beta1**t
+    bc2_sqrt = (1.0 - beta2**t).sqrt()
+    neg_step = [-lr_g / bc1 for lr_g in lr]
+
+    grads = [(g * _cells(coef, g)).nan_to_num_(0.0, 0.0, 0.0) for g in grads]
+    for p, gi in zip(params, group_of):
+        p.mul_(_cells(decay[gi], p))  # coupled weight decay, as torch.optim.AdamW
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1.0 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bc2_sqrt)
+    torch._foreach_add_(denom, eps)
+    for p, m, d, gi in zip(params, exp_avgs, denom, group_of):
+        p.addcdiv_(m * _cells(neg_step[gi], p), d)
+    return alive, died_at, norm

@@ -38,6 +38,7 @@ COLUMNS = [
     "rule", "width", "m", "eta", "wd", "seed", "cell_id", "status", "final_val_loss", "final_train_loss",
     "initial_loss", "diverged_step", "lr_matrix", "wd_matrix", "lr_vector", "tau_matrix", "timescales",
     "steps", "tokens", "tokens_per_s", "wall_s", "stack_size", "device", "lwscale_version", "reason",
+    "tflops", "mfu",
 ]
 
 
@@ -232,6 +233,7 @@ def _row(label, cid: str, rec: dict | None) -> dict:
         steps=rec.get("steps"), tokens=rec.get("tokens"), tokens_per_s=rec.get("tokens_per_s"),
         wall_s=rec.get("wall_s"), stack_size=rec.get("stack_size"), device=rec.get("device"),
         lwscale_version=rec.get("lwscale_version"), reason=rec.get("reason"),
+        tflops=rec.get("tflops"), mfu=rec.get("mfu"),
     )
     return row
 

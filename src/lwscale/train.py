@@ -22,6 +22,7 @@ from .data import Dataset
 from .model import Transformer, build, flops_per_token
 from .optim import StackedAdamW
 from .params import classify_model, stack_groups
+from .perf import device_name, peak_flops, throughput
 from .plan import Cell
 from .schedule import lr_factor
 from .spec import Spec
@@ -30,9 +31,10 @@ ProgressFn = Callable[[int, int, list[float]], None]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast use TF32
+        torch.backends.cudnn.allow_tf32 = True
     if dev.type == "cuda" and not torch.cuda.is_available():
         from .errors import UserError
 
@@ -113,7 +115,9 @@ def train_stack(
     groups = stack_groups(model, classify_model(model, spec.model.unembed_class), [c.rule_hparams for c in cells],
                           o_spec.wd_mode, spec.model.vector_lr_mult)
     opt = StackedAdamW(groups, K, betas=tuple(o_spec.betas), eps=o_spec.eps, max_grad_norm=t_spec.grad_clip)
-    fwd = torch.compile(model) if resolve_compile(spec, device) else model
+    fwd = model
+    if resolve_compile(spec, device):
+        fwd, opt = torch.compile(model), opt.compile()
 
     batcher = Batcher(dataset, [c.seed for c in cells], device)
     val = torch.from_numpy(dataset.val.astype(np.int64)).to(device)
@@ -175,6 +179,7 @@ def train_stack(
     init = initial.cpu().tolist()
     last_finite_l = last_finite.cpu().tolist()
     fpt = flops_per_token(first.model)
+    perf = throughput(steps * B * T, wall, fpt, K, peak_flops(device, precision))
     records = []
     for k, cell in enumerate(cells):
         diverged = died_at[k] >= 0
@@ -195,7 +200,10 @@ def train_stack(
             "diverged_step": died_at[k] if diverged else None,
             "last_finite_loss": last_finite_l[k] if diverged else None,
             "tokens": steps * B * T,
-            "tokens_per_s": steps * B * T / wall if wall > 0 else None,
+            "tokens_per_s": perf["tokens_per_s"],
+            "tflops": perf["tflops"],          # the whole stack's achieved TFLOP/s
+            "mfu": perf["mfu"],                # against the device's bf16 peak; None if unknown
+            "device_name": device_name(device),
             "flops_per_token": fpt,
             "wall_s": wall,
             "stack_size": K,
@@ -214,7 +222,9 @@ def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3
     model = build(cfg, seeds=[0] * k, device=device)
     groups = stack_groups(model, classify_model(model, spec.model.unembed_class), [("sqrt-wd", 1e-3, 0.1)] * k)
     opt = StackedAdamW(groups, k, max_grad_norm=spec.train.grad_clip)
-    fwd = torch.compile(model) if resolve_compile(spec, device) else model
+    fwd = model
+    if resolve_compile(spec, device):
+        fwd, opt = torch.compile(model), opt.compile()
     precision = resolve_precision(spec, device)
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, cfg.vocab_size, (1, spec.train.batch_size, cfg.seq_len + 1), generator=g)
@@ -237,3 +247,14 @@ def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - t0) / steps
+
+
+def peak_step_memory(cfg, spec: Spec, device: torch.device, k: int) -> int:
+    """Peak CUDA memory (bytes) of one training step of a K-cell stack, measured."""
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    time_steps(cfg, spec, device, k=k, steps=1, warmup=0)
+    peak = torch.cuda.max_memory_allocated(device) - base
+    torch.cuda.empty_cache()
+    return int(peak)

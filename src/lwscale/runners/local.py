@@ -30,13 +30,14 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
 
 
-def make_stacks(cells: list[Cell], k: int) -> list[list[Cell]]:
-    """Cut cells into stacks of at most k that can share one stacked model."""
+def make_stacks(cells: list[Cell], k: int | dict[int, int]) -> list[list[Cell]]:
+    """Cut cells into stacks of at most k (an int, or per width) that can share one model."""
     order = sorted(cells, key=lambda c: (c.width, repr(c.stack_key()), c.seed, c.rule_hparams[1:], c.id))
     stacks = []
     for _, group in groupby(order, key=lambda c: c.stack_key()):
         group = list(group)
-        stacks.extend(group[i : i + k] for i in range(0, len(group), k))
+        size = k if isinstance(k, int) else k.get(group[0].width, 1)
+        stacks.extend(group[i : i + size] for i in range(0, len(group), size))
     return stacks
 
 

@@ -1,17 +1,77 @@
-"""How many cells to train together as one stacked model (K)."""
+"""How many cells to train together as one stacked model (K).
+
+On CUDA a width-256 proxy uses a few percent of the GPU, so K is as large as memory allows:
+one step of a K = 1 and a K = 2 stack is measured, and K fills 85% of free memory
+(capped by the cells there are). On the CPU stacking pays only for tiny cells, so K comes
+from a short timing of K = 1 against larger K, and K > 1 is chosen only if it is at least
+5% faster per cell: never slower than one by one. The spec's ``cells_per_stack`` or
+``--cells-per-stack`` overrides both.
+"""
 from __future__ import annotations
+
+from itertools import groupby
+from typing import Callable
 
 import torch
 
 from ..spec import Spec
 
+MEMORY_FRACTION = 0.85
+MAX_K = 64
 
-def choose_k(spec: Spec, cells: list, device: torch.device, log=lambda s: None) -> int:
-    """K from the spec (an int), or automatically: every cell of a group on CUDA (up to 16),
-    one by one on the CPU."""
+
+def choose_k(spec: Spec, cells: list, device: torch.device,
+             log: Callable[[str], None] = lambda s: None) -> dict[int, int]:
+    """K for each width of these cells: the spec's number, or chosen automatically."""
+    widths = sorted({c.width for c in cells})
     k = spec.train.cells_per_stack
     if isinstance(k, int):
-        return k
-    if device.type == "cuda":
-        return 16
-    return 1
+        return {w: k for w in widths}
+    out = {}
+    for w in widths:
+        group = [c for c in cells if c.width == w]
+        n = max(len(list(g)) for _, g in groupby(sorted(group, key=lambda c: repr(c.stack_key())),
+                                                 key=lambda c: repr(c.stack_key())))
+        if device.type == "cuda":
+            out[w] = k_for_memory(group[0].model, spec, device, n)
+            log(f"width {w}: {out[w]} cells per stack (from measured memory, {MEMORY_FRACTION:.0%} of free)")
+        else:
+            out[w] = k_for_speed(group[0].model, spec, device, min(n, 8), log)
+    return out
+
+
+def k_for_memory(cfg, spec: Spec, device: torch.device, n_max: int,
+                 measure: Callable[[int], int] | None = None, free: int | None = None) -> int:
+    """The largest K whose stack fits in MEMORY_FRACTION of free memory, from the measured
+    peak memory of K = 1 and K = 2 (their difference is one cell's share)."""
+    from ..train import peak_step_memory
+
+    measure = measure or (lambda k: peak_step_memory(cfg, spec, device, k))
+    m1, m2 = measure(1), measure(2)
+    per_cell = max(m2 - m1, 1)
+    fixed = max(m1 - per_cell, 0)
+    if free is None:
+        free, _ = torch.cuda.mem_get_info(device)
+        free += m2  # the measurement's own memory was freed when it returned
+    k = int((MEMORY_FRACTION * free - fixed) // per_cell)
+    return max(1, min(k, n_max, MAX_K))
+
+
+def k_for_speed(cfg, spec: Spec, device: torch.device, n_max: int, log: Callable[[str], None] = lambda s: None,
+                time_fn: Callable[[int], float] | None = None) -> int:
+    """K = 1 unless a larger stack is at least 5% faster per cell in a short timing."""
+    from ..train import time_steps
+
+    if n_max < 2:
+        return 1
+    time_fn = time_fn or (lambda k: time_steps(cfg, spec, device, k=k, steps=3, warmup=2))
+    candidates = sorted({2, n_max} | ({4} if n_max > 4 else set()))
+    first = time_fn(1)
+    per_cell = {k: time_fn(k) / k for k in candidates}
+    per_cell[1] = min(first, time_fn(1))  # timed before and after, against warm-up effects
+    best = min(per_cell, key=per_cell.get)
+    if best > 1 and per_cell[1] / per_cell[best] < 1.05:
+        best = 1
+    log(f"width {cfg.width}: {best} cells per stack (timed: {per_cell[1] / per_cell[best]:.2f}x "
+        "the one-by-one speed per cell)")
+    return best

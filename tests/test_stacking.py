@@ -1,0 +1,46 @@
+"""Automatic choice of K (cells per stack) and the cut into stacks."""
+import torch
+
+from conftest import TINY_SPEC
+from lwscale.plan import make_plan
+from lwscale.runners.local import make_stacks
+from lwscale.runners.stacking import choose_k, k_for_memory, k_for_speed
+from lwscale.spec import parse_spec
+
+SPEC = parse_spec(TINY_SPEC)
+CFG = make_plan(SPEC).cells[0].model
+
+
+def test_cpu_k_is_never_slower_than_one_by_one():
+    # stacking 4 is 30% faster per cell: take it
+    assert k_for_speed(CFG, SPEC, torch.device("cpu"), 4, time_fn=lambda k: {1: 1.0, 2: 1.8, 4: 2.8}[k]) == 4
+    # only 3% faster: not worth the risk of being slower; 1 by 1
+    assert k_for_speed(CFG, SPEC, torch.device("cpu"), 4, time_fn=lambda k: {1: 1.0, 2: 1.94, 4: 3.9}[k]) == 1
+    # slower stacked: 1 by 1
+    assert k_for_speed(CFG, SPEC, torch.device("cpu"), 8, time_fn=lambda k: k * 1.2) == 1
+    assert k_for_speed(CFG, SPEC, torch.device("cpu"), 1, time_fn=lambda k: 1 / 0) == 1
+
+
+def test_cpu_k_from_a_real_timing():
+    k = choose_k(SPEC, make_plan(SPEC).cells, torch.device("cpu"))
+    assert set(k) == {32, 64} and all(1 <= v <= 8 for v in k.values())
+
+
+def test_cuda_k_fills_85_percent_of_free_memory():
+    GiB = 2**30
+    # 1 GiB fixed + 0.5 GiB per cell; 16 GiB free -> (0.85*16 - 1) / 0.5 = 25
+    measure = lambda k: GiB + k * GiB // 2  # noqa: E731
+    assert k_for_memory(CFG, SPEC, None, 100, measure=measure, free=16 * GiB) == 25
+    assert k_for_memory(CFG, SPEC, None, 9, measure=measure, free=16 * GiB) == 9  # capped by the cells
+    assert k_for_memory(CFG, SPEC, None, 9, measure=measure, free=GiB) == 1  # always at least one
+
+
+def test_spec_override_and_stacks_per_width():
+    spec = parse_spec({**TINY_SPEC, "train": {**TINY_SPEC["train"], "cells_per_stack": 3}})
+    cells = make_plan(spec).cells
+    assert choose_k(spec, cells, torch.device("cpu")) == {32: 3, 64: 3}
+    stacks = make_stacks(cells, {32: 8, 64: 5})
+    assert sorted(len(s) for s in stacks) == [1, 5, 5, 5, 8]  # 8 cells at 32, 16 at 64
+    for s in stacks:
+        assert len({c.stack_key() for c in s}) == 1
+    assert sorted(c.id for s in stacks for c in s) == sorted(c.id for c in cells)
