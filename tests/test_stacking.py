@@ -40,7 +40,7 @@ def test_spec_override_and_stacks_per_width():
     cells = make_plan(spec).cells
     assert choose_k(spec, cells, torch.device("cpu")) == {32: 3, 64: 3}
     stacks = make_stacks(cells, {32: 8, 64: 5})
-    assert sorted(len(s) for s in stacks) == [1, 5, 5, 5, 8]  # 8 cells at 32, 16 at 64
+    assert sorted(len(s) for s in stacks) == [4, 4, 4, 4, 8]  # 8 cells at 32; 16 at 64 in balanced stacks
     for s in stacks:
         assert len({c.stack_key() for c in s}) == 1
     assert sorted(c.id for s in stacks for c in s) == sorted(c.id for c in cells)

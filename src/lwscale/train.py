@@ -49,7 +49,11 @@ def resolve_precision(spec: Spec, device: torch.device) -> str:
 
 def resolve_compile(spec: Spec, device: torch.device) -> bool:
     c = spec.train.compile
-    return device.type == "cuda" if c == "auto" else bool(c)
+    on = device.type == "cuda" if c == "auto" else bool(c)
+    if on:
+        # one compiled graph per (width, K) and mode: a sweep has more than dynamo's default 8
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    return on
 
 
 def autocast(device: torch.device, precision: str):
