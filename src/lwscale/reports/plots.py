@@ -86,52 +86,71 @@ def _fmt_ticks(ax, xs, ys, etas, wds):
 _HALO = [pe.withStroke(linewidth=2.6, foreground="black")]
 
 
-def heatmap_panel(ax, sub: pd.DataFrame, norm: Normalize, proxy: tuple[float, float] | None, annotate: bool):
+class GridAxes:
+    """The run's (eta, wd) grid in plot coordinates: log2 eta, log2 lambda (wd = 0 one step below)."""
+
+    def __init__(self, stats: pd.DataFrame):
+        self.etas = np.array(sorted(stats["eta"].unique()), float)
+        self.wds = np.array(sorted(stats["wd"].unique()), float)
+        self.xs, self.ys = log2(self.etas), _ylog(self.wds)
+        self.xe, self.ye = _edges(self.xs), _edges(self.ys)
+
+    def index(self, eta: float, wd: float) -> tuple[int, int] | None:
+        j, i = np.flatnonzero(np.isclose(self.etas, eta)), np.flatnonzero(np.isclose(self.wds, wd))
+        return (int(i[0]), int(j[0])) if len(i) and len(j) else None
+
+    def cell(self, i: int, j: int, **kw) -> Rectangle:
+        xe, ye = self.xe, self.ye
+        return Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], **kw)
+
+
+def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tuple[float, float] | None,
+                  annotate: bool):
     """One (rule, width) panel; returns the set of bad statuses it drew and the ridge's note."""
-    etas = np.array(sorted(sub["eta"].unique()), float)
-    wds = np.array(sorted(sub["wd"].unique()), float)
-    xs, ys = log2(etas), _ylog(wds)
-    xe, ye = _edges(xs), _edges(ys)
-    Z = np.full((len(wds), len(etas)), np.nan)
+    Z = np.full((len(g.wds), len(g.etas)), np.nan)
+    seen = np.zeros(Z.shape, bool)
     bad = set()
     for r in sub.itertuples():
-        i, j = int(np.searchsorted(wds, r.wd)), int(np.searchsorted(etas, r.eta))
+        i, j = g.index(r.eta, r.wd)
+        seen[i, j] = True
         ok = r.status == "done" and np.isfinite(r.loss)
         if ok:
             Z[i, j] = r.loss
         else:
             kind = r.status if r.status in ("diverged", "failed") else "missing"
             bad.add(kind)
-            ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], lw=0, **BAD[kind]))
+            ax.add_patch(g.cell(i, j, lw=0, **BAD[kind]))
         if annotate and ok:
             rgba = plt.get_cmap(CMAP)(norm(r.loss))
             dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
-            ax.text(xs[j], ys[i] - 0.28 * (ye[i + 1] - ye[i]), f"{r.loss:.3f}", ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
-    ax.pcolormesh(xe, ye, np.ma.masked_invalid(Z), cmap=CMAP, norm=norm, shading="flat")
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
-    _fmt_ticks(ax, xs, ys, etas, wds)
+            ax.text(g.xs[j], g.ys[i] - 0.28 * (g.ye[i + 1] - g.ye[i]), f"{r.loss:.3f}", ha="center", va="center",
+                    fontsize=7, color="white" if dark else "black")
+    for i, j in zip(*np.nonzero(~seen)):   # grid points this panel has no row for
+        bad.add("missing")
+        ax.add_patch(g.cell(i, j, lw=0, **BAD["missing"]))
+    ax.pcolormesh(g.xe, g.ye, np.ma.masked_invalid(Z), cmap=CMAP, norm=norm, shading="flat")
+    ax.set_xlim(g.xe[0], g.xe[-1])
+    ax.set_ylim(g.ye[0], g.ye[-1])
+    _fmt_ticks(ax, g.xs, g.ys, g.etas, g.wds)
     best = argmin(sub)
     if best is not None:
-        bx, by = float(log2(best["eta"])), float(_ylog(np.array([best["wd"]]))[0])
+        i, j = g.index(best["eta"], best["wd"])
+        bx, by = g.xs[j], g.ys[i]
         ax.plot(bx, by, marker="*", ms=17, mfc="gold", mec="black", ls="none", zorder=5)
         # guides through the best cell: iso-eta*lambda (slope -1) and iso-eta/lambda (slope +1)
-        t = np.array([xe[0], xe[-1]])
+        t = np.array([g.xe[0], g.xe[-1]])
         ax.plot(t, by - (t - bx), ls="--", color="white", lw=1.2, zorder=3, path_effects=_HALO)
         ax.plot(t, by + (t - bx), ls=":", color="white", lw=1.4, zorder=3, path_effects=_HALO)
     if proxy is not None:  # outline the proxy optimum's cell (or mark it off-grid)
-        j, i = np.flatnonzero(np.isclose(etas, proxy[0])), np.flatnonzero(np.isclose(wds, proxy[1]))
-        if len(i) and len(j):
-            i, j = int(i[0]), int(j[0])
-            ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], fill=False, ec="red",
-                                   lw=2.8, zorder=6))
+        hit = g.index(*proxy)
+        if hit is not None:
+            ax.add_patch(g.cell(*hit, fill=False, ec="red", lw=2.8, zorder=6))
         else:
-            py = float(_ylog(np.array([proxy[1]]))[0]) if proxy[1] > 0 else ye[0]
+            py = float(log2(proxy[1])) if proxy[1] > 0 else g.ys[0]
             ax.plot(float(log2(proxy[0])), py, marker="s", ms=12, mfc="none", mec="red", mew=2.2, zorder=6)
     ridge = fit_ridge(sub.assign(loss=sub["loss"].where(sub["status"] == "done")))
     if ridge.ok:
-        yy = np.linspace(ye[0], ye[-1], 20)
+        yy = np.linspace(g.ye[0], g.ye[-1], 20)
         ax.plot(ridge.intercept + ridge.slope * yy, yy, color="red", lw=1.6, zorder=4)
         ax.plot(*np.array(ridge.points).T, "r.", ms=6, zorder=4)
     return bad, ridge.short().replace("\n", " ")
@@ -141,10 +160,10 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     stats, rules, widths = run.stats, run.rules, run.widths
     norm = colour_norm(stats)
     proxy_width = widths[0] if proxy_width is None else proxy_width
-    n_eta, n_wd = stats["eta"].nunique(), stats["wd"].nunique()
-    annotate = n_eta * n_wd <= 64
-    fig, axes = plt.subplots(len(rules), len(widths), figsize=(3.6 * len(widths) + 1.4, 3.3 * len(rules) + 0.9),
-                             squeeze=False, sharex=True, sharey=True)
+    g = GridAxes(stats)
+    annotate = len(g.etas) * len(g.wds) <= 64
+    fig, axes = plt.subplots(len(rules), len(widths), figsize=(4.0 * len(widths) + 1.2, 3.5 * len(rules) + 1.4),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
     bad = set()
     for i, rule in enumerate(rules):
         best_p = argmin(panel(stats, rule, proxy_width))
@@ -155,7 +174,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             if sub.empty:
                 ax.set_axis_off()
                 continue
-            drawn, ridge_note = heatmap_panel(ax, sub, norm, proxy if width != proxy_width else None, annotate)
+            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate)
             bad |= drawn
             ax.set_title(f"{rule}, width {width} (m={width / run.spec.model.d0:g})\n{ridge_note}", fontsize=9)
             if i == len(rules) - 1:
@@ -163,7 +182,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             if j == 0:
                 ax.set_ylabel("λ  (base wd, log₂ axis)")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
-    cb = fig.colorbar(sm, ax=axes, shrink=0.85, extend="both", pad=0.02)
+    cb = fig.colorbar(sm, ax=axes, shrink=0.9, extend="both")
     cb.set_label("final validation loss (nats/token, mean over seeds)")
     handles = [plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
                Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum (width {proxy_width}) on the target panels"),
@@ -171,10 +190,10 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
                plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell"),
                plt.Line2D([], [], color="red", lw=1.6, label="fitted ridge η ∝ λ^s through each row's optimum")]
     handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.45, -0.02 - 0.03 * (len(handles) > 4)))
-    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ); colours clipped to the 2–90% quantiles",
-                 fontsize=11)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(widths) < 3 else 4),
+               fontsize=8, frameon=False)
+    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ)\ncolours shared by all panels, "
+                 "clipped to the 2–90% quantiles of the finished cells", fontsize=10)
     return _save(fig, out, "heatmaps", pdf)
 
 

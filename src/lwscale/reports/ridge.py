@@ -49,7 +49,7 @@ class Ridge:
     def short(self) -> str:
         """One or two lines for a figure panel."""
         if not self.ok:
-            return "no ridge fitted:\n" + self.reason
+            return "no ridge: " + self.reason
         hw = "∞" if not math.isfinite(self.half_width) else f"{self.half_width:.2f}"
         return f"ridge η ∝ λ^s: s = {self.slope:+.2f} ± {hw} (95%)"
 
@@ -81,7 +81,7 @@ def fit_ridge(cells: pd.DataFrame) -> Ridge:
     d = cells[(cells["eta"] > 0) & (cells["wd"] > 0)]
     n_eta, n_wd = d["eta"].nunique(), d["wd"].nunique()
     if n_eta < MIN_POINTS or n_wd < MIN_POINTS:
-        return Ridge(None, None, None, reason=f"{n_eta} η x {n_wd} λ values (needs ≥ {MIN_POINTS} each)")
+        return Ridge(None, None, None, reason=f"{n_eta} η x {n_wd} λ values, needs ≥ {MIN_POINTS} each")
     pts = []
     for wd, row in d.groupby("wd"):
         row = row.sort_values("eta")

@@ -179,6 +179,7 @@ def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd
 
 def shift(p_eta: float, p_wd: float, t_eta: float, t_wd: float) -> dict:
     de, dw = float(log2(t_eta) - log2(p_eta)), float(log2(t_wd) - log2(p_wd))
+    de, dw = (v if math.isfinite(v) else math.nan for v in (de, dw))   # wd = 0 has no log
     return {"d_log2_eta": de, "d_log2_wd": dw, "d_log2_eta_x_wd": de + dw, "d_log2_eta_over_wd": de - dw}
 
 
