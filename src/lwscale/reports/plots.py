@@ -239,45 +239,44 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
     return _save(fig, out, "slices", pdf)
 
 
+def _bars(ax, entries: list[dict], series, width: float, tie_keys: dict | None = None) -> None:
+    """Grouped bars, one group per rule: (offset, key, label, colour) per series, seed
+    standard errors as error bars, and each value written on its bar ("n/a" when unmeasured)."""
+    x = np.arange(len(entries))
+    for off, key, lab, col in series:
+        vals = np.array([np.nan if e.get(key) is None else e[key] for e in entries], float)
+        errs = np.array([np.nan if e.get(key + "_se") is None else e[key + "_se"] for e in entries], float)
+        ax.bar(x + off, np.nan_to_num(vals), width, yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
+               capsize=3, color=col, label=lab)
+        for xi, v, err, e in zip(x + off, vals, np.nan_to_num(errs), entries):
+            tie = (tie_keys or {}).get(key)
+            txt = "n/a" if np.isnan(v) else f"{v:+.3g}" + (" tie" if tie and e.get(tie) else "")
+            top = 0 if np.isnan(v) else v + (err if v >= 0 else -err)   # above the error bar
+            ax.annotate(txt, (xi, top), ha="center", va="bottom" if not v < 0 else "top",
+                        fontsize=7, xytext=(0, 3 if not v < 0 else -3), textcoords="offset points")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, [e["rule"] for e in entries])
+    ax.margins(y=0.15)
+    ax.legend(fontsize=7)
+
+
 def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path]:
     """Per rule: regret (pooled and own), and the shift of the optimum, with seed error bars."""
     entries = result["rules"]
-    rules = [e["rule"] for e in entries]
-    x = np.arange(len(rules))
-    g = lambda e, k: e.get(k) if e.get(k) is not None else np.nan  # noqa: E731
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax = axes[0]
-    for off, key, lab, col in ((-0.18, "regret_pooled", "vs best target cell of any rule", "tab:red"),
-                               (0.18, "regret_rule", "vs the rule's own best target cell", "tab:gray")):
-        vals = np.array([g(e, key) for e in entries], float)
-        errs = np.array([g(e, key + "_se") for e in entries], float)
-        ax.bar(x + off, np.nan_to_num(vals), 0.36, yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
-               capsize=4, color=col, label=lab)
-        for xi, v, e in zip(x + off, vals, entries):
-            tie = e.get("tie_pooled" if key == "regret_pooled" else "tie_rule")
-            txt = "n/a" if np.isnan(v) else f"{v:.3f}" + (" (tie)" if tie else "")
-            ax.annotate(txt, (xi, 0 if np.isnan(v) else v), ha="center", va="bottom", fontsize=7,
-                        xytext=(0, 3), textcoords="offset points")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, rules)
-    ax.set_ylabel("regret (Δ final validation loss)")
-    ax.set_title("regret at the transferred point (lower is better)", fontsize=10)
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    for off, key, lab, col in ((-0.27, "d_log2_eta", "Δlog₂ η", "tab:blue"), (-0.09, "d_log2_wd", "Δlog₂ λ", "tab:orange"),
-                               (0.09, "d_log2_eta_x_wd", "Δlog₂ ηλ (across an iso-ηλ ridge)", "tab:purple"),
-                               (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")):
-        vals = np.array([g(e, key) for e in entries], float)
-        errs = np.array([g(e, key + "_se") for e in entries], float)
-        ax.bar(x + off, np.nan_to_num(vals), 0.18, yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
-               capsize=3, color=col, label=lab)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, rules)
-    ax.set_ylabel("target optimum − proxy optimum (log₂ units)")
-    ax.set_title("shift of the optimum (0 = perfect transfer)", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.suptitle(f"Transfer from width {result['proxy_width']} to width {result['target_width']}: "
-                 "error bars = seed standard error (none with one seed)", fontsize=10)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    _bars(axes[0], entries, ((-0.18, "regret_pooled", "vs the best target cell of any rule", "tab:red"),
+                             (0.18, "regret_rule", "vs the rule's own best target cell", "tab:gray")),
+          0.36, {"regret_pooled": "tie_pooled", "regret_rule": "tie_rule"})
+    axes[0].set_ylabel("regret (Δ final validation loss)")
+    axes[0].set_title("regret at the transferred point (lower is better;\n"
+                      "n/a: that target cell was not trained; tie: within 2 seed s.e.)", fontsize=9)
+    _bars(axes[1], entries, ((-0.27, "d_log2_eta", "Δlog₂ η", "tab:blue"), (-0.09, "d_log2_wd", "Δlog₂ λ", "tab:orange"),
+                             (0.09, "d_log2_eta_x_wd", "Δlog₂ ηλ (across an iso-ηλ ridge)", "tab:purple"),
+                             (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")), 0.18)
+    axes[1].set_ylabel("target optimum − proxy optimum (log₂ units)")
+    axes[1].set_title("shift of the grid optimum from proxy to target (0 = perfect transfer)", fontsize=9)
+    fig.suptitle(f"Transfer from width {result['proxy_width']} to width {result['target_width']} "
+                 "(error bars: seed standard error; none with one seed)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "transfer", pdf)
 
