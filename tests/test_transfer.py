@@ -204,6 +204,10 @@ def test_train_trains_the_transferred_points(tiny_run, tmp_path):
     assert e["trained_n"] == 2 and e["trained_loss"] == pytest.approx(sub.mean())
     assert e["trained_loss_se"] == pytest.approx(sub.std(ddof=1) / math.sqrt(2))
     assert e["trained_loss"] < 5.0 and [r["rule"] for r in res["trained_ranking"]] == ["sqrt-wd"]
+    assert "NaN" not in out                                         # strict JSON: missing values are null
+    code, _, err = run_cli(["report", root])
+    assert code == 0, err
+    assert "Trained at each rule's transferred point" in (root / "report.md").read_text()
     # grid points the sweep trained are found done, not trained again
     code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--train", "--json"])
     assert code == 0, err

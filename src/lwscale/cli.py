@@ -248,12 +248,15 @@ def transfer(
         from .reports.train_target import train_points
 
         trained = train_points(run.spec, run.root, target_width, {e["rule"]: (e["eta"], e["wd"]) for e in result["rules"]},
-                               seeds, log=note if not as_json else (lambda s: None))
+                               seeds, log=note if not as_json else (lambda s: None),
+                               progress=None if as_json else _RichProgress(run.spec))
         for e in result["rules"]:
             e.update(trained[e["rule"]])
         result["trained_ranking"] = rank({r: (t["trained_loss"], t["trained_loss_se"]) for r, t in trained.items()})
     atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
-    text = json.dumps(result, indent=1, default=float, allow_nan=True)
+    from .store import _clean
+
+    text = json.dumps(_clean(result), indent=1, default=float)   # NaN and inf become null
     atomic_write_text(run.root / "transfer.json", text)
     if as_json:
         print(text)

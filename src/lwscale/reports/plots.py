@@ -156,8 +156,17 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
     return bad, ridge.short().replace("\n", " ")
 
 
+def on_spec_grid(run: Run) -> pd.DataFrame:
+    """The stats of the spec's grid points only (``transfer --train`` may add others)."""
+    grid = run.spec.grid
+    if grid.pairs is not None:
+        return run.stats
+    near = lambda col, values: np.isclose(run.stats[col].to_numpy(float)[:, None], values).any(axis=1)  # noqa: E731
+    return run.stats[near("eta", grid.axis("eta")) & near("wd", grid.axis("wd"))]
+
+
 def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False) -> list[Path]:
-    stats, rules, widths = run.stats, run.rules, run.widths
+    stats, rules, widths = on_spec_grid(run), run.rules, run.widths
     norm = colour_norm(stats)
     proxy_width = widths[0] if proxy_width is None else proxy_width
     g = GridAxes(stats)

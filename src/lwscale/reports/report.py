@@ -98,12 +98,35 @@ def transfer_md(result: dict) -> str:
                 f"({e0['best_loss_pooled_rule']}, η = {e0['best_loss_pooled_eta']:.4g}, "
                 f"λ = {e0['best_loss_pooled_wd']:.4g}). Regrets within 2 seed standard errors are ties; "
                 "with one seed there is no noise estimate and nothing is called a tie."]
+    trained = result.get("trained_ranking")
+    if trained:
+        out += ["", "Trained at each rule's transferred point (`transfer --train`):", "",
+                "| rank | rule | loss | gap to the best | tie with the best |", "|---|---|---|---|---|"]
+        out += [f"| {r['rank']} | {r['rule']} | {r['loss']:.4f}" + (f" ± {r['se']:.4f}" if r["se"] is not None
+                and math.isfinite(r["se"]) else "") + f" | {r['gap']:+.4f} | {'yes' if r['tie_with_best'] else 'no'} |"
+                for r in trained]
     for w in result.get("warnings", []):
         out.append(f"\n> warning: {w}")
     return "\n".join(out)
 
 
+def _with_trained(run: Run, result: dict | None) -> dict | None:
+    """Add the ranking of an earlier ``transfer --train`` (transfer.json) for the same widths."""
+    import json
+
+    path = run.root / "transfer.json"
+    if result is None or not path.exists():
+        return result
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return result
+    same = (old.get("proxy_width"), old.get("target_width")) == (result["proxy_width"], result["target_width"])
+    return {**result, "trained_ranking": old["trained_ranking"]} if same and old.get("trained_ranking") else result
+
+
 def write_report(run: Run, transfer_result: dict | None) -> str:
+    transfer_result = _with_trained(run, transfer_result)
     parts = [f"# lwscale report: {run.spec.name}", "",
              f"Run directory `{run.root}`. Cells: {status_counts(run)}.", "", "## What was run", spec_summary(run),
              "", "## Final validation loss", "Mean over seeds (± standard error with several seeds); ★ the best "

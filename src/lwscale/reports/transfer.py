@@ -168,7 +168,7 @@ def _tie(diff: float, *ses: float) -> bool | None:
     noise = math.sqrt(sum(s * s for s in ses))
     if not math.isfinite(noise) or noise == 0:
         return None
-    return abs(diff) <= TIE_SIGMAS * noise
+    return bool(abs(diff) <= TIE_SIGMAS * noise)
 
 
 def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:
