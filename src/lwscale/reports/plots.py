@@ -99,6 +99,12 @@ class GridAxes:
         j, i = np.flatnonzero(np.isclose(self.etas, eta)), np.flatnonzero(np.isclose(self.wds, wd))
         return (int(i[0]), int(j[0])) if len(i) and len(j) else None
 
+    def coord(self, axis: str, values) -> np.ndarray:
+        """Plot coordinates of eta ("eta") or wd ("wd") values on this grid."""
+        grid, pos = (self.etas, self.xs) if axis == "eta" else (self.wds, self.ys)
+        idx = np.abs(np.asarray(values, float)[:, None] - grid[None, :]).argmin(axis=1)
+        return pos[idx]
+
     def cell(self, i: int, j: int, **kw) -> Rectangle:
         xe, ye = self.xe, self.ye
         return Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], **kw)
@@ -215,6 +221,7 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
     """Loss against eta at each width's best lambda, and against lambda at its best eta."""
     stats, rules, widths = run.stats, run.rules, run.widths
     colours = _widths_colours(widths)
+    g = GridAxes(stats)
     fig, axes = plt.subplots(len(rules), 2, figsize=(10, 3.3 * len(rules) + 0.6), squeeze=False)
     for i, rule in enumerate(rules):
         for j, (along, fixed, name) in enumerate((("eta", "wd", "η"), ("wd", "eta", "λ"))):
@@ -227,15 +234,17 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
                     continue
                 line = sub[np.isclose(sub[fixed], best[fixed])].sort_values(along)
                 line = line[(line["status"] == "done") & line["loss"].notna()]
-                x = _ylog(line[along].to_numpy(float)) if along == "wd" else log2(line[along].to_numpy(float))
+                x = g.coord(along, line[along])
                 se = line["se"].where(line["n"] > 1).to_numpy(float)
                 fixed_txt = f"{'λ' if fixed == 'wd' else 'η'}={best[fixed]:.3g}"
                 ax.errorbar(x, line["loss"], yerr=None if np.all(np.isnan(se)) else se, marker="o", ms=4,
                             color=colours[w], capsize=3, label=f"width {w} ({fixed_txt})")
-                bx = _ylog(np.array([best[along]]))[0] if along == "wd" else log2(best[along])
+                bx = g.coord(along, [best[along]])[0]
                 ax.plot(bx, best["loss"], marker="*", ms=13, color=colours[w], mec="black", zorder=5)
                 drawn = True
-            ax.set_xlabel(f"log₂ {name}  (base {'lr' if along == 'eta' else 'wd'})")
+            ticks, values = (g.xs, g.etas) if along == "eta" else (g.ys, g.wds)
+            ax.set_xticks(ticks, [_value_label(v) for v in values], fontsize=8)
+            ax.set_xlabel(f"{name}  (base {'lr' if along == 'eta' else 'wd'}, log₂ axis)")
             ax.set_ylabel("final validation loss")
             other = "λ" if along == "eta" else "η"
             ax.set_title(f"{rule}: loss vs {name} at each width's best {other}", fontsize=10)
