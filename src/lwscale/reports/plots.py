@@ -25,6 +25,7 @@ from .ridge import fit_ridge  # noqa: E402
 from .transfer import argmin, panel  # noqa: E402
 
 CMAP = "viridis_r"   # low loss = bright
+CLIP = (0.02, 0.65)  # colour-scale quantiles of the finished losses
 BAD = {"diverged": dict(facecolor="0.75", hatch="///", edgecolor="0.35"),
        "failed": dict(facecolor="white", hatch="xx", edgecolor="0.45"),
        "missing": dict(facecolor="white", hatch="..", edgecolor="0.6")}
@@ -58,11 +59,12 @@ def _ylog(wd: np.ndarray) -> np.ndarray:
 
 
 def colour_norm(stats: pd.DataFrame) -> Normalize:
-    """One colour scale for every panel: the 2nd to 90th percentile of the finished losses."""
+    """One colour scale for every panel, clipped to the CLIP quantiles of the finished losses:
+    the poor cells (often a third of a grid) saturate, so the near-optimal ones stay apart."""
     ok = stats.loc[(stats["status"] == "done"), "loss"].dropna().to_numpy(float)
     if len(ok) == 0:
         return Normalize(0, 1)
-    lo, hi = np.quantile(ok, 0.02), np.quantile(ok, 0.90)
+    lo, hi = np.quantile(ok, CLIP[0]), np.quantile(ok, CLIP[1])
     if hi - lo < 1e-9:
         lo, hi = lo - 0.05, hi + 0.05
     return Normalize(lo, hi, clip=False)
@@ -179,7 +181,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     annotate = len(g.etas) * len(g.wds) <= 64
     fig, axes = plt.subplots(len(rules), len(widths), figsize=(4.0 * len(widths) + 1.2, 3.5 * len(rules) + 1.4),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    bad = set()
+    bad, any_ridge = set(), False
     for i, rule in enumerate(rules):
         best_p = argmin(panel(stats, rule, proxy_width))
         proxy = None if best_p is None else (float(best_p["eta"]), float(best_p["wd"]))
@@ -191,6 +193,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
                 continue
             drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate)
             bad |= drawn
+            any_ridge |= not ridge_note.startswith("no ridge")
             ax.set_title(f"{rule}, width {width} (m={width / run.spec.model.d0:g})\n{ridge_note}", fontsize=9)
             if i == len(rules) - 1:
                 ax.set_xlabel("η  (base lr, log₂ axis)")
@@ -203,12 +206,16 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
                Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum (width {proxy_width}) on the target panels"),
                plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
                plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell"),
-               plt.Line2D([], [], color="red", lw=1.6, label="fitted ridge η ∝ λ^s through each row's optimum")]
+               ]
+    if any_ridge:
+        handles.append(plt.Line2D([], [], color="red", lw=1.6, marker=".", label="fitted ridge η ∝ λ^s through "
+                                  "each row's optimum (dots)"))
     handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(widths) < 3 else 4),
                fontsize=8, frameon=False)
     fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ)\ncolours shared by all panels, "
-                 "clipped to the 2–90% quantiles of the finished cells", fontsize=10)
+                 f"clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} quantiles of the finished cells (numbers: the loss)",
+                 fontsize=10)
     return _save(fig, out, "heatmaps", pdf)
 
 

@@ -30,7 +30,7 @@ def hparam_table(result: dict) -> Table:
         table.add_column(col, justify="right" if "@" in col else "left")
     for e in result["rules"]:
         for i, c in enumerate(e["classes"]):
-            point = f"({e['eta']:.4g}, {e['wd']:.4g}) {e['source']}" if i == 0 else ""
+            point = f"({e['eta']:.4g}, {e['wd']:.4g})" if i == 0 else f"[dim]{e['source']}[/]" if i == 1 else ""
             table.add_row(e["rule"] if i == 0 else "", point, c["group"], _f(c["proxy_lr"]), _f(c["proxy_wd"]),
                           _f(c["proxy_tau"], ",.0f"), _f(c["target_lr"]), _f(c["target_wd"]), _f(c["target_tau"], ",.0f"))
     return table
@@ -40,8 +40,10 @@ def metrics_table(result: dict) -> Table | None:
     rows = [e for e in result["rules"] if "best_loss_pooled" in e]
     if not rows:
         return None
+    noisy = any(e.get("target_loss_se") is not None and math.isfinite(e["target_loss_se"]) for e in rows)
     table = Table(title=f"at the target (best cell of any rule: {rows[0]['best_loss_pooled']:.4f}, "
-                        f"{rows[0]['best_loss_pooled_rule']}); ties: within 2 seed standard errors",
+                        f"{rows[0]['best_loss_pooled_rule']}); " + ("ties: within 2 seed standard errors" if noisy else
+                        "one seed: no noise estimate, so no ties are called"),
                   title_justify="left")
     for col in ("rule", "loss", "regret pooled", "regret own grid", "target optimum",
                 "Δlog2 η", "Δlog2 λ", "Δlog2 ηλ", "Δlog2 η/λ", "σmax ratio"):
