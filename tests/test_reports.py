@@ -122,6 +122,7 @@ def test_report_includes_tables_transfer_figures_and_diagnostics(messy_run):
     assert "Diagnostics" not in text                                      # none yet: not an error
     assert "widths 32, 64 (base width d₀ = 32" in text and "seeds [0, 1]" in text
     assert "### sqrt-wd, width 64" in text and "diverged" in text and "failed" in text
+    assert "sqrt-wd: best cell per width 32: η = 0.00391, λ = 0 (loss 2.5050)" in text
     best = min(loss(e, w, 0) for e in ETAS for w in WDS) + 0.005          # mean over seeds 0, 1
     assert f"**{best:.4f} ± 0.0050** ★" in text
     assert "Proxy width 32 → target width 64" in text and "matrix (m 1->2)" in text
@@ -130,3 +131,12 @@ def test_report_includes_tables_transfer_figures_and_diagnostics(messy_run):
     code, out, err = run_cli(["report", messy_run])
     assert code == 0, err
     assert "alpha = 0.74" in (messy_run / "report.md").read_text()
+    import pandas as pd
+
+    df = pd.read_csv(messy_run / "results.csv")
+    df["timescales"] = [0.5 if i % 2 else 4.0 for i in range(len(df))]
+    df.to_csv(messy_run / "results.csv", index=False)
+    code, out, err = run_cli(["report", messy_run])
+    done = df[df.status == "done"]
+    share = (done.timescales < 3).mean()
+    assert f"; {share:.0%} of the cells completed fewer than 3" in (messy_run / "report.md").read_text()

@@ -13,6 +13,8 @@ from .results import Run
 
 
 def _num(x, fmt: str = ".4f") -> str:
+    if x == math.inf:
+        return "∞"
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return format(x, fmt)
@@ -36,6 +38,35 @@ def spec_summary(run: Run) -> str:
         f"- rules: {', '.join(run.rules)}",
     ]
     return "\n".join(lines)
+
+
+def findings(run: Run, result: dict | None) -> str:
+    """A few sentences a reader can take away: each width's best cell, the transfer verdict,
+    and whether the cells reached AdamW's steady state."""
+    from .tables import best_cells
+
+    lines = []
+    best = best_cells(run.stats)
+    for rule in run.rules:
+        b = best[best["rule"] == rule].sort_values("width")
+        if len(b):
+            lines.append(f"- {rule}: best cell per width " + "; ".join(
+                f"{int(r.width)}: η = {r.eta:.3g}, λ = {r.wd:.3g} (loss {r.loss:.4f})" for r in b.itertuples()))
+    if result and result.get("ranking"):
+        top = result["ranking"][0]
+        ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
+        lines.append(f"- Transferring the width-{result['proxy_width']} optimum to width {result['target_width']}, "
+                     f"{top['rule']} lands on the lowest target loss ({top['loss']:.4f})"
+                     + (f", tied within the seed noise with {', '.join(ties)}" if ties else "")
+                     + ("" if top["se"] is not None and math.isfinite(top["se"]) else
+                        " (one seed: the gaps are not tested against the seed noise)") + ".")
+    ts = run.df.loc[run.df["status"] == "done", "timescales"].dropna() if "timescales" in run.df else []
+    if len(ts):
+        low = float((ts < 3).mean())
+        lines.append(f"- AdamW timescales completed Σ lr·wd (matrices): median {ts.median():.2f}"
+                     + (f"; {low:.0%} of the cells completed fewer than 3, so they are not in steady state and "
+                        "the grid tests η more than λ" if low else "; every cell completed at least 3") + ".")
+    return "\n".join(lines) or "No finished cells yet."
 
 
 def status_counts(run: Run) -> str:
@@ -129,6 +160,7 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
     transfer_result = _with_trained(run, transfer_result)
     parts = [f"# lwscale report: {run.spec.name}", "",
              f"Run directory `{run.root}`. Cells: {status_counts(run)}.", "", "## What was run", spec_summary(run),
+             "", "## What it showed", findings(run, transfer_result),
              "", "## Final validation loss", "Mean over seeds (± standard error with several seeds); ★ the best "
              "cell of each table; rows λ and columns η in base coordinates."]
     for rule in run.rules:
@@ -137,7 +169,9 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
                 parts += ["", f"### {rule}, width {width}", loss_table_md(run, rule, width)]
     parts += ["", "## Transfer"]
     parts.append(transfer_md(transfer_result) if transfer_result else "Needs two widths with finished cells.")
-    figs = sorted((run.root / "figures").glob("*.png")) if (run.root / "figures").is_dir() else []
+    order = {"heatmaps": 0, "slices": 1, "transfer": 2, "curves": 3}
+    figs = sorted((run.root / "figures").glob("*.png"), key=lambda f: (order.get(f.stem, 9), f.name)) \
+        if (run.root / "figures").is_dir() else []
     parts += ["", "## Figures"]
     parts += [f"### {f.stem}\n![{f.stem}](figures/{f.name})" for f in figs] or ["No figures yet: run `lwscale plot`."]
     diag = run.root / "diagnose.md"
