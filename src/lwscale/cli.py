@@ -208,7 +208,7 @@ def plot(
     for w, what in ((proxy_width, "proxy"), (target_width, "target")):
         if w is not None:
             check_width(run, w, what)
-    for p in plot_all(run, proxy_width, target_width, pdf):
+    for p in plot_all(run, proxy_width, target_width, pdf, log=note):
         console.print(str(p))
 
 
@@ -229,9 +229,11 @@ def transfer(
     seeds: int = typer.Option(2, "--seeds", min=1, help="seeds per rule for --train"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
-    """Map the proxy's optimum (eta, lambda) to every parameter class's (lr, wd) at the target,
-    per rule, and, where the run has target cells, report regret, shift and sigma_max ratio.
+    """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
 
+    Prints, for each rule and parameter class, the proxy's and the target's (lr, wd) and tau.
+    Where the run has target cells: the regret against the best target cell of any rule and of
+    the rule's own grid, the shift of the optimum, and the sigma_max ratio once diagnostics exist.
     Writes transfer.csv and transfer.json into RUN_DIR.
     """
     import json

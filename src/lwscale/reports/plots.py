@@ -347,7 +347,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
 
 
 def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
-             transfer_result: dict | None = None) -> list[Path]:
+             transfer_result: dict | None = None, log=lambda s: None) -> list[Path]:
     """Every figure of the run into RUN_DIR/figures; the transfer figure needs two widths."""
     from .transfer import transfer
 
@@ -357,7 +357,8 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
     if transfer_result is None and len(widths) > 1:
         try:
             transfer_result = transfer(run, proxy or widths[0], target or widths[-1])
-        except UserError:  # e.g. no finished proxy cells: the other figures still stand
+        except UserError as exc:  # e.g. no finished proxy cells: the other figures still stand
+            log(f"no transfer figure: {exc}")
             transfer_result = None
     if transfer_result is not None:
         paths += transfer_comparison(transfer_result, out, pdf)
