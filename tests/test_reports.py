@@ -140,3 +140,14 @@ def test_report_includes_tables_transfer_figures_and_diagnostics(messy_run):
     done = df[df.status == "done"]
     share = (done.timescales < 3).mean()
     assert f"; {share:.0%} of the cells completed fewer than 3" in (messy_run / "report.md").read_text()
+
+
+def test_plot_without_finished_proxy_cells_says_why_no_transfer_figure(tmp_path):
+    rows = rows_for("sqrt-wd", 32, ETAS[:2], WDS[1:], [0], loss, status=lambda e, w: "diverged") + \
+        rows_for("sqrt-wd", 64, ETAS[:2], WDS[1:], [0], loss)
+    root = make_run(tmp_path / "r", rows, [32, 64], ["sqrt-wd"], ETAS[:2], WDS[1:])
+    code, out, err = run_cli(["plot", root])
+    assert code == 0, err
+    assert "no transfer figure: no finished cells at the proxy width 32" in out
+    image(root / "figures" / "heatmaps.png")
+    assert not (root / "figures" / "transfer.png").exists()
