@@ -230,8 +230,34 @@ class CustomRule(Strict):
 RuleSpec = Union[str, CustomRule]
 
 
+class SlurmSpec(Strict):
+    """How ``runner: {kind: slurm}`` asks Slurm for each task of its job array (via submitit)."""
+
+    partition: str | None = Field(default=None, description="sbatch --partition; null = the cluster's default")
+    time_minutes: int = Field(default=240, ge=1, description="sbatch --time per task, in minutes")
+    gpus_per_task: int = Field(default=1, ge=0, description="GPUs per task (one task trains one stack)")
+    cpus_per_task: int | None = Field(default=None, ge=1, description="sbatch --cpus-per-task; null = default")
+    mem_gb: float | None = Field(default=None, gt=0, description="sbatch --mem in GB; null = default")
+    account: str | None = Field(default=None, description="sbatch --account")
+    qos: str | None = Field(default=None, description="sbatch --qos")
+    max_parallel: int | None = Field(default=None, ge=1, description="tasks running at once (--array=..%N)")
+    extra_sbatch: dict[str, Union[str, int, float, bool]] = Field(
+        default={}, description="more sbatch flags, e.g. {constraint: h100, exclusive: true}")
+    setup: list[str] = Field(default=[], description="shell lines run before each task (module load, venv)")
+
+
 class RunnerSpec(Strict):
-    kind: Literal["local"] = "local"
+    """Where cells train; none of this changes a cell's id or its result."""
+
+    kind: Literal["local", "gpus", "slurm"] = Field(
+        default="local", description="local: this process; gpus: one worker per visible GPU; slurm: a job array")
+    workers: int | None = Field(default=None, ge=1, description="gpus: worker count; null = one per visible GPU")
+    checkpoint_minutes: float | None = Field(
+        default=30.0, ge=0, description="save a stack's state every N minutes; 0 = every step; null = never")
+    keep_checkpoints: bool = Field(default=False, description="keep a stack's checkpoint after it finishes")
+    claim_timeout_minutes: float = Field(
+        default=10.0, gt=0, description="a claim whose heartbeat is older than this is stale and taken over")
+    slurm: SlurmSpec = SlurmSpec()
 
 
 class Spec(Strict):
