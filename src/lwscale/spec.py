@@ -157,7 +157,7 @@ class OptimizerSpec(Strict):
 # ---- grid and rules ------------------------------------------------------------------------
 class Log2Range(Strict):
     log2: tuple[float, float] = Field(description="[low, high] exponents of 2, inclusive")
-    points: int = Field(ge=1)
+    points: int = Field(ge=1, le=10_000)
 
     def values(self) -> list[float]:
         lo, hi = self.log2
@@ -202,6 +202,8 @@ class GridSpec(Strict):
             raise ValueError("give grid.eta and grid.wd (lists or {log2: [lo, hi], points: n}), or grid.pairs")
         if self.pairs is not None and (self.eta is not None or self.wd is not None):
             raise ValueError("give either grid.pairs or grid.eta/grid.wd, not both")
+        if self.pairs is None and len(self.axis("eta")) * len(self.axis("wd")) > MAX_POINTS:
+            raise ValueError(f"the grid has more than {MAX_POINTS:,} points; surely a mistake")
         for eta, wd in self.points():
             if not (math.isfinite(eta) and eta > 0):
                 raise ValueError(f"grid learning rates must be positive, got {eta}")
@@ -244,6 +246,10 @@ class SlurmSpec(Strict):
     extra_sbatch: dict[str, Union[str, int, float, bool]] = Field(
         default={}, description="more sbatch flags, e.g. {constraint: h100, exclusive: true}")
     setup: list[str] = Field(default=[], description="shell lines run before each task (module load, venv)")
+
+
+# bounds that catch typos before they hang the planner or overflow a tensor size
+MAX_WIDTH, MAX_DEPTH, MAX_STEPS, MAX_POINTS = 2**20, 1024, 10**7, 100_000
 
 
 class RunnerSpec(Strict):
@@ -289,6 +295,26 @@ class Spec(Strict):
             else:
                 raise ValueError(f"unknown rule {r!r}; choose from {', '.join(PRESETS)} or {{name: custom, a: .., g: ..}}")
         return out
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "Spec":
+        m = self.model
+        if max(m.widths + [m.d0]) > MAX_WIDTH or m.ffn_mult * max(m.widths + [m.d0]) > 16 * MAX_WIDTH:
+            raise ValueError(f"model widths (and ffn_mult x width / 16) above {MAX_WIDTH:,} are not supported")
+        if m.depth > MAX_DEPTH:
+            raise ValueError(f"model.depth above {MAX_DEPTH} is not supported")
+        try:
+            steps = max(self.steps_at(w) for w in m.widths)
+        except (OverflowError, ValueError):
+            steps = math.inf
+        if steps > MAX_STEPS:
+            raise ValueError(f"train: more than {MAX_STEPS:,} steps per cell (check steps, tokens and "
+                             "steps_width_exponent)")
+        n = len(self.grid.points()) * len(self.train.seeds) * len(m.widths) * len(self.rules)
+        if n > MAX_POINTS:
+            raise ValueError(f"the sweep has {n:,} points (grid x seeds x widths x rules); more than "
+                             f"{MAX_POINTS:,} is surely a mistake")
+        return self
 
     def rule_objects(self) -> list[Rule]:
         out = []
