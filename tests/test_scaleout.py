@@ -104,6 +104,8 @@ def test_corrupt_or_half_written_record_is_reported_and_retrained(tmp_path):
     assert code == 0, err
     assert f"corrupt record {bad}" in out and "1 already finished, 1 to train" in out
     assert json.loads(bad.read_text())["status"] == "done" and good.stat().st_mtime_ns == good_stamp
+    code, out, err = run_cli(["status", run, "--watch"])  # returns once nothing is left to train
+    assert code == 0 and "time left: none, every cell is finished" in out
 
 
 def test_full_disk_or_no_permission_is_one_clear_line_and_nothing_half_written(tmp_path):
