@@ -214,3 +214,17 @@ def test_status_counts_running_failed_pending_and_time_left(tmp_path):
     assert f"running: cell {seed0[0]} (width 32) on {socket.gethostname()}:{os.getpid()}" in flat
     assert "failed: cell" in flat and "injected fault at step 3" in flat
     assert "time left: about" in flat and "for 2 cells with 1 worker" in flat
+
+
+def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
+    spec = small_spec(seeds=(0, 1), steps=4)
+    spec["train"]["cells_per_stack"] = 4
+    path = write_spec(tmp_path / "s.yaml", spec)
+    # the stack of 4 runs out of memory; its seed-0 half fits; the seed-1 half and its single cells do not
+    env = {"LWSCALE_FAULT": "oom:step=1:k=4,oom:step=1:k=2:seed=1,oom:step=1:k=1:seed=1"}
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path], env=env)
+    assert code == 1
+    recs = sorted(records(tmp_path / "tiny").values(), key=lambda r: r["seed"])
+    assert [(r["seed"], r["status"]) for r in recs] == [(0, "done"), (0, "done"), (1, "failed"), (1, "failed")]
+    assert [r.get("stack_size") for r in recs[:2]] == [2, 2]
+    assert all(r["reason"] == "out of memory: injected out-of-memory at step 1" for r in recs[2:])

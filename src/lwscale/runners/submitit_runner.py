@@ -85,6 +85,8 @@ def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False,
             except Exception as exc:  # a worker that crashed: its cells stay claimed until stale
                 msg = str(exc).strip().splitlines()
                 summary.failures.append(f"worker {job.job_id} crashed: {msg[-1] if msg else exc}")
+                log(f"warning: worker {job.job_id} crashed ({msg[-1] if msg else exc}); its log is in {folder}; "
+                    "its cells stay pending: run the same command again to resume")
                 continue
             for k in ("done", "diverged", "failed"):
                 setattr(summary, k, getattr(summary, k) + res[k])
