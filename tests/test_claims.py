@@ -101,11 +101,11 @@ def test_two_concurrent_sweeps_train_each_cell_once(tmp_path):
     spec["model"]["widths"] = [32]
     spec["train"].update(seeds=[0], steps=10)
     path = write_spec(tmp_path / "s.yaml", spec)
-    flag = tmp_path / "b-started"
-    # A holds its first stack at step 2 until B has begun training one of its own: a barrier,
-    # so the two workers certainly overlap; they then race for the remaining cells
-    a = _sweep(path, tmp_path, {"LWSCALE_FAULT": f"pause:step=2:until={flag}"})
-    b = _sweep(path, tmp_path, {"LWSCALE_FAULT": f"touch:step=0:path={flag}"})
+    fa, fb = tmp_path / "a-started", tmp_path / "b-started"
+    # a barrier: each worker signals at step 0 of a stack and waits at step 2 until the other has
+    # signalled, so both certainly train at the same time; then they race for the remaining cells
+    a = _sweep(path, tmp_path, {"LWSCALE_FAULT": f"touch:step=0:path={fa},pause:step=2:until={fb}"})
+    b = _sweep(path, tmp_path, {"LWSCALE_FAULT": f"touch:step=0:path={fb},pause:step=2:until={fa}"})
     (out_a, err_a), (out_b, err_b) = a.communicate(timeout=300), b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (err_a[-2000:], err_b[-2000:])
     trained = [int(re.search(r"trained (\d+) cells", o).group(1)) for o in (out_a, out_b)]
