@@ -111,6 +111,10 @@ def test_corrupt_or_half_written_record_is_reported_and_retrained(tmp_path):
 def test_full_disk_or_no_permission_is_one_clear_line_and_nothing_half_written(tmp_path):
     path = write_spec(tmp_path / "s.yaml", small_spec(checkpoint_minutes=0))
     run = tmp_path / "tiny"
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path], env={"LWSCALE_FAULT": "write:errno=ENOSPC:match=claims"})
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "No space left on device" in err and "claims" in err
+    assert not leftovers(run) and read_claims(run) == {}
+
     code, out, err = run_cli(["sweep", path, "--out", tmp_path],
                              env={"LWSCALE_FAULT": "write:errno=ENOSPC:match=record.json"})
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err

@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
+
 SUFFIX = ".claim"
 
 
@@ -143,6 +145,7 @@ def claim(run_dir: Path, cell_ids: list[str], timeout_s: float) -> Claim | None:
     tmp = d / f".new-{host}-{pid}-{uuid.uuid4().hex[:8]}.tmp"
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        faults.check_write(tmp)
         os.write(fd, json.dumps({"host": host, "pid": pid, "started": time.time(), "cells": cell_ids}).encode())
         os.fsync(fd)
         won = [cid for cid in cell_ids if _link(tmp, d / f"{cid}{SUFFIX}", timeout_s)]

@@ -38,16 +38,18 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
         return StackCheckpoint(store.root, [c.id for c in stack], every_s, r.keep_checkpoints, log)
 
     for stack in stacks:
-        won = claim(store.root, [c.id for c in stack], timeout_s)
-        mine = [] if won is None else [c for c in stack if c.id in won.cells and _stamp(store, c.id) == planned[c.id]]
-        skipped += len(stack) - len(mine)
+        won = None
         try:
+            won = claim(store.root, [c.id for c in stack], timeout_s)
+            mine = [] if won is None else [c for c in stack
+                                           if c.id in won.cells and _stamp(store, c.id) == planned[c.id]]
+            skipped += len(stack) - len(mine)
             if mine:
                 run_stack(mine, spec, store, dataset, device, summary, progress.step, progress.stack_started,
                           checkpoint_for)
                 trained += len(mine)
                 store.rebuild_table(plan)
-        except OSError as exc:  # writing a record or the table: disk full, no permission
+        except OSError as exc:  # writing a claim, a record or the table: disk full, no permission
             raise WriteError(f"cannot write {exc.filename or store.root}: {exc.strerror or exc}; "
                              "finished cells are kept, rerun to resume once this is fixed") from None
         finally:
