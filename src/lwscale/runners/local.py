@@ -121,7 +121,8 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
     store = Store.open(spec, out_dir, update_spec=update_spec)
     todo = store.pending(plan, retry_failed=retry_failed)
     if cells is not None:
-        todo = [c for c in todo if c.id in set(cells)]
+        keep = set(cells)
+        todo = [c for c in todo if c.id in keep]
     for w in store.warnings:
         log(f"warning: {w}")
     device = resolve_device(spec.train.device)
