@@ -52,6 +52,8 @@ def sweep(
     cells_per_stack: Optional[int] = typer.Option(None, "--cells-per-stack", min=1,
                                                   help="cells trained together as one model (overrides the spec)"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (overrides the spec)"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="local (this process), gpus (one worker per "
+                                         "visible GPU) or slurm (a job array); overrides the spec's runner.kind"),
 ) -> None:
     """Train every (width, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
@@ -76,6 +78,11 @@ def sweep(
         data = spec.model_dump(mode="json")
         data["train"].update(overrides)
         spec = parse_spec(data, "command line")
+    if runner is not None:
+        from .spec import parse_spec
+
+        spec = parse_spec({**spec.model_dump(mode="json"), "runner": {**spec.runner.model_dump(mode="json"),
+                                                                        "kind": runner}}, "--runner")
     plan = make_plan(spec)
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
@@ -85,7 +92,17 @@ def sweep(
         _dry_run(spec, plan, resolve_device(spec.train.device))
         return
 
-    result = run_sweep(spec, out, retry_failed=retry_failed, progress=_RichProgress(spec), log=note)
+    if spec.runner.kind == "slurm":
+        from .runners.submitit_runner import submit_slurm
+
+        submit_slurm(spec, out, retry_failed=retry_failed, log=note)
+        return
+    if spec.runner.kind == "gpus":
+        from .runners.submitit_runner import run_gpus
+
+        result = run_gpus(spec, out, retry_failed=retry_failed, log=note)
+    else:
+        result = run_sweep(spec, out, retry_failed=retry_failed, progress=_RichProgress(spec), log=note)
     df = result.table
     stats = cell_stats(df)
     for rule in sorted(df["rule"].unique()):
@@ -290,6 +307,37 @@ def report(
             note(f"no transfer table: {exc}")
     write_report(run, result)
     console.print(f"written: {run.root / 'report.md'}")
+
+
+@app.command()
+def status(
+    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]",
+                                             help="a run directory; default: the latest under ./runs"),
+    watch: bool = typer.Option(False, "--watch", help="refresh until every cell is finished (Ctrl-C to stop)"),
+    interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between refreshes with --watch"),
+) -> None:
+    """Cells done, diverged, failed, running (worker and age) and pending per width, and the time left."""
+    from .status import render, run_status
+    from .store import find_run
+
+    root = find_run(run_dir)
+    if not watch:
+        console.print(render(run_status(root)))
+        return
+    import time
+
+    from rich.live import Live
+
+    try:
+        with Live(render(run_status(root)), console=console, auto_refresh=False) as live:
+            while True:
+                st = run_status(root)
+                live.update(render(st), refresh=True)
+                if st.total["running"] + st.total["pending"] == 0:
+                    break
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

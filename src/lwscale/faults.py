@@ -10,6 +10,8 @@ Kinds:
     kill:step=N[:width=W]         SIGKILL of this process at step N (kill -9)
     nan:step=N:cell=C[:width=W]   cell C's loss becomes NaN at step N
     write:errno=ENOSPC[:match=S]  writing a file whose path contains S fails with that errno
+    touch:step=N:path=P           create the file P at step N (a signal to another process)
+    pause:step=N:until=P          wait at step N until the file P exists (at most 120 s, then raise)
 
 A fault with ``:once=PATH`` fires only if PATH does not exist, and creates it, so that a
 rerun after the crash goes through.
@@ -67,7 +69,22 @@ def at_step(step: int, width: int, k: int, seed: int = 0) -> list[int]:
             raise KeyboardInterrupt
         elif kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif kind == "touch":
+            Path(o["path"]).touch()
+        elif kind == "pause":
+            _wait_for(Path(o["until"]))
     return nan_cells
+
+
+def _wait_for(path: Path, limit_s: float = 120.0) -> None:
+    """Block until ``path`` exists: a barrier between test processes, not a timing guess."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"injected pause: {path} did not appear within {limit_s:.0f} s")
+        time.sleep(0.02)
 
 
 def check_write(path: Path) -> None:

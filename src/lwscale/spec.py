@@ -157,7 +157,7 @@ class OptimizerSpec(Strict):
 # ---- grid and rules ------------------------------------------------------------------------
 class Log2Range(Strict):
     log2: tuple[float, float] = Field(description="[low, high] exponents of 2, inclusive")
-    points: int = Field(ge=1)
+    points: int = Field(ge=1, le=10_000)
 
     def values(self) -> list[float]:
         lo, hi = self.log2
@@ -202,6 +202,8 @@ class GridSpec(Strict):
             raise ValueError("give grid.eta and grid.wd (lists or {log2: [lo, hi], points: n}), or grid.pairs")
         if self.pairs is not None and (self.eta is not None or self.wd is not None):
             raise ValueError("give either grid.pairs or grid.eta/grid.wd, not both")
+        if self.pairs is None and len(self.axis("eta")) * len(self.axis("wd")) > MAX_POINTS:
+            raise ValueError(f"the grid has more than {MAX_POINTS:,} points; surely a mistake")
         for eta, wd in self.points():
             if not (math.isfinite(eta) and eta > 0):
                 raise ValueError(f"grid learning rates must be positive, got {eta}")
@@ -230,8 +232,38 @@ class CustomRule(Strict):
 RuleSpec = Union[str, CustomRule]
 
 
+class SlurmSpec(Strict):
+    """How ``runner: {kind: slurm}`` asks Slurm for each task of its job array (via submitit)."""
+
+    partition: str | None = Field(default=None, description="sbatch --partition; null = the cluster's default")
+    time_minutes: int = Field(default=240, ge=1, description="sbatch --time per task, in minutes")
+    gpus_per_task: int = Field(default=1, ge=0, description="GPUs per task (one task trains one stack)")
+    cpus_per_task: int | None = Field(default=None, ge=1, description="sbatch --cpus-per-task; null = default")
+    mem_gb: float | None = Field(default=None, gt=0, description="sbatch --mem in GB; null = default")
+    account: str | None = Field(default=None, description="sbatch --account")
+    qos: str | None = Field(default=None, description="sbatch --qos")
+    max_parallel: int | None = Field(default=None, ge=1, description="tasks running at once (--array=..%N)")
+    extra_sbatch: dict[str, Union[str, int, float, bool]] = Field(
+        default={}, description="more sbatch flags, e.g. {constraint: h100, exclusive: true}")
+    setup: list[str] = Field(default=[], description="shell lines run before each task (module load, venv)")
+
+
+# bounds that catch typos before they hang the planner or overflow a tensor size
+MAX_WIDTH, MAX_DEPTH, MAX_STEPS, MAX_POINTS = 2**20, 1024, 10**7, 100_000
+
+
 class RunnerSpec(Strict):
-    kind: Literal["local"] = "local"
+    """Where cells train; none of this changes a cell's id or its result."""
+
+    kind: Literal["local", "gpus", "slurm"] = Field(
+        default="local", description="local: this process; gpus: one worker per visible GPU; slurm: a job array")
+    workers: int | None = Field(default=None, ge=1, description="gpus: worker count; null = one per visible GPU")
+    checkpoint_minutes: float | None = Field(
+        default=30.0, ge=0, description="save a stack's state every N minutes; 0 = every step; null = never")
+    keep_checkpoints: bool = Field(default=False, description="keep a stack's checkpoint after it finishes")
+    claim_timeout_minutes: float = Field(
+        default=10.0, gt=0, description="a claim whose heartbeat is older than this is stale and taken over")
+    slurm: SlurmSpec = SlurmSpec()
 
 
 class Spec(Strict):
@@ -263,6 +295,26 @@ class Spec(Strict):
             else:
                 raise ValueError(f"unknown rule {r!r}; choose from {', '.join(PRESETS)} or {{name: custom, a: .., g: ..}}")
         return out
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "Spec":
+        m = self.model
+        if max(m.widths + [m.d0]) > MAX_WIDTH or m.ffn_mult * max(m.widths + [m.d0]) > 16 * MAX_WIDTH:
+            raise ValueError(f"model widths (and ffn_mult x width / 16) above {MAX_WIDTH:,} are not supported")
+        if m.depth > MAX_DEPTH:
+            raise ValueError(f"model.depth above {MAX_DEPTH} is not supported")
+        try:
+            steps = max(self.steps_at(w) for w in m.widths)
+        except (OverflowError, ValueError):
+            steps = math.inf
+        if steps > MAX_STEPS:
+            raise ValueError(f"train: more than {MAX_STEPS:,} steps per cell (check steps, tokens and "
+                             "steps_width_exponent)")
+        n = len(self.grid.points()) * len(self.train.seeds) * len(m.widths) * len(self.rules)
+        if n > MAX_POINTS:
+            raise ValueError(f"the sweep has {n:,} points (grid x seeds x widths x rules); more than "
+                             f"{MAX_POINTS:,} is surely a mistake")
+        return self
 
     def rule_objects(self) -> list[Rule]:
         out = []

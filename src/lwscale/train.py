@@ -103,8 +103,11 @@ def train_stack(
     dataset: Dataset,
     device: torch.device,
     on_progress: ProgressFn | None = None,
+    checkpoint=None,
 ) -> list[dict]:
-    """Train ``cells`` as one stacked model and return one record per cell."""
+    """Train ``cells`` as one stacked model and return one record per cell. With a
+    ``checkpoint`` (lwscale.checkpoint.StackCheckpoint) the stack resumes from its saved
+    state and saves it as the spec asks."""
     K = len(cells)
     first = cells[0]
     if any(c.stack_key() != first.stack_key() for c in cells):
@@ -135,14 +138,27 @@ def train_stack(
             val_curve[k].append([step, step * B * T, float(v[k])])
         return v
 
-    record_eval(0)
+    resumed = checkpoint.restore(model, opt, device) if checkpoint is not None else None
+    if resumed is None:
+        record_eval(0)
     initial = None
     window = torch.zeros(K, device=device)
     window_n = 0
     last_finite = torch.full((K,), float("nan"), device=device)
     last_train = [math.nan] * K
     t0 = time.perf_counter()
-    for step in range(steps):
+    start = 0
+    if resumed is not None:  # the loop state saved by loop_state() below
+        start, train_curve, val_curve, initial, window, window_n, last_finite, last_train = (resumed[k] for k in (
+            "step", "train_curve", "val_curve", "initial", "window", "window_n", "last_finite", "last_train"))
+        t0 -= resumed["elapsed"]
+
+    def loop_state() -> dict:
+        return {"step": done, "train_curve": train_curve, "val_curve": val_curve, "initial": initial,
+                "window": window, "window_n": window_n, "last_finite": last_finite, "last_train": last_train,
+                "elapsed": time.perf_counter() - t0}
+
+    for step in range(start, steps):
         nan_cells = faults.at_step(step, width, K, first.seed)
         tokens = batcher.train(step)
         with autocast(device, precision):
@@ -174,6 +190,8 @@ def train_stack(
                 on_progress(done, steps, [last_train[k] if alive[k] else math.nan for k in range(K)])
         if done % t_spec.eval_interval == 0 and done != steps:
             record_eval(done)
+        if checkpoint is not None:
+            checkpoint.after_step(done, steps, model, opt, loop_state)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from ..data import Dataset
+from ..errors import UserError
 from ..plan import Cell
 from ..spec import Spec
 from ..store import Store
@@ -53,22 +54,27 @@ def failed_record(cell: Cell, reason: str) -> dict:
 
 
 def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, device: torch.device,
-              summary: RunSummary, on_progress=None, on_start: Callable | None = None) -> None:
-    """Train one stack and write its records; failures become records too."""
+              summary: RunSummary, on_progress=None, on_start: Callable | None = None,
+              checkpoint_for: Callable | None = None) -> None:
+    """Train one stack and write its records; failures become records too.
+    ``checkpoint_for(stack)`` gives the stack's checkpoint (see lwscale.checkpoint)."""
     if on_start:
         on_start(stack)
+    ckpt = checkpoint_for(stack) if checkpoint_for else None
     try:
-        records = train_stack(stack, spec, dataset, device, on_progress)
+        records = train_stack(stack, spec, dataset, device, on_progress, checkpoint=ckpt)
     except torch.OutOfMemoryError as exc:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if len(stack) > 1:
             half = len(stack) // 2
             for part in (stack[:half], stack[half:]):
-                run_stack(part, spec, store, dataset, device, summary, on_progress, on_start)
+                run_stack(part, spec, store, dataset, device, summary, on_progress, on_start, checkpoint_for)
+            if ckpt:
+                ckpt.finish()
             return
         records = [failed_record(c, f"out of memory: {str(exc).splitlines()[0] if str(exc) else 'OOM'}") for c in stack]
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, UserError):  # Ctrl-C, or a file of the run cannot be written
         raise
     except Exception as exc:  # a failing stack is data; the sweep goes on
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -77,6 +83,8 @@ def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, dev
     for rec in records:
         store.write_record(rec)
         setattr(summary, rec["status"], getattr(summary, rec["status"]) + 1)
+    if ckpt:
+        ckpt.finish()
 
 
 @dataclass
@@ -98,9 +106,11 @@ class Progress:
 
 
 def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Progress | None = None,
-              log: Callable[[str], None] = lambda s: None, update_spec: bool = True) -> SweepResult:
+              log: Callable[[str], None] = lambda s: None, update_spec: bool = True,
+              cells=None) -> SweepResult:
     """Plan the spec, open its run directory, train every pending cell stack by stack in
-    this process, and rebuild results.csv. Ctrl-C stops after writing what finished."""
+    this process, and rebuild results.csv. Ctrl-C stops after writing what finished.
+    ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
     from ..data import load_dataset
     from ..plan import make_plan
     from ..train import resolve_device
@@ -110,6 +120,9 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
     plan = make_plan(spec)
     store = Store.open(spec, out_dir, update_spec=update_spec)
     todo = store.pending(plan, retry_failed=retry_failed)
+    if cells is not None:
+        keep = set(cells)
+        todo = [c for c in todo if c.id in keep]
     for w in store.warnings:
         log(f"warning: {w}")
     device = resolve_device(spec.train.device)
@@ -123,11 +136,10 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         dataset.prepare(sorted({c.seed for c in todo}), max(c.steps for c in todo))
         stacks = make_stacks(todo, choose_k(spec, todo, device, log))
         progress.start(len(todo))
-        try:
-            for stack in stacks:
-                run_stack(stack, spec, store, dataset, device, summary, progress.step, progress.stack_started)
-                store.rebuild_table(plan)
-                progress.stack_finished(stack)
+        from .worker import work
+
+        try:  # claim -> train -> release, stack by stack; other workers may share the run
+            work(stacks, spec, store, plan, dataset, device, summary, progress, log, retry_failed)
         except KeyboardInterrupt:
             interrupted = True
     table = store.rebuild_table(plan)

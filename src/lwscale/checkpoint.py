@@ -1,0 +1,114 @@
+"""Checkpoints of a stack in training, so that a killed stack resumes where it stopped.
+
+``<run>/checkpoints/<stack_id>.pt`` holds the stacked model, the optimizer state, the step,
+the RNG states and the loop state (one dict: partial curves, loss window, initial losses,
+elapsed time; more state can be added to it). The data position is the step: every batch
+is a pure function of (seed, step). The stack id hashes the stack's cell ids, so a
+checkpoint is only ever resumed by the same cells with the same K. Each save goes to a
+temporary file renamed into place, so a kill during a save leaves the previous checkpoint.
+The file is removed once the stack's records are written, unless ``runner.keep_checkpoints``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import faults
+from .errors import UserError
+
+VERSION = 1
+
+
+class WriteError(UserError):
+    """A file of the run could not be written (disk full, no permission)."""
+
+
+def stack_id(cell_ids: list[str]) -> str:
+    return hashlib.sha256(",".join(sorted(cell_ids)).encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StackCheckpoint:
+    """Save every ``every_s`` seconds (0: after every step; None: never) and restore."""
+
+    def __init__(self, run_dir: Path, cell_ids: list[str], every_s: float | None, keep: bool = False,
+                 log: Callable[[str], None] = lambda s: None):
+        self.path = Path(run_dir) / "checkpoints" / f"{stack_id(cell_ids)}.pt"
+        self.cell_ids, self.every_s, self.keep, self.log = sorted(cell_ids), every_s, keep, log
+        self.last_save = time.monotonic()
+        self.resumed_from: int | None = None
+
+    # ---- called by train.train_stack --------------------------------------------------------
+    def restore(self, model: torch.nn.Module, opt, device: torch.device) -> dict | None:
+        """Load the saved state into ``model`` and ``opt``; return the loop dict (with
+        ``step``), or None when there is no checkpoint to resume."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=False)
+        except Exception as exc:  # a damaged checkpoint costs only the time it saved
+            self.log(f"warning: cannot read checkpoint {self.path} ({type(exc).__name__}); starting the stack over")
+            return None
+        if state.get("version") != VERSION or state.get("cells") != self.cell_ids:
+            self.log(f"warning: checkpoint {self.path} is not this stack's; starting the stack over")
+            return None
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        self.resumed_from = int(state["loop"]["step"])
+        self.log(f"resuming a stack of {len(self.cell_ids)} from its checkpoint at step {self.resumed_from}")
+        return state["loop"]
+
+    def after_step(self, done: int, steps: int, model: torch.nn.Module, opt, loop: Callable[[], dict]) -> None:
+        """Save if a checkpoint is due (never after the last step: the records follow)."""
+        if self.every_s is None or done >= steps or time.monotonic() - self.last_save < self.every_s:
+            return
+        self.save(model, opt, loop())
+
+    def save(self, model: torch.nn.Module, opt, loop: dict) -> None:
+        state = {"version": VERSION, "cells": self.cell_ids, "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "rng": _rng_state(), "loop": loop}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                faults.check_write(self.path)
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise WriteError(f"cannot write checkpoint {self.path}: {exc.strerror or exc}") from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.last_save = time.monotonic()
+
+    # ---- called by the worker ---------------------------------------------------------------
+    def finish(self) -> None:
+        """The stack's records are written: drop the checkpoint unless the spec keeps it."""
+        if not self.keep:
+            self.path.unlink(missing_ok=True)

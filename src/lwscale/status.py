@@ -1,0 +1,135 @@
+"""``lwscale status``: where a run stands, read from its records and claims only.
+
+Per width, the physical cells that are done, diverged, failed, running (a live claim:
+which worker, since when, last heartbeat) and pending; the first failure reasons; and an
+estimate of the time left. The estimate prices each unfinished cell at the run's measured
+seconds per model FLOP (the median over finished records of wall_s / stack_size over
+tokens x flops_per_token, so widths not measured yet are priced too) and divides by the
+number of live workers (at least one).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .claims import ClaimInfo, read_claims
+from .model import flops_per_token
+from .plan import make_plan
+from .store import Store
+
+KINDS = ("done", "diverged", "failed", "running", "pending")
+
+
+@dataclass
+class RunStatus:
+    root: Path
+    counts: dict[int, dict[str, int]]                     # width -> status -> cells
+    running: list[tuple[str, int, ClaimInfo]]             # (cell id, width, claim)
+    stale: list[tuple[str, int, ClaimInfo]]               # claims whose worker is gone
+    failures: list[tuple[str, str]]                       # (cell id, reason)
+    seconds_left: float | None                            # None: nothing measured yet
+    workers: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> dict[str, int]:
+        return {k: sum(c[k] for c in self.counts.values()) for k in KINDS}
+
+
+def run_status(run_dir: Path) -> RunStatus:
+    store = Store(Path(run_dir))
+    spec = store.read_spec()
+    plan = make_plan(spec)
+    records = store.records()
+    timeout_s = spec.runner.claim_timeout_minutes * 60
+    claims, now = read_claims(store.root), time.time()
+    counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in plan.cells})}
+    running, stale, failures, left = [], [], [], []
+    for cell in plan.cells:
+        rec, cl = records.get(cell.id), claims.get(cell.id)
+        live = cl is not None and not cl.stale(timeout_s, now)
+        if rec is not None and rec["status"] in ("done", "diverged"):
+            kind = rec["status"]
+        elif live:
+            kind = "running"
+            running.append((cell.id, cell.width, cl))
+        elif rec is not None:
+            kind = "failed"
+            failures.append((cell.id, rec.get("reason") or "?"))
+        else:
+            kind = "pending"
+        if cl is not None and not live and kind != "done":
+            stale.append((cell.id, cell.width, cl))
+        if kind in ("running", "pending"):
+            left.append(cell)
+        counts[cell.width][kind] += 1
+    workers = len({cl.worker for _, _, cl in running})
+    return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
+                     max(workers, 1), list(store.warnings))
+
+
+def seconds_per_flop(records: dict[str, dict]) -> float | None:
+    """The run's measured training seconds per model FLOP, per cell (median over records)."""
+    rates = [r["wall_s"] / r["stack_size"] / (r["tokens"] * r["flops_per_token"])
+             for r in records.values()
+             if r.get("status") in ("done", "diverged") and r.get("wall_s") and r.get("stack_size")
+             and r.get("tokens") and r.get("flops_per_token")]
+    return statistics.median(rates) if rates else None
+
+
+def _seconds_left(records: dict, cells: list, spec) -> float | None:
+    rate = seconds_per_flop(records)
+    if rate is None:
+        return None if cells else 0.0
+    tokens_per_step = spec.train.batch_size * spec.model.seq_len
+    return sum(c.steps * tokens_per_step * flops_per_token(c.model) * rate for c in cells)
+
+
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s / 3600:.1f} h"
+
+
+def render(st: RunStatus):
+    """A Rich renderable of the status."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time()
+    table = Table(title=f"{st.root}", title_justify="left")
+    table.add_column("width", justify="right")
+    for k in KINDS:
+        table.add_column(k, justify="right")
+    for w, c in st.counts.items():
+        table.add_row(str(w), *(str(c[k]) for k in KINDS))
+    total = st.total
+    table.add_row("all", *(str(total[k]) for k in KINDS), style="bold")
+    lines = []
+    for cid, w, cl in st.running:
+        lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {_age(now - cl.started)} ago, "
+                     f"heartbeat {_age(now - cl.heartbeat)} ago")
+    for cid, w, cl in st.stale:
+        lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat {_age(now - cl.heartbeat)} "
+                     "ago; the next worker takes it over")
+    for cid, reason in st.failures[:5]:
+        lines.append(f"failed: cell {cid}: {reason}")
+    if st.failures:
+        lines.append("rerun `lwscale sweep SPEC --retry-failed` to train the failed cells again")
+    for w in st.warnings:
+        lines.append(f"warning: {w}")
+    left = total["running"] + total["pending"]
+    if left == 0:
+        lines.append("time left: none, every cell is finished")
+    elif st.seconds_left is None:
+        lines.append(f"time left: unknown until a cell finishes ({left} cells to go)")
+    else:
+        lines.append(f"time left: about {_age(st.seconds_left / st.workers)} for {left} cells with "
+                     f"{st.workers} worker{'s' if st.workers > 1 else ''} (from the measured throughput)")
+    return Group(table, *(Text(x) for x in lines))

@@ -1,0 +1,234 @@
+"""Faults on the CPU: kill -9 and exact checkpoint resume, corrupt records, full disks,
+the gpus runner's CPU fallback, the Slurm script, and ``lwscale status``."""
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY_SPEC, run_cli, write_spec
+from lwscale.claims import claim, read_claims
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def small_spec(widths=(32,), etas=(2**-7, 2**-5), seeds=(0,), steps=6, **runner) -> dict:
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd"], grid={"eta": list(etas), "wd": [0.1]})
+    spec["model"]["widths"] = list(widths)
+    spec["train"].update(seeds=list(seeds), steps=steps, cells_per_stack=1, eval_tokens=256)
+    if runner:
+        spec["runner"] = runner
+    return spec
+
+
+def records(run: Path) -> dict:
+    return {p.parent.name: json.loads(p.read_text()) for p in (run / "cells").glob("*/record.json")}
+
+
+def leftovers(run: Path) -> list:
+    return [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_kill_9_mid_stack_resumes_from_checkpoint_exactly(tmp_path):
+    spec = small_spec(widths=(32, 64), steps=12, checkpoint_minutes=0)  # checkpoint after every step
+    spec["train"]["cells_per_stack"] = 2
+    path = write_spec(tmp_path / "s.yaml", spec)
+    run = tmp_path / "killed" / "tiny"
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "2",
+           "LWSCALE_FAULT": f"kill:step=7:width=64:once={tmp_path / 'fired'}"}
+    proc = subprocess.run([sys.executable, "-m", "lwscale.cli", "sweep", str(path), "--out", str(run.parent)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    before = records(run)
+    assert {r["width"] for r in before.values()} == {32} and len(before) == 2  # the width-64 stack was killed
+    assert len(list((run / "checkpoints").glob("*.pt"))) == 1 and len(read_claims(run)) == 2  # dead worker's
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "cells").glob("*/record.json")}
+
+    code, out, err = run_cli(["sweep", path, "--out", run.parent])
+    assert code == 0, err
+    assert "resuming a stack of 2 from its checkpoint at step 7" in out and "trained 2 cells" in out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # finished cells were not retrained
+    df = pd.read_csv(run / "results.csv")
+    assert len(df) == 4 and (df["status"] == "done").all() and df["cell_id"].is_unique
+    assert not df.duplicated(["rule", "width", "eta", "wd", "seed"]).any()
+    assert not list((run / "checkpoints").glob("*")) and read_claims(run) == {} and not leftovers(run)
+
+    # the same sweep, never interrupted: identical losses and curves, to the last bit (fp32, CPU)
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    clean = records(run_sweep(parse_spec(spec), out_dir=tmp_path / "clean").store.root)
+    resumed = records(run)
+    assert clean.keys() == resumed.keys()
+    for cid, rec in resumed.items():
+        for key in ("final_val_loss", "final_train_loss", "initial_loss", "curves"):
+            assert rec[key] == clean[cid][key], (cid, key)
+
+
+def test_checkpoint_kept_only_when_the_spec_says_so(tmp_path):
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    spec = small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True)
+    res = run_sweep(parse_spec(spec), out_dir=tmp_path)
+    (ckpt,) = (res.store.root / "checkpoints").glob("*.pt")
+    state = torch.load(ckpt, weights_only=False)
+    assert state["cells"] == [c.id for c in res.plan.cells] and state["loop"]["step"] == 5  # the last before 6
+    assert state["loop"]["val_curve"][0][0][0] == 0 and state["loop"]["train_curve"][0][0][0] == 5
+    assert set(state["loop"]) >= {"train_curve", "val_curve", "initial", "window", "window_n", "last_finite",
+                                  "last_train", "elapsed"}
+
+
+def test_corrupt_or_half_written_record_is_reported_and_retrained(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", small_spec())
+    assert run_cli(["sweep", path, "--out", tmp_path])[0] == 0
+    run = tmp_path / "tiny"
+    (bad, good) = sorted((run / "cells").glob("*/record.json"))
+    text = bad.read_text()
+    bad.write_text(text[: len(text) // 2])  # as an abrupt stop outside our atomic write would leave it
+    (good.parent / ".record.json.x1y2.tmp").write_text(text[:100])  # a temp file a kill left behind
+    good_stamp = good.stat().st_mtime_ns
+
+    code, out, err = run_cli(["status", run])
+    assert code == 0 and f"corruptrecord{bad}" in "".join(out.split())  # Rich may wrap the long path
+    assert "for 1 cells with 1 worker" in " ".join(out.split())
+
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path])
+    assert code == 0, err
+    assert f"corrupt record {bad}" in out and "1 already finished, 1 to train" in out
+    assert json.loads(bad.read_text())["status"] == "done" and good.stat().st_mtime_ns == good_stamp
+    code, out, err = run_cli(["status", run, "--watch"])  # returns once nothing is left to train
+    assert code == 0 and "time left: none, every cell is finished" in out
+
+
+def test_full_disk_or_no_permission_is_one_clear_line_and_nothing_half_written(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", small_spec(checkpoint_minutes=0))
+    run = tmp_path / "tiny"
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path], env={"LWSCALE_FAULT": "write:errno=ENOSPC:match=claims"})
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "No space left on device" in err and "claims" in err
+    assert not leftovers(run) and read_claims(run) == {}
+
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path],
+                             env={"LWSCALE_FAULT": "write:errno=ENOSPC:match=record.json"})
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
+    assert "cannot write" in err and "record.json: No space left on device" in err and "rerun to resume" in err
+    assert records(run) == {} and not leftovers(run) and read_claims(run) == {}
+    assert len(list((run / "checkpoints").glob("*.pt"))) == 1  # the trained stack can resume
+
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path],
+                             env={"LWSCALE_FAULT": "write:errno=EACCES:match=checkpoints"})
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "cannot write checkpoint" in err and "Permission denied" in err
+    assert not leftovers(run) and read_claims(run) == {}
+    # the first stack resumed from the checkpoint left by the ENOSPC run and finished (no save after its last
+    # step); the second one stopped at its first save
+    assert "resuming a stack of 1 from its checkpoint at step 5" in out and len(records(run)) == 1
+
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path])
+    assert code == 0 and "trained 1 cells" in out
+    assert {r["status"] for r in records(run).values()} == {"done"} and len(records(run)) == 2
+    assert not list((run / "checkpoints").glob("*.pt"))
+
+
+def test_gpus_runner_without_gpu_falls_back_to_one_cpu_worker(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", small_spec())
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path, "--runner", "gpus"], env={"PYTHONPATH": SRC})
+    assert code == 0, err
+    assert "no GPU is visible, so the gpus runner falls back to one worker on the CPU" in out
+    df = pd.read_csv(tmp_path / "tiny" / "results.csv")
+    assert len(df) == 2 and (df["status"] == "done").all()
+    logs = "".join(p.read_text() for p in (tmp_path / "tiny" / "submitit").glob("*_log.out"))
+    assert "trained 2 cells" in logs  # the cells were trained by the submitit job, not this process
+
+
+def test_slurm_array_script_and_task(tmp_path, monkeypatch):
+    import submitit
+
+    spec = small_spec(widths=(32, 64), kind="slurm", slurm={
+        "partition": "gpu", "time_minutes": 30, "gpus_per_task": 1, "cpus_per_task": 8, "mem_gb": 64,
+        "account": "proj7", "qos": "high", "max_parallel": 1, "extra_sbatch": {"constraint": "h100"},
+        "setup": ["module load cuda/12.4"]})
+    path = write_spec(tmp_path / "s.yaml", spec)
+    spec_auto = copy.deepcopy(spec)
+    spec_auto["train"]["cells_per_stack"] = "auto"
+    code, out, err = run_cli(["sweep", write_spec(tmp_path / "a.yaml", spec_auto), "--out", tmp_path / "a"])
+    assert code == 2 and "set train.cells_per_stack" in err and len(err.strip().splitlines()) == 1
+
+    # no Slurm here: submitit writes the real sbatch script, and "sbatch" is replaced by an echo
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+    monkeypatch.setattr(submitit.SlurmExecutor, "_make_submission_command",
+                        lambda self, p: ["echo", "Submitted batch job 4242"])
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path])
+    assert code == 0, err
+    assert "submitted a Slurm array of 4 tasks" in out and "job 4242" in out
+    run = tmp_path / "tiny"
+    (script,) = (run / "slurm").rglob("*submission.sh")
+    text = script.read_text()
+    for line in ["#SBATCH --array=0-3%1", "#SBATCH --partition=gpu", "#SBATCH --time=30", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --mem=65536M", "#SBATCH --account=proj7", "#SBATCH --qos=high",
+                 "#SBATCH --constraint=h100", "#SBATCH --job-name=lwscale-tiny", "#SBATCH --ntasks-per-node=1",
+                 "module load cuda/12.4", "submitit.core._submit"]:
+        assert line in text, (line, text)
+    assert not (run / "results.csv").exists() or pd.read_csv(run / "results.csv")["status"].eq("pending").all()
+
+    # run one array task here, as a node would: it trains exactly its stack
+    from submitit.core.utils import DelayedSubmission
+
+    pickles = sorted((run / "slurm").rglob("*_submitted.pkl"))
+    assert len(pickles) == 4
+    task = DelayedSubmission.load(pickles[0])
+    assert task.result()["done"] == 1
+    assert len(records(run)) == 1 and records(run).popitem()[0] == task.args[3][0]
+
+
+def test_status_counts_running_failed_pending_and_time_left(tmp_path):
+    from lwscale.status import run_status
+
+    path = write_spec(tmp_path / "s.yaml", small_spec(seeds=(0, 1)))
+    # the first seed-1 stack raises at step 3: its cell is failed, the others finish
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path],
+                             env={"LWSCALE_FAULT": f"raise:step=3:seed=1:once={tmp_path / 'fired'}"})
+    assert code == 1 and "--retry-failed" in out
+    run = tmp_path / "tiny"
+    recs = records(run)
+    assert sorted(r["status"] for r in recs.values()) == ["done", "done", "done", "failed"]
+    assert read_claims(run) == {}
+    seed0 = sorted(cid for cid, r in recs.items() if r["seed"] == 0)
+    done1 = next(r for r in recs.values() if r["seed"] == 1 and r["status"] == "done")
+    for cid in seed0:
+        (run / "cells" / cid / "record.json").unlink()
+    held = claim(run, [seed0[0]], timeout_s=600)  # a live worker (this process) is training it
+    try:
+        st = run_status(run)
+        assert st.counts == {32: {"done": 1, "diverged": 0, "failed": 1, "running": 1, "pending": 1}}
+        assert st.workers == 1 and st.seconds_left == pytest.approx(2 * done1["wall_s"], rel=1e-9)
+        code, out, err = run_cli(["status", run])
+    finally:
+        held.release()
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "│ 32 │ 1 │ 0 │ 1 │ 1 │ 1 │" in flat
+    assert f"running: cell {seed0[0]} (width 32) on {socket.gethostname()}:{os.getpid()}" in flat
+    assert "failed: cell" in flat and "injected fault at step 3" in flat
+    assert "time left: about" in flat and "for 2 cells with 1 worker" in flat
+
+
+def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
+    spec = small_spec(seeds=(0, 1), steps=4)
+    spec["train"]["cells_per_stack"] = 4
+    path = write_spec(tmp_path / "s.yaml", spec)
+    # the stack of 4 runs out of memory; its seed-0 half fits; the seed-1 half and its single cells do not
+    env = {"LWSCALE_FAULT": "oom:step=1:k=4,oom:step=1:k=2:seed=1,oom:step=1:k=1:seed=1"}
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path], env=env)
+    assert code == 1
+    recs = sorted(records(tmp_path / "tiny").values(), key=lambda r: r["seed"])
+    assert [(r["seed"], r["status"]) for r in recs] == [(0, "done"), (0, "done"), (1, "failed"), (1, "failed")]
+    assert [r.get("stack_size") for r in recs[:2]] == [2, 2]
+    assert all(r["reason"] == "out of memory: injected out-of-memory at step 1" for r in recs[2:])
