@@ -185,10 +185,14 @@ def apply_mup(model: nn.Module, base_model: nn.Module, readout: str, probe: nn.M
       init std, and its output is multiplied by 1/m (a forward hook; parameter names,
       ``torch.save`` and ``torch.compile`` are unaffected).
 
-    Call it once, right after building the model and before making the optimizer.
+    Call it once, right after building the model and before making the optimizer. On the
+    meta device (shapes only, as lwscale builds models to classify them) only the multiplier
+    is set.
     """
-    if _is_meta(model, base_model):
-        raise APIError("apply_mup needs initialised models, not meta-device ones: it copies the base model's init scale")
+    shapes_only = _is_meta(model) and _is_meta(base_model)
+    if _is_meta(model, base_model) and not shapes_only:
+        raise APIError("apply_mup needs both models initialised (or both on the meta device): "
+                       "it copies the base model's init scale")
     module, rname = _readout_weight(model, readout)
     if hasattr(module, READOUT_ATTR):
         raise APIError(f"apply_mup was already applied to this model (readout {readout!r} has its multiplier)")
@@ -201,7 +205,7 @@ def apply_mup(model: nn.Module, base_model: nn.Module, readout: str, probe: nn.M
     base = dict(base_model.named_parameters())
     params = dict(model.named_parameters())
     by_name = {i.name: i for i in infos}
-    for info in infos:
+    for info in [] if shapes_only else infos:  # on the meta device there is no init to rescale
         p, b = params[info.name], base[info.name]
         if info.name == rname:
             target = _std(b)

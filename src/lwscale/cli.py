@@ -188,6 +188,15 @@ def _fmt_s(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def _add_data_commands() -> None:
+    from .cli_data import app as data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_add_data_commands()
+
+
 def main() -> None:
     try:
         app()
