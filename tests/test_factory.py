@@ -17,7 +17,7 @@ SPEC = {
     "name": "mine",
     "model": {"factory": "examples.tiny_lm:build", "widths": [32, 64], "base_width": 32, "seq_len": 16},
     "data": {"source": "sotu", "tokenizer": "bytes"},
-    "train": {"steps": 8, "batch_size": 4, "warmup": 1, "eval_interval": 4, "eval_tokens": 256,
+    "train": {"steps": 8, "batch_size": 4, "warmup": 1, "eval_interval": 8, "eval_tokens": 256,
               "log_interval": 4, "cells_per_stack": 4},
     "grid": {"eta": [0.003, 0.01], "wd": [0.03, 0.1]},
     "rules": ["sqrt-wd"],
