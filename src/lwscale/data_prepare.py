@@ -1,6 +1,6 @@
 """``lwscale data prepare``: text files, JSONL or Parquet -> one token file a sweep memory-maps.
 
-Inputs stream: text files are read line by line in pieces of about 1 MB, JSONL line by line
+Inputs stream: text files are read line by line in pieces of about 64 KB, JSONL line by line
 (one document per line, its ``field``), Parquet in record batches of one ``column``
 (pyarrow, optional), a Hugging Face dataset (``datasets``, optional) row by row. Nothing
 holds the corpus in memory, so inputs larger than memory work; peak memory is the
@@ -32,8 +32,8 @@ import numpy as np
 from .data import EOT, _token_dtype, train_bpe
 from .errors import UserError
 
-PIECE_BYTES = 1 << 20          # text files are cut at line ends into pieces of about this size
-BATCH_BYTES = 8 << 20          # pieces encoded together
+PIECE_BYTES = 64 << 10         # text files are cut at line ends into pieces of about this size
+BATCH_BYTES = 1 << 20          # pieces encoded together (the tokenizer needs ~100x this in memory)
 FORMATS = ("auto", "text", "jsonl", "parquet")
 MANIFEST_FORMAT = "lwscale-tokens/1"
 
