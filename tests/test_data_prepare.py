@@ -116,6 +116,28 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, monkeypatch, args, msg):
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_hugging_face_dataset_streams_when_datasets_is_installed(tmp_path, monkeypatch):
+    """The optional path, with a stand-in for the `datasets` package (no network here)."""
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None, streaming=False):
+        calls.append((path, name, split, streaming))
+        return iter({"text": d, "n": i} for i, d in enumerate(DOCS[:2]))
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    out = tmp_path / "hf"
+    code, _, err = run_cli(["data", "prepare", "--hf", "org/corpus:en", "--hf-split", "validation",
+                            "--field", "text", "--bytes", "--out", out])
+    assert code == 0, err
+    assert calls == [("org/corpus", "en", "validation", True)]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["sources"] == [{"hf": "org/corpus:en", "split": "validation", "field": "text"}] and m["documents"] == 2
+    assert bytes(tokens_of(out).astype(np.uint8)) == "\n\n".join(DOCS[:2]).encode() + b"\n\n"
+
+
 # ---- the sweep reads user data ------------------------------------------------------------------
 SWEEP = {
     "model": {"widths": [32], "depth": 1, "head_dim": 16, "seq_len": 16},

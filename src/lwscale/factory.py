@@ -107,10 +107,12 @@ class UserStack(nn.Module):
         super().__init__()
         object.__setattr__(self, "module", module)  # not a child: its parameters live here, stacked
         self.names = [n for n, _ in module.named_parameters()]
+        n_params = sum(p.numel() for p in module.parameters())
         for n, p in module.named_parameters():
             self.register_parameter(flat_name(n), nn.Parameter(p.detach().unsqueeze(0).clone()))
+        for p in module.parameters():  # the module runs on the stacked copies: free its own
+            p.data = torch.empty(0, dtype=p.dtype, device=p.device)
         self.loss_fn = loss_fn
-        n_params = sum(p.numel() for p in module.parameters())
         self.flops_per_token = 6.0 * n_params  # the usual 6N estimate (attention not counted)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
