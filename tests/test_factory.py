@@ -127,3 +127,18 @@ def test_bad_factory_is_one_line_exit_2(tmp_path, monkeypatch, factory, loss, ms
     spec = {**SPEC, "model": model | ({"loss": loss} if loss else {})}
     code, out, err = run_cli(["sweep", write(tmp_path, spec), "--out", tmp_path / "runs"])
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_mup_problems_for_coord_check(monkeypatch):
+    """The helper `lwscale coord-check` can call on a factory spec."""
+    from lwscale.factory import mup_problems
+    from lwscale.plan import make_plan
+    from lwscale.spec import parse_spec
+
+    monkeypatch.chdir(REPO)
+    good = parse_spec(SPEC)
+    assert mup_problems(good, make_plan(good).cells[0].model) == []
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    bad = parse_spec({**SPEC, "model": {**SPEC["model"], "factory": "test_factory:build_dict"}})
+    problems = mup_problems(bad, make_plan(bad).cells[0].model)
+    assert len(problems) == 2 and "readout 'head' has no 1/m output multiplier (m = 2)" in problems[0]

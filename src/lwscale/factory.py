@@ -56,9 +56,10 @@ def load_callable(ref: str, what: str = "model.factory") -> Callable:
 
 def factory_config(spec, width: int, vocab_size: int) -> ModelConfig:
     """The bookkeeping config of a factory cell: width, base width, vocab and seq_len matter;
-    the layout fields describe lwscale's own model and are set to values valid at any width."""
+    the layout fields describe lwscale's own model and are set to values valid at any width
+    (head_dim 1, ffn_mult 1), so code that rebuilds the config at another width still works."""
     m = spec.model
-    return ModelConfig(vocab_size=vocab_size, width=width, base_width=m.d0, depth=m.depth, head_dim=width,
+    return ModelConfig(vocab_size=vocab_size, width=width, base_width=m.d0, depth=m.depth, head_dim=1,
                        ffn_mult=1.0, seq_len=m.seq_len, init_std=m.init_std)
 
 
@@ -145,17 +146,21 @@ def build_user_stack(spec, cfg: ModelConfig, seeds: list[int], device: torch.dev
     return stack, infos
 
 
-def preflight(spec, cfg: ModelConfig, log: Callable[[str], None]) -> None:
-    """Notes before a factory sweep: stacking is off, and what the model lacks of muP
-    (``lwscale.api.check_mup`` on the base width and twice it)."""
+def mup_problems(spec, cfg: ModelConfig) -> list[str]:
+    """What the factory model lacks of muP (``lwscale.api.check_mup``), from freshly built
+    models at the base width and twice it; ``lwscale coord-check`` can report these."""
     from .api import check_mup
 
-    log(STACKING_NOTE)
     d0 = spec.model.d0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         base = call_factory(spec, d0, cfg.vocab_size)
         wide = call_factory(spec, 2 * d0, cfg.vocab_size)
-    for problem in check_mup(wide, base):
-        log(f"warning: muP: {problem} (transfer across widths will be off)")
+    return check_mup(wide, base)
 
+
+def preflight(spec, cfg: ModelConfig, log: Callable[[str], None]) -> None:
+    """Notes before a factory sweep: stacking is off, and any muP piece the model lacks."""
+    log(STACKING_NOTE)
+    for problem in mup_problems(spec, cfg):
+        log(f"warning: muP: {problem} (transfer across widths will be off)")

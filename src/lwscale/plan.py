@@ -127,10 +127,22 @@ def _round(x: float) -> float:
     return float(f"{x:.10g}")
 
 
-def make_plan(spec: Spec) -> Plan:
-    from .model import Transformer
+def param_classes(spec: Spec, cfg: ModelConfig) -> list:
+    """The parameter classes (``params.ParamInfo``) of the model a cell of ``cfg`` trains: the
+    built-in Transformer, or the spec's ``model.factory`` model (lwscale.factory)."""
+    if spec.model.factory:
+        from .factory import classify_factory
+
+        return classify_factory(spec, cfg)
     import torch
 
+    from .model import Transformer
+
+    with torch.device("meta"):
+        return classify_model(Transformer(cfg), spec.model.unembed_class)
+
+
+def make_plan(spec: Spec) -> Plan:
     rules = spec.rule_objects()
     settings = result_settings(spec)
     t, opt = spec.train, spec.optimizer
@@ -140,13 +152,8 @@ def make_plan(spec: Spec) -> Plan:
     for rule in rules:
         for width in spec.model.widths:
             cfg = model_config(spec, width, rule)
-            if cfg not in keys_cache and spec.model.factory:
-                from .factory import classify_factory
-
-                keys_cache[cfg] = group_keys(classify_factory(spec, cfg))
             if cfg not in keys_cache:
-                with torch.device("meta"):
-                    keys_cache[cfg] = group_keys(classify_model(Transformer(cfg), spec.model.unembed_class))
+                keys_cache[cfg] = group_keys(param_classes(spec, cfg))
             steps = spec.steps_at(width)
             warmup = spec.warmup_steps(steps)
             fsum = factor_sum(steps, warmup, t.schedule, t.min_lr_ratio, t.decay_frac)
