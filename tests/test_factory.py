@@ -64,6 +64,29 @@ def test_example_model_sweeps(example_run):
     assert rec["flops_per_token"] == pytest.approx(6 * sum(p.numel() for p in _example(64).parameters()))
 
 
+def test_example_run_goes_through_plot_and_transfer(example_run):
+    _, _, _, root = example_run
+    code, out, err = run_cli(["plot", root])
+    assert code == 0, err
+    for fig in ("heatmaps.png", "slices.png", "curves.png", "transfer.png"):
+        assert (root / "figures" / fig).stat().st_size > 1000, fig
+    code, out, err = run_cli(["transfer", root, "--proxy-width", "32", "--target-width", "64", "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    (rule,) = res["rules"]
+    df = pd.read_csv(root / "results.csv")
+    proxy = df[df.width == 32].sort_values("final_val_loss").iloc[0]
+    assert (rule["rule"], rule["eta"], rule["wd"]) == ("sqrt-wd", proxy.eta, proxy.wd)  # the proxy's argmin
+    # the (lr, wd) it hands over are the ones the sweep trained the user's model with at width 64
+    target = df[(df.width == 64) & (df.eta == proxy.eta) & (df.wd == proxy.wd)].iloc[0]
+    rec = json.loads((root / "cells" / target.cell_id / "record.json").read_text())
+    trained = sorted((g["cls"], g["lr"], g["wd"]) for g in rec["groups"])
+    handed = sorted((c["cls"], c["target_lr"], c["target_wd"]) for c in rule["classes"])
+    assert [h[0] for h in handed] == [t[0] for t in trained] == ["matrix", "vector"]
+    assert [x for h in handed for x in h[1:]] == pytest.approx([x for t in trained for x in t[1:]])
+    assert rule["target_loss"] == pytest.approx(target.final_val_loss)
+
+
 def _example(width):
     import sys
 

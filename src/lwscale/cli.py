@@ -188,6 +188,110 @@ def _fmt_s(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
+# ---- plot, transfer, report (src/lwscale/reports) -------------------------------------------
+_RUN_DIR_HELP = "a run directory (default: the most recently modified run under ./runs)"
+
+
+@app.command()
+def plot(
+    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=_RUN_DIR_HELP),
+    proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width whose optimum is marked (default: smallest)"),
+    target_width: Optional[int] = typer.Option(None, "--target-width", help="target of the transfer figure (default: largest)"),
+    pdf: bool = typer.Option(False, "--pdf", help="also write each figure as PDF"),
+) -> None:
+    """Draw RUN_DIR's heatmaps, slices, transfer comparison and training curves into RUN_DIR/figures/."""
+    from .reports.plots import plot_all
+    from .reports.results import load_run
+    from .reports.transfer import check_width
+
+    run = load_run(run_dir)
+    for w, what in ((proxy_width, "proxy"), (target_width, "target")):
+        if w is not None:
+            check_width(run, w, what)
+    for p in plot_all(run, proxy_width, target_width, pdf, log=note):
+        console.print(str(p))
+
+
+@app.command()
+def transfer(
+    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=_RUN_DIR_HELP),
+    proxy_width: int = typer.Option(..., "--proxy-width", help="width the optimum is read from"),
+    target_width: int = typer.Option(..., "--target-width", help="width to transfer it to"),
+    rule: Optional[list[str]] = typer.Option(None, "--rule", help="a rule of the run (repeatable; default: all)"),
+    eta: Optional[float] = typer.Option(None, "--eta", help="use this base lr eta (base coordinates: the value at the "
+                                        "base width) instead of the proxy's optimum; needs --wd"),
+    wd: Optional[float] = typer.Option(None, "--wd", help="use this base weight decay lambda (base coordinates, "
+                                       "PyTorch-coupled) instead of the proxy's optimum; needs --eta"),
+    refined: bool = typer.Option(False, "--refined", help="refine the proxy optimum by a local quadratic fit in "
+                                 "(log2 eta, log2 lambda) instead of the grid argmin"),
+    train: bool = typer.Option(False, "--train", help="train the target once per rule at its transferred point "
+                               "(into the same run) and rank the rules"),
+    seeds: int = typer.Option(2, "--seeds", min=1, help="seeds per rule for --train"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+) -> None:
+    """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
+
+    Prints, for each rule and parameter class, the proxy's and the target's (lr, wd) and tau.
+    Where the run has target cells: the regret against the best target cell of any rule and of
+    the rule's own grid, the shift of the optimum, and the sigma_max ratio once diagnostics exist.
+    Writes transfer.csv and transfer.json into RUN_DIR.
+    """
+    import json
+
+    from .reports.results import load_run
+    from .reports.transfer import rank, to_frame
+    from .reports.transfer import transfer as do_transfer
+    from .reports.transfer_cli import print_transfer
+    from .store import atomic_write_text
+
+    run = load_run(run_dir)
+    result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined)
+    if train:
+        from .reports.train_target import train_points
+
+        trained = train_points(run.spec, run.root, target_width, {e["rule"]: (e["eta"], e["wd"]) for e in result["rules"]},
+                               seeds, log=note if not as_json else (lambda s: None),
+                               progress=None if as_json else _RichProgress(run.spec))
+        for e in result["rules"]:
+            e.update(trained[e["rule"]])
+        result["trained_ranking"] = rank({r: (t["trained_loss"], t["trained_loss_se"]) for r, t in trained.items()})
+    atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
+    from .store import _clean
+
+    text = json.dumps(_clean(result), indent=1, default=float)   # NaN and inf become null
+    atomic_write_text(run.root / "transfer.json", text)
+    if as_json:
+        print(text)
+        return
+    print_transfer(console, result)
+    console.print(f"written: {run.root / 'transfer.csv'}, {run.root / 'transfer.json'}")
+
+
+@app.command()
+def report(
+    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=_RUN_DIR_HELP),
+    proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="transfer table's proxy (default: smallest width)"),
+    target_width: Optional[int] = typer.Option(None, "--target-width", help="transfer table's target (default: largest)"),
+) -> None:
+    """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics."""
+    from .reports.report import write_report
+    from .reports.results import load_run
+    from .reports.transfer import transfer as do_transfer
+
+    run = load_run(run_dir)
+    widths = run.widths
+    result = None
+    if len(widths) > 1:
+        try:
+            result = do_transfer(run, proxy_width or widths[0], target_width or widths[-1])
+        except UserError as exc:
+            if proxy_width or target_width:
+                raise
+            note(f"no transfer table: {exc}")
+    write_report(run, result)
+    console.print(f"written: {run.root / 'report.md'}")
+
+
 def _add_data_commands() -> None:
     from .cli_data import app as data_app
 

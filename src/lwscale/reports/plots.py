@@ -1,0 +1,365 @@
+"""Figures of a run (matplotlib, Agg): heatmaps, slices, the transfer comparison, curves.
+
+Every figure is drawn from results.csv (and the cell records for curves), written to
+RUN_DIR/figures/<name>.png, and also as PDF on request. Measured cells are drawn as cells:
+no contours are interpolated between them.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.patheffects as pe  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+from ..errors import UserError  # noqa: E402
+from .results import Run, log2  # noqa: E402
+from .ridge import fit_ridge  # noqa: E402
+from .transfer import argmin, panel  # noqa: E402
+
+CMAP = "viridis_r"   # low loss = bright
+CLIP = (0.02, 0.65)  # colour-scale quantiles of the finished losses
+BAD = {"diverged": dict(facecolor="0.75", hatch="///", edgecolor="0.35"),
+       "failed": dict(facecolor="white", hatch="xx", edgecolor="0.45"),
+       "missing": dict(facecolor="white", hatch="..", edgecolor="0.6")}
+BAD_LABEL = {"diverged": "diverged", "failed": "failed", "missing": "not trained yet"}
+
+
+def _save(fig, out: Path, name: str, pdf: bool) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png"]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    if pdf:
+        paths.append(out / f"{name}.pdf")
+        fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _edges(v: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres (half-way between neighbours; one unit for a single value)."""
+    if len(v) == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+
+
+def _ylog(wd: np.ndarray) -> np.ndarray:
+    """log2 lambda, with wd = 0 drawn one step below the smallest positive wd."""
+    pos = wd[wd > 0]
+    floor = log2(pos.min()) - 1 if len(pos) else 0.0
+    return np.where(wd > 0, log2(np.where(wd > 0, wd, 1.0)), floor)
+
+
+def colour_norm(stats: pd.DataFrame) -> Normalize:
+    """One colour scale for every panel, clipped to the CLIP quantiles of the finished losses:
+    the poor cells (often a third of a grid) saturate, so the near-optimal ones stay apart."""
+    ok = stats.loc[(stats["status"] == "done"), "loss"].dropna().to_numpy(float)
+    if len(ok) == 0:
+        return Normalize(0, 1)
+    lo, hi = np.quantile(ok, CLIP[0]), np.quantile(ok, CLIP[1])
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    return Normalize(lo, hi, clip=False)
+
+
+def _value_label(v: float) -> str:
+    """2^-7 for powers of two, else the value (0 for no weight decay)."""
+    if v <= 0:
+        return "0"
+    e = math.log2(v)
+    return f"$2^{{{int(round(e))}}}$" if abs(e - round(e)) < 1e-9 else f"{v:.3g}"
+
+
+def _fmt_ticks(ax, xs, ys, etas, wds):
+    ax.set_xticks(xs)
+    ax.set_xticklabels([_value_label(v) for v in etas], fontsize=8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([_value_label(v) for v in wds], fontsize=8)
+
+
+_HALO = [pe.withStroke(linewidth=2.6, foreground="black")]
+
+
+class GridAxes:
+    """The run's (eta, wd) grid in plot coordinates: log2 eta, log2 lambda (wd = 0 one step below)."""
+
+    def __init__(self, stats: pd.DataFrame):
+        self.etas = np.array(sorted(stats["eta"].unique()), float)
+        self.wds = np.array(sorted(stats["wd"].unique()), float)
+        self.xs, self.ys = log2(self.etas), _ylog(self.wds)
+        self.xe, self.ye = _edges(self.xs), _edges(self.ys)
+
+    def index(self, eta: float, wd: float) -> tuple[int, int] | None:
+        j, i = np.flatnonzero(np.isclose(self.etas, eta)), np.flatnonzero(np.isclose(self.wds, wd))
+        return (int(i[0]), int(j[0])) if len(i) and len(j) else None
+
+    def coord(self, axis: str, values) -> np.ndarray:
+        """Plot coordinates of eta ("eta") or wd ("wd") values on this grid."""
+        grid, pos = (self.etas, self.xs) if axis == "eta" else (self.wds, self.ys)
+        idx = np.abs(np.asarray(values, float)[:, None] - grid[None, :]).argmin(axis=1)
+        return pos[idx]
+
+    def cell(self, i: int, j: int, **kw) -> Rectangle:
+        xe, ye = self.xe, self.ye
+        return Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], **kw)
+
+
+def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tuple[float, float] | None,
+                  annotate: bool):
+    """One (rule, width) panel; returns the set of bad statuses it drew and the ridge's note."""
+    Z = np.full((len(g.wds), len(g.etas)), np.nan)
+    seen = np.zeros(Z.shape, bool)
+    bad = set()
+    for r in sub.itertuples():
+        i, j = g.index(r.eta, r.wd)
+        seen[i, j] = True
+        ok = r.status == "done" and np.isfinite(r.loss)
+        if ok:
+            Z[i, j] = r.loss
+        else:
+            kind = r.status if r.status in ("diverged", "failed") else "missing"
+            bad.add(kind)
+            ax.add_patch(g.cell(i, j, lw=0, **BAD[kind]))
+        if annotate and ok:
+            rgba = plt.get_cmap(CMAP)(norm(r.loss))
+            dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
+            ax.text(g.xs[j], g.ys[i] - 0.28 * (g.ye[i + 1] - g.ye[i]), f"{r.loss:.3f}", ha="center", va="center",
+                    fontsize=7, color="white" if dark else "black")
+    for i, j in zip(*np.nonzero(~seen)):   # grid points this panel has no row for
+        bad.add("missing")
+        ax.add_patch(g.cell(i, j, lw=0, **BAD["missing"]))
+    ax.pcolormesh(g.xe, g.ye, np.ma.masked_invalid(Z), cmap=CMAP, norm=norm, shading="flat")
+    ax.set_xlim(g.xe[0], g.xe[-1])
+    ax.set_ylim(g.ye[0], g.ye[-1])
+    _fmt_ticks(ax, g.xs, g.ys, g.etas, g.wds)
+    best = argmin(sub)
+    if best is not None:
+        i, j = g.index(best["eta"], best["wd"])
+        bx, by = g.xs[j], g.ys[i]
+        ax.plot(bx, by, marker="*", ms=17, mfc="gold", mec="black", ls="none", zorder=5)
+        # guides through the best cell: iso-eta*lambda (slope -1) and iso-eta/lambda (slope +1)
+        t = np.array([g.xe[0], g.xe[-1]])
+        ax.plot(t, by - (t - bx), ls="--", color="white", lw=1.2, zorder=3, path_effects=_HALO)
+        ax.plot(t, by + (t - bx), ls=":", color="white", lw=1.4, zorder=3, path_effects=_HALO)
+    if proxy is not None:  # outline the proxy optimum's cell (or mark it off-grid)
+        hit = g.index(*proxy)
+        if hit is not None:
+            ax.add_patch(g.cell(*hit, fill=False, ec="red", lw=2.8, zorder=6))
+        else:
+            py = float(log2(proxy[1])) if proxy[1] > 0 else g.ys[0]
+            ax.plot(float(log2(proxy[0])), py, marker="s", ms=12, mfc="none", mec="red", mew=2.2, zorder=6)
+    ridge = fit_ridge(sub.assign(loss=sub["loss"].where(sub["status"] == "done")))
+    if ridge.ok:
+        yy = np.linspace(g.ye[0], g.ye[-1], 20)
+        ax.plot(ridge.intercept + ridge.slope * yy, yy, color="red", lw=1.6, zorder=4)
+        ax.plot(*np.array(ridge.points).T, "r.", ms=6, zorder=4)
+    return bad, ridge.short().replace("\n", " ")
+
+
+def on_spec_grid(run: Run) -> pd.DataFrame:
+    """The stats of the spec's grid points only (``transfer --train`` may add others)."""
+    grid = run.spec.grid
+    if grid.pairs is not None:
+        return run.stats
+    near = lambda col, values: np.isclose(run.stats[col].to_numpy(float)[:, None], values).any(axis=1)  # noqa: E731
+    return run.stats[near("eta", grid.axis("eta")) & near("wd", grid.axis("wd"))]
+
+
+def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False) -> list[Path]:
+    stats, rules, widths = on_spec_grid(run), run.rules, run.widths
+    norm = colour_norm(stats)
+    proxy_width = widths[0] if proxy_width is None else proxy_width
+    g = GridAxes(stats)
+    annotate = len(g.etas) * len(g.wds) <= 64
+    fig, axes = plt.subplots(len(rules), len(widths), figsize=(4.0 * len(widths) + 1.2, 3.5 * len(rules) + 1.4),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    bad, any_ridge = set(), False
+    for i, rule in enumerate(rules):
+        best_p = argmin(panel(stats, rule, proxy_width))
+        proxy = None if best_p is None else (float(best_p["eta"]), float(best_p["wd"]))
+        for j, width in enumerate(widths):
+            ax = axes[i, j]
+            sub = panel(stats, rule, width)
+            if sub.empty:
+                ax.set_axis_off()
+                continue
+            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate)
+            bad |= drawn
+            any_ridge |= not ridge_note.startswith("no ridge")
+            ax.set_title(f"{rule}, width {width} (m={width / run.spec.model.d0:g})\n{ridge_note}", fontsize=9)
+            if i == len(rules) - 1:
+                ax.set_xlabel("η  (base lr, log₂ axis)")
+            if j == 0:
+                ax.set_ylabel("λ  (base wd, log₂ axis)")
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
+    cb = fig.colorbar(sm, ax=axes, shrink=0.9, extend="both")
+    cb.set_label("final validation loss (nats/token, mean over seeds)")
+    handles = [plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
+               Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum (width {proxy_width}) on the target panels"),
+               plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
+               plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell"),
+               ]
+    if any_ridge:
+        handles.append(plt.Line2D([], [], color="red", lw=1.6, marker=".", label="fitted ridge η ∝ λ^s through "
+                                  "each row's optimum (dots)"))
+    handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(widths) < 3 else 4),
+               fontsize=8, frameon=False)
+    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ)\ncolours shared by all panels, "
+                 f"clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} quantiles of the finished cells (numbers: the loss)",
+                 fontsize=10)
+    return _save(fig, out, "heatmaps", pdf)
+
+
+def _widths_colours(widths):
+    cm = plt.get_cmap("plasma")
+    return {w: cm(0.1 + 0.75 * i / max(len(widths) - 1, 1)) for i, w in enumerate(widths)}
+
+
+def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
+    """Loss against eta at each width's best lambda, and against lambda at its best eta."""
+    stats, rules, widths = run.stats, run.rules, run.widths
+    colours = _widths_colours(widths)
+    g = GridAxes(stats)
+    fig, axes = plt.subplots(len(rules), 2, figsize=(10, 3.3 * len(rules) + 0.6), squeeze=False)
+    for i, rule in enumerate(rules):
+        for j, (along, fixed, name) in enumerate((("eta", "wd", "η"), ("wd", "eta", "λ"))):
+            ax = axes[i, j]
+            drawn = False
+            for w in widths:
+                sub = panel(stats, rule, w)
+                best = argmin(sub)
+                if best is None:
+                    continue
+                line = sub[np.isclose(sub[fixed], best[fixed])].sort_values(along)
+                line = line[(line["status"] == "done") & line["loss"].notna()]
+                x = g.coord(along, line[along])
+                se = line["se"].where(line["n"] > 1).to_numpy(float)
+                fixed_txt = f"{'λ' if fixed == 'wd' else 'η'}={best[fixed]:.3g}"
+                ax.errorbar(x, line["loss"], yerr=None if np.all(np.isnan(se)) else se, marker="o", ms=4,
+                            color=colours[w], capsize=3, label=f"width {w} ({fixed_txt})")
+                bx = g.coord(along, [best[along]])[0]
+                ax.plot(bx, best["loss"], marker="*", ms=13, color=colours[w], mec="black", zorder=5)
+                drawn = True
+            ticks, values = (g.xs, g.etas) if along == "eta" else (g.ys, g.wds)
+            ax.set_xticks(ticks, [_value_label(v) for v in values], fontsize=8)
+            ax.set_xlabel(f"{name}  (base {'lr' if along == 'eta' else 'wd'}, log₂ axis)")
+            ax.set_ylabel("final validation loss")
+            other = "λ" if along == "eta" else "η"
+            ax.set_title(f"{rule}: loss vs {name} at each width's best {other}", fontsize=10)
+            if drawn:
+                ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    fig.suptitle("Slices through each width's optimum (★): under a good rule the minima line up; "
+                 "error bars = seed standard error", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "slices", pdf)
+
+
+def _bars(ax, entries: list[dict], series, width: float, tie_keys: dict | None = None) -> None:
+    """Grouped bars, one group per rule: (offset, key, label, colour) per series, seed
+    standard errors as error bars, and each value written on its bar ("n/a" when unmeasured)."""
+    x = np.arange(len(entries))
+    for off, key, lab, col in series:
+        vals = np.array([np.nan if e.get(key) is None else e[key] for e in entries], float)
+        errs = np.array([np.nan if e.get(key + "_se") is None else e[key + "_se"] for e in entries], float)
+        ax.bar(x + off, np.nan_to_num(vals), width, yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
+               capsize=3, color=col, label=lab)
+        for xi, v, err, e in zip(x + off, vals, np.nan_to_num(errs), entries):
+            tie = (tie_keys or {}).get(key)
+            txt = "n/a" if np.isnan(v) else f"{v:+.3g}" + (" tie" if tie and e.get(tie) else "")
+            top = 0 if np.isnan(v) else v + (err if v >= 0 else -err)   # above the error bar
+            ax.annotate(txt, (xi, top), ha="center", va="bottom" if not v < 0 else "top",
+                        fontsize=7, xytext=(0, 3 if not v < 0 else -3), textcoords="offset points")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, [e["rule"] for e in entries])
+    ax.margins(y=0.15)
+    ax.legend(fontsize=7)
+
+
+def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path]:
+    """Per rule: regret (pooled and own), and the shift of the optimum, with seed error bars."""
+    entries = result["rules"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    _bars(axes[0], entries, ((-0.18, "regret_pooled", "vs the best target cell of any rule", "tab:red"),
+                             (0.18, "regret_rule", "vs the rule's own best target cell", "tab:gray")),
+          0.36, {"regret_pooled": "tie_pooled", "regret_rule": "tie_rule"})
+    axes[0].set_ylabel("regret (Δ final validation loss)")
+    axes[0].set_title("regret at the transferred point (lower is better;\n"
+                      "n/a: that target cell was not trained; tie: within 2 seed s.e.)", fontsize=9)
+    _bars(axes[1], entries, ((-0.27, "d_log2_eta", "Δlog₂ η", "tab:blue"), (-0.09, "d_log2_wd", "Δlog₂ λ", "tab:orange"),
+                             (0.09, "d_log2_eta_x_wd", "Δlog₂ ηλ (across an iso-ηλ ridge)", "tab:purple"),
+                             (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")), 0.18)
+    axes[1].set_ylabel("target optimum − proxy optimum (log₂ units)")
+    axes[1].set_title("shift of the grid optimum from proxy to target (0 = perfect transfer)", fontsize=9)
+    fig.suptitle(f"Transfer from width {result['proxy_width']} to width {result['target_width']} "
+                 "(error bars: seed standard error; none with one seed)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "transfer", pdf)
+
+
+def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[Path]:
+    """Validation loss against tokens for the best few cells (those on the ridge) of each panel."""
+    rules, widths = run.rules, run.widths
+    fig, axes = plt.subplots(len(rules), len(widths), figsize=(3.8 * len(widths), 3.0 * len(rules) + 0.5),
+                             squeeze=False, sharey=True)
+    df = run.df
+    lo, hi = math.inf, -math.inf   # y range of the curves after step 0 (the initial loss is far above)
+    for i, rule in enumerate(rules):
+        for j, w in enumerate(widths):
+            ax = axes[i, j]
+            sub = panel(run.stats, rule, w)
+            near = sub[(sub["status"] == "done") & sub["loss"].notna()].nsmallest(per_panel, "loss")
+            for k, r in enumerate(near.itertuples()):
+                rows = df[(df["rule"] == rule) & (df["width"] == w) & np.isclose(df["eta"], r.eta)
+                          & np.isclose(df["wd"], r.wd)]
+                for s, cid in enumerate(rows["cell_id"].dropna()):
+                    c = np.array(run.curves(cid), float)
+                    if c.ndim != 2 or len(c) == 0:
+                        continue
+                    ax.plot(c[:, 1], c[:, 2], marker=".", color=f"C{k}", alpha=1 if s == 0 else 0.5,
+                            label=f"η={r.eta:.3g}, λ={r.wd:.3g}: {r.loss:.3f}" if s == 0 else None)
+                    later = c[c[:, 0] > 0, 2]
+                    if len(later):
+                        lo, hi = min(lo, later.min()), max(hi, later.max())
+            ax.set_title(f"{rule}, width {w}", fontsize=10)
+            ax.set_xlabel("training tokens")
+            if j == 0:
+                ax.set_ylabel("validation loss")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, title="base (η, λ): final loss", title_fontsize=7)
+    if math.isfinite(lo):
+        pad = 0.15 * (hi - lo) + 0.01
+        axes[0, 0].set_ylim(lo - pad, hi + pad)   # shared y: the step-0 loss sits above the frame
+    fig.suptitle(f"Validation curves of the {per_panel} best cells of each panel (one line per seed; "
+                 "the step-0 loss is above the frame)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "curves", pdf)
+
+
+def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
+             transfer_result: dict | None = None, log=lambda s: None) -> list[Path]:
+    """Every figure of the run into RUN_DIR/figures; the transfer figure needs two widths."""
+    from .transfer import transfer
+
+    out = run.root / "figures"
+    paths = heatmaps(run, out, proxy, pdf) + slices(run, out, pdf) + curves(run, out, pdf)
+    widths = run.widths
+    if transfer_result is None and len(widths) > 1:
+        try:
+            transfer_result = transfer(run, proxy or widths[0], target or widths[-1])
+        except UserError as exc:  # e.g. no finished proxy cells: the other figures still stand
+            log(f"no transfer figure: {exc}")
+            transfer_result = None
+    if transfer_result is not None:
+        paths += transfer_comparison(transfer_result, out, pdf)
+    return paths

@@ -1,0 +1,185 @@
+"""report.md: what was run and what it showed, readable by someone who was not there.
+
+Sections: the spec summary, cell counts, the loss tables (mean ± se over seeds), every
+figure under RUN_DIR/figures, the transfer table, and diagnose.md when it exists.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .results import Run
+
+
+def _num(x, fmt: str = ".4f") -> str:
+    if x == math.inf:
+        return "∞"
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, fmt)
+
+
+def spec_summary(run: Run) -> str:
+    s = run.spec
+    m, t, g = s.model, s.train, s.grid
+    etas = sorted({e for e, _ in g.points()})
+    wds = sorted({w for _, w in g.points()})
+    lines = [
+        f"- widths {', '.join(map(str, m.widths))} (base width d₀ = {m.d0}, multipliers "
+        f"{', '.join(f'{w / m.d0:g}' for w in m.widths)}); depth {m.depth}, head_dim {m.head_dim}, "
+        f"seq_len {m.seq_len}, unembedding {m.unembed_class}-like",
+        f"- data: {s.data.source}, tokenizer {s.data.tokenizer}",
+        f"- training: {t.steps or '—'} steps{f' ({t.tokens:,} tokens)' if t.tokens else ''}, batch {t.batch_size}, "
+        f"{t.schedule} schedule, warmup {t.warmup:g}, grad clip {t.grad_clip}, seeds {t.seeds}",
+        f"- AdamW β = {tuple(s.optimizer.betas)}, ε = {s.optimizer.eps:g}, weight decay {s.optimizer.wd_mode}",
+        f"- grid (base coordinates at width {m.d0}): η ∈ {{{', '.join(f'{e:.3g}' for e in etas)}}}, "
+        f"λ ∈ {{{', '.join(f'{w:.3g}' for w in wds)}}}" + (" (explicit pairs)" if g.pairs else ""),
+        f"- rules: {', '.join(run.rules)}",
+    ]
+    return "\n".join(lines)
+
+
+def findings(run: Run, result: dict | None) -> str:
+    """A few sentences a reader can take away: each width's best cell, the transfer verdict,
+    and whether the cells reached AdamW's steady state."""
+    from .tables import best_cells
+
+    lines = []
+    best = best_cells(run.stats)
+    for rule in run.rules:
+        b = best[best["rule"] == rule].sort_values("width")
+        if len(b):
+            lines.append(f"- {rule}: best cell per width " + "; ".join(
+                f"{int(r.width)}: η = {r.eta:.3g}, λ = {r.wd:.3g} (loss {r.loss:.4f})" for r in b.itertuples()))
+    if result and result.get("ranking"):
+        top = result["ranking"][0]
+        ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
+        lines.append(f"- Transferring the width-{result['proxy_width']} optimum to width {result['target_width']}, "
+                     f"{top['rule']} lands on the lowest target loss ({top['loss']:.4f})"
+                     + (f", tied within the seed noise with {', '.join(ties)}" if ties else "")
+                     + ("" if top["se"] is not None and math.isfinite(top["se"]) else
+                        " (one seed: the gaps are not tested against the seed noise)") + ".")
+    ts = run.df.loc[run.df["status"] == "done", "timescales"].dropna() if "timescales" in run.df else []
+    if len(ts):
+        low = float((ts < 3).mean())
+        lines.append(f"- AdamW timescales completed Σ lr·wd (matrices): median {ts.median():.2f}"
+                     + (f"; {low:.0%} of the cells completed fewer than 3, so they are not in steady state and "
+                        "the grid tests η more than λ" if low else "; every cell completed at least 3") + ".")
+    return "\n".join(lines) or "No finished cells yet."
+
+
+def status_counts(run: Run) -> str:
+    cells = run.df.drop_duplicates("cell_id") if "cell_id" in run.df else run.df
+    counts = cells["status"].value_counts().to_dict()
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+def _cell_text(r, best_key) -> str:
+    if r.status != "done" or not np.isfinite(r.loss):
+        return {"diverged": "diverged", "failed": "failed"}.get(r.status, "·")
+    txt = f"{r.loss:.4f}" + (f" ± {r.se:.4f}" if r.n > 1 else "")
+    return f"**{txt}** ★" if (r.eta, r.wd) == best_key else txt
+
+
+def loss_table_md(run: Run, rule: str, width: int) -> str:
+    """Markdown: rows lambda, columns eta (base coordinates), the best cell starred."""
+    sub = run.stats[(run.stats["rule"] == rule) & (run.stats["width"] == width)]
+    ok = sub[(sub["status"] == "done") & sub["loss"].notna()]
+    best_key = None if ok.empty else tuple(ok.loc[ok["loss"].idxmin(), ["eta", "wd"]])
+    grid = sub.assign(txt=[_cell_text(r, best_key) for r in sub.itertuples()]).pivot(index="wd", columns="eta",
+                                                                                      values="txt").fillna("")
+    lines = ["| λ \\ η | " + " | ".join(f"{e:.3g}" for e in grid.columns) + " |", "|---" * (len(grid.columns) + 1) + "|"]
+    lines += [f"| {w:.3g} | " + " | ".join(row) + " |" for w, row in zip(grid.index, grid.to_numpy())]
+    return "\n".join(lines)
+
+
+def transfer_md(result: dict) -> str:
+    p, t = result["proxy_width"], result["target_width"]
+    out = [f"Proxy width {p} → target width {t}; (η, λ) in base coordinates; wd is PyTorch-coupled "
+           f"({result['wd_mode']} mode in the spec). τ = 1/(lr·wd) steps.", "",
+           "| rule | optimum (η, λ) | group | proxy lr | proxy wd | proxy τ | target lr | target wd | target τ |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for e in result["rules"]:
+        for c in e["classes"]:
+            out.append(f"| {e['rule']} | ({e['eta']:.4g}, {e['wd']:.4g}) {e['source']} | {c['group']} | "
+                       f"{c['proxy_lr']:.4g} | {c['proxy_wd']:.4g} | {_num(c['proxy_tau'], ',.0f')} | "
+                       f"{c['target_lr']:.4g} | {c['target_wd']:.4g} | {_num(c['target_tau'], ',.0f')} |")
+    measured = [e for e in result["rules"] if "best_loss_pooled" in e]
+    if measured:
+        out += ["", "| rule | target loss at the transferred point | regret (pooled) | regret (own grid) | "
+                "target optimum (η, λ) | Δlog₂η | Δlog₂λ | Δlog₂ηλ | Δlog₂η/λ | σ_max ratio |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for e in measured:
+            def reg(k):
+                v = e.get(k)
+                if v is None:
+                    return "–"
+                se = e.get(k + "_se")
+                tie = {"regret_pooled": e.get("tie_pooled"), "regret_rule": e.get("tie_rule")}[k]
+                return f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and math.isfinite(se) else "") + \
+                    (" (tie)" if tie else "")
+            opt = (f"({e['target_opt_eta']:.4g}, {e['target_opt_wd']:.4g})" if "target_opt_eta" in e else "–")
+            out.append(f"| {e['rule']} | {_num(e.get('target_loss'))} | {reg('regret_pooled')} | "
+                       f"{reg('regret_rule')} | {opt} | {_num(e.get('d_log2_eta'), '+.2f')} | "
+                       f"{_num(e.get('d_log2_wd'), '+.2f')} | {_num(e.get('d_log2_eta_x_wd'), '+.2f')} | "
+                       f"{_num(e.get('d_log2_eta_over_wd'), '+.2f')} | {_num(e.get('sigma_max_ratio'), '.3f')} |")
+        e0 = measured[0]
+        out += ["", f"Best target cell over all rules: loss {e0['best_loss_pooled']:.4f} "
+                f"({e0['best_loss_pooled_rule']}, η = {e0['best_loss_pooled_eta']:.4g}, "
+                f"λ = {e0['best_loss_pooled_wd']:.4g}). Regrets within 2 seed standard errors are ties; "
+                "with one seed there is no noise estimate and nothing is called a tie."]
+    trained = result.get("trained_ranking")
+    if trained:
+        out += ["", "Trained at each rule's transferred point (`transfer --train`):", "",
+                "| rank | rule | loss | gap to the best | tie with the best |", "|---|---|---|---|---|"]
+        out += [f"| {r['rank']} | {r['rule']} | {r['loss']:.4f}" + (f" ± {r['se']:.4f}" if r["se"] is not None
+                and math.isfinite(r["se"]) else "") + f" | {r['gap']:+.4f} | {'yes' if r['tie_with_best'] else 'no'} |"
+                for r in trained]
+    for w in result.get("warnings", []):
+        out.append(f"\n> warning: {w}")
+    return "\n".join(out)
+
+
+def _with_trained(run: Run, result: dict | None) -> dict | None:
+    """Add the ranking of an earlier ``transfer --train`` (transfer.json) for the same widths."""
+    import json
+
+    path = run.root / "transfer.json"
+    if result is None or not path.exists():
+        return result
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return result
+    same = (old.get("proxy_width"), old.get("target_width")) == (result["proxy_width"], result["target_width"])
+    return {**result, "trained_ranking": old["trained_ranking"]} if same and old.get("trained_ranking") else result
+
+
+def write_report(run: Run, transfer_result: dict | None) -> str:
+    transfer_result = _with_trained(run, transfer_result)
+    parts = [f"# lwscale report: {run.spec.name}", "",
+             f"Run directory `{run.root}`. Cells: {status_counts(run)}.", "", "## What was run", spec_summary(run),
+             "", "## What it showed", findings(run, transfer_result),
+             "", "## Final validation loss", "Mean over seeds (± standard error with several seeds); ★ the best "
+             "cell of each table; rows λ and columns η in base coordinates."]
+    for rule in run.rules:
+        for width in run.widths:
+            if not run.stats[(run.stats["rule"] == rule) & (run.stats["width"] == width)].empty:
+                parts += ["", f"### {rule}, width {width}", loss_table_md(run, rule, width)]
+    parts += ["", "## Transfer"]
+    parts.append(transfer_md(transfer_result) if transfer_result else "Needs two widths with finished cells.")
+    order = {"heatmaps": 0, "slices": 1, "transfer": 2, "curves": 3}
+    figs = sorted((run.root / "figures").glob("*.png"), key=lambda f: (order.get(f.stem, 9), f.name)) \
+        if (run.root / "figures").is_dir() else []
+    parts += ["", "## Figures"]
+    parts += [f"### {f.stem}\n![{f.stem}](figures/{f.name})" for f in figs] or ["No figures yet: run `lwscale plot`."]
+    diag = run.root / "diagnose.md"
+    if diag.exists():
+        parts += ["", "## Diagnostics (diagnose.md)", diag.read_text(encoding="utf-8").strip()]
+    text = "\n".join(parts) + "\n"
+    from ..store import atomic_write_text
+
+    atomic_write_text(run.root / "report.md", text)
+    return text
+

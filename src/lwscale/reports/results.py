@@ -1,0 +1,73 @@
+"""A run directory as reports see it: its spec, results.csv and the per-cell statistics.
+
+Reports only read the store (docs/records.md). Optional columns written by later tools,
+such as ``sigma_max`` from ``lwscale diagnose``, are used when present and never required.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from ..spec import Spec
+from ..store import Store, find_run
+from .tables import cell_stats
+
+
+@dataclass
+class Run:
+    root: Path
+    spec: Spec
+    df: pd.DataFrame      # results.csv, one row per sweep point
+    stats: pd.DataFrame   # cell_stats: mean and se over seeds per (rule, width, eta, wd)
+
+    @property
+    def widths(self) -> list[int]:
+        return sorted(int(w) for w in self.df["width"].unique())
+
+    @property
+    def rules(self) -> list[str]:
+        """Rule labels in the spec's order, then any others the table holds."""
+        named = [r.label() for r in self.spec.rule_objects()]
+        return [r for r in named if r in set(self.df["rule"])] + sorted(set(self.df["rule"]) - set(named))
+
+    def has_sigma(self) -> bool:
+        return "sigma_max" in self.df and self.df["sigma_max"].notna().any()
+
+    def curves(self, cell_id: str) -> list[list[float]]:
+        """The validation curve [step, tokens, loss] of a cell ([] when it has no record)."""
+        path = self.root / "cells" / str(cell_id) / "record.json"
+        try:
+            return json.loads(path.read_text()).get("curves", {}).get("val", []) or []
+        except (OSError, ValueError):
+            return []
+
+
+def load_run(run_dir: str | Path | None) -> Run:
+    """RUN_DIR, or the most recently modified run under ./runs, read for reporting."""
+    root = find_run(run_dir)
+    spec = Store(root).read_spec()
+    path = root / "results.csv"
+    if not path.exists():
+        raise UserError(f"{root} has no results.csv yet; run `lwscale sweep` on its spec first")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    missing = {"rule", "width", "eta", "wd", "seed", "status", "final_val_loss"} - set(df.columns)
+    if missing:
+        raise UserError(f"{path} lacks the columns {', '.join(sorted(missing))}; is it an lwscale results table?")
+    if df.empty:
+        raise UserError(f"{path} has no rows")
+    df["final_val_loss"] = df["final_val_loss"].astype(float)
+    return Run(root, spec, df, cell_stats(df))
+
+
+def log2(x) -> np.ndarray | float:
+    """log2 that maps 0 (no weight decay) to -inf without a warning."""
+    with np.errstate(divide="ignore"):
+        return np.log2(x)

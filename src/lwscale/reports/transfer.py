@@ -1,0 +1,315 @@
+"""Proxy -> target transfer: the proxy's optimum, each rule's (lr, wd) at both widths, and,
+where the run has target cells, regret, shift and the sigma_max ratio (SCIENCE.md section 6).
+
+All (eta, lambda) are base coordinates: the values at the base width. A rule maps them to
+per-class (lr, wd) at any width, so the transferred point of a rule at the target is the
+same base (eta, lambda); under every muP rule it is a measured target cell of the grid.
+
+- regret (pooled) = L_target(rule's transferred point) - the best target loss over all
+  target cells of the run, whatever their rule (they are distinct physical (lr, wd)).
+  The per-rule regret compares with the rule's own target grid only.
+- shift = target optimum - proxy optimum in log2 base coordinates: (d log2 eta, d log2 lam),
+  and d log2(eta*lam) (across an iso-eta*lambda ridge) and d log2(eta/lam) (along it).
+- differences within 2 standard errors of the seed noise are ties.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from ..rules import RuleError, get_rule
+from .results import Run, log2
+
+TIE_SIGMAS = 2.0
+
+
+@dataclass
+class Optimum:
+    eta: float
+    wd: float
+    source: str                      # "grid argmin", "refined", "given"
+    eta_se: float | None = None      # refined: log2 spread over seeds
+    wd_se: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClassRow:
+    group: str        # e.g. "matrix (m 1->4)": class and width multiplier at proxy -> target
+    cls: str
+    proxy_lr: float
+    proxy_wd: float
+    proxy_tau: float
+    target_lr: float
+    target_wd: float
+    target_tau: float
+
+
+# ---- reading the grid -------------------------------------------------------------------
+def panel(stats: pd.DataFrame, rule: str, width: int) -> pd.DataFrame:
+    return stats[(stats["rule"] == rule) & (stats["width"] == width)]
+
+
+def argmin(sub: pd.DataFrame) -> pd.Series | None:
+    ok = sub[(sub["status"] == "done") & sub["loss"].notna()]
+    return None if ok.empty else ok.loc[ok["loss"].idxmin()]
+
+
+def edge_warnings(sub: pd.DataFrame, eta: float, wd: float, what: str) -> list[str]:
+    """Which way to widen the grid when (eta, wd) sits on its edge."""
+    out = []
+    etas, wds = sorted(sub["eta"].unique()), sorted(sub["wd"].unique())
+    for name, v, axis in (("lr", eta, etas), ("wd", wd, wds)):
+        if len(axis) < 2:
+            continue
+        if v <= axis[0]:
+            out.append(f"{what} lies on the grid's lowest {name} ({v:.3g}): extend the {name} axis below it")
+        elif v >= axis[-1]:
+            out.append(f"{what} lies on the grid's highest {name} ({v:.3g}): extend the {name} axis above it")
+    return out
+
+
+def _quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float] | None:
+    """Vertex of a quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``,
+    clipped to that neighbourhood; None when the fit is not a bowl."""
+    ok = sub[(sub["status"] == "done") & sub["loss"].notna() & (sub["wd"] > 0)]
+    etas, wds = sorted(ok["eta"].unique()), sorted(ok["wd"].unique())
+    if centre["wd"] <= 0 or centre["eta"] not in etas or centre["wd"] not in wds:
+        return None
+    i, j = etas.index(centre["eta"]), wds.index(centre["wd"])
+    near = ok[ok["eta"].isin(etas[max(i - 1, 0): i + 2]) & ok["wd"].isin(wds[max(j - 1, 0): j + 2])]
+    if len(near) < 6:
+        return None
+    x, y, z = log2(near["eta"].to_numpy(float)), log2(near["wd"].to_numpy(float)), near["loss"].to_numpy(float)
+    A = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    c, *_ = np.linalg.lstsq(A, z, rcond=None)
+    H = np.array([[2 * c[3], c[4]], [c[4], 2 * c[5]]])
+    if np.linalg.matrix_rank(A) < 6 or np.any(np.linalg.eigvalsh(H) <= 0):
+        return None
+    vx, vy = np.linalg.solve(H, -c[1:3])
+    vx = float(np.clip(vx, x.min(), x.max()))
+    vy = float(np.clip(vy, y.min(), y.max()))
+    return vx, vy
+
+
+def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False) -> Optimum:
+    sub = panel(run.stats, rule, width)
+    best = argmin(sub)
+    if best is None:
+        raise UserError(f"no finished cells at the proxy width {width} for rule {rule}; "
+                        f"sweep it first or pass --eta and --wd")
+    opt = Optimum(float(best["eta"]), float(best["wd"]), "grid argmin")
+    opt.warnings = edge_warnings(sub, opt.eta, opt.wd, f"the {rule} proxy optimum (width {width})")
+    if refined:
+        v = _quadratic_vertex(sub, best)
+        if v is None:
+            opt.warnings.append(f"{rule}: the 3x3 cells around the proxy argmin do not form a bowl; "
+                                "using the grid argmin")
+        else:
+            opt = Optimum(2.0 ** v[0], 2.0 ** v[1], "refined", warnings=opt.warnings)
+            per_seed = []
+            for _, d in run.df[(run.df["rule"] == rule) & (run.df["width"] == width)].groupby("seed"):
+                s = _seed_stats(d)
+                b = argmin(s)
+                pv = _quadratic_vertex(s, b) if b is not None else None
+                if pv is not None:
+                    per_seed.append(pv)
+            if len(per_seed) > 1:
+                arr = np.array(per_seed)
+                opt.eta_se, opt.wd_se = (arr.std(axis=0, ddof=1) / math.sqrt(len(arr))).tolist()
+    return opt
+
+
+def _seed_stats(d: pd.DataFrame) -> pd.DataFrame:
+    """One seed's rows shaped like cell_stats (loss, status per eta, wd)."""
+    out = d[["eta", "wd", "status"]].copy()
+    out["loss"] = d["final_val_loss"].where(d["status"] == "done")
+    return out
+
+
+# ---- the rule arithmetic ----------------------------------------------------------------
+def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float) -> list[tuple[float, str, float, float, float]]:
+    """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
+    ``width`` under ``rule``, from base (eta, wd): the same classes and arithmetic as a sweep."""
+    from ..params import group_hparams, group_keys
+    from ..plan import model_config, param_classes
+
+    r = get_rule(rule)
+    keys = group_keys(param_classes(spec, model_config(spec, width, r)))  # the built-in or a factory model
+    out = []
+    for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
+        lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult)
+        out.append((key.width_mult, key.cls, lr, cwd, math.inf if lr * cwd == 0 else 1.0 / (lr * cwd)))
+    return out
+
+
+def class_rows(spec, rule: str, proxy: int, target: int, eta: float, wd: float) -> list[ClassRow]:
+    p = class_hparams_at(spec, rule, proxy, eta, wd)
+    t = class_hparams_at(spec, rule, target, eta, wd)
+    return [ClassRow(tc if tc == "vector" else f"{tc} (m {pm:g}->{tm:g})", tc, plr, pwd, ptau, tlr, twd, ttau)
+            for (pm, _, plr, pwd, ptau), (tm, tc, tlr, twd, ttau) in zip(p, t)]
+
+
+# ---- metrics ----------------------------------------------------------------------------
+def _se(x) -> float:
+    return float(x) if x is not None and np.isfinite(x) else math.nan
+
+
+def _tie(diff: float, *ses: float) -> bool | None:
+    """True when ``diff`` is within TIE_SIGMAS of the combined seed noise; None without noise."""
+    noise = math.sqrt(sum(s * s for s in ses))
+    if not math.isfinite(noise) or noise == 0:
+        return None
+    return bool(abs(diff) <= TIE_SIGMAS * noise)
+
+
+def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:
+    sub = panel(stats, rule, width)
+    hit = sub[np.isclose(sub["eta"], eta, rtol=1e-9, atol=0) & np.isclose(sub["wd"], wd, rtol=1e-9, atol=0)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def shift(p_eta: float, p_wd: float, t_eta: float, t_wd: float) -> dict:
+    de, dw = float(log2(t_eta) - log2(p_eta)), float(log2(t_wd) - log2(p_wd))
+    de, dw = (v if math.isfinite(v) else math.nan for v in (de, dw))   # wd = 0 has no log
+    return {"d_log2_eta": de, "d_log2_wd": dw, "d_log2_eta_x_wd": de + dw, "d_log2_eta_over_wd": de - dw}
+
+
+def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
+    """Standard errors of the shift over seeds (each seed's own argmins), when > 1 seed."""
+    per = []
+    d = run.df[run.df["rule"] == rule]
+    for seed, ds in d.groupby("seed"):
+        p = argmin(_seed_stats(ds[ds["width"] == proxy]))
+        t = argmin(_seed_stats(ds[ds["width"] == target]))
+        if p is not None and t is not None:
+            per.append(shift(p["eta"], p["wd"], t["eta"], t["wd"]))
+    if len(per) < 2:
+        return {}
+    frame = pd.DataFrame(per)
+    return {f"{k}_se": float(frame[k].std(ddof=1) / math.sqrt(len(frame))) for k in frame}
+
+
+def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
+    d = run.df
+    hit = d[(d["rule"] == rule) & (d["width"] == width) & np.isclose(d["eta"], eta) & np.isclose(d["wd"], wd)
+            & (d["status"] == "done")]
+    return float(hit["sigma_max"].mean()) if len(hit) else math.nan
+
+
+def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -> dict:
+    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target."""
+    out: dict = {}
+    tgt = run.stats[(run.stats["width"] == target) & (run.stats["status"] == "done") & run.stats["loss"].notna()]
+    if tgt.empty:
+        return out
+    here = _at(run.stats, rule, target, opt.eta, opt.wd)
+    pooled = tgt.loc[tgt["loss"].idxmin()]
+    out.update(best_loss_pooled=float(pooled["loss"]), best_loss_pooled_rule=pooled["rule"],
+               best_loss_pooled_eta=float(pooled["eta"]), best_loss_pooled_wd=float(pooled["wd"]))
+    own = argmin(panel(run.stats, rule, target))
+    if here is not None:
+        out.update(target_status=here["status"], target_n=int(here["n"]))
+    if here is not None and here["status"] == "done" and np.isfinite(here["loss"]):
+        loss, se = float(here["loss"]), _se(here["se"])
+        out.update(target_loss=loss, target_loss_se=se)
+        out["regret_pooled"] = loss - float(pooled["loss"])
+        out["regret_pooled_se"] = math.sqrt(se**2 + _se(pooled["se"]) ** 2)
+        out["tie_pooled"] = _tie(out["regret_pooled"], se, _se(pooled["se"]))
+        if own is not None:
+            out["regret_rule"] = loss - float(own["loss"])
+            out["regret_rule_se"] = math.sqrt(se**2 + _se(own["se"]) ** 2)
+            out["tie_rule"] = _tie(out["regret_rule"], se, _se(own["se"]))
+    elif here is None:
+        out["target_status"] = "not in the grid"
+    if own is not None:
+        out.update(target_opt_eta=float(own["eta"]), target_opt_wd=float(own["wd"]))
+        out.update(shift(opt.eta, opt.wd, own["eta"], own["wd"]))
+        if opt.source == "grid argmin":
+            out.update(_shift_se(run, rule, proxy, target))
+    if run.has_sigma():
+        sp, st = _sigma(run, rule, proxy, opt.eta, opt.wd), _sigma(run, rule, target, opt.eta, opt.wd)
+        if np.isfinite(sp) and np.isfinite(st) and sp > 0:
+            out["sigma_max_ratio"] = st / sp
+    return out
+
+
+def rank(losses: dict[str, tuple[float, float]]) -> list[dict]:
+    """Rules ordered by loss, each marked as tied with the best when within the seed noise."""
+    items = sorted(((r, l, s) for r, (l, s) in losses.items() if np.isfinite(l)), key=lambda t: t[1])
+    if not items:
+        return []
+    _, best, best_se = items[0]
+    return [{"rule": r, "loss": l, "se": s, "rank": i + 1, "gap": l - best,
+             "tie_with_best": i > 0 and bool(_tie(l - best, s, best_se))}
+            for i, (r, l, s) in enumerate(items)]
+
+
+# ---- the whole comparison ---------------------------------------------------------------
+def check_rules(run: Run, rules: list[str] | None) -> list[str]:
+    have = run.rules
+    if not rules:
+        return have
+    out = []
+    for r in rules:
+        try:
+            label = get_rule(r).label()
+        except RuleError:
+            label = r
+        if label not in have:
+            raise UserError(f"unknown rule {r!r}: this run has {', '.join(have)}")
+        out.append(label)
+    return out
+
+
+def check_width(run: Run, width: int, what: str) -> None:
+    if width not in run.widths:
+        raise UserError(f"{what} width {width} is not in the run (widths: {', '.join(map(str, run.widths))})")
+
+
+def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, eta: float | None = None,
+             wd: float | None = None, refined: bool = False) -> dict:
+    """Everything ``lwscale transfer`` reports, as plain data (also transfer.json)."""
+    check_width(run, proxy, "proxy")
+    check_width(run, target, "target")
+    if (eta is None) != (wd is None):
+        raise UserError("give both --eta and --wd (base coordinates), or neither")
+    if eta is not None and not (eta > 0 and wd >= 0):
+        raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
+    rules = check_rules(run, rules)
+    out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": run.spec.model.d0,
+           "wd_mode": run.spec.optimizer.wd_mode, "rules": [], "warnings": []}
+    for rule in rules:
+        opt = Optimum(eta, wd, "given") if eta is not None else proxy_optimum(run, rule, proxy, refined)
+        out["warnings"].extend(opt.warnings)
+        entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
+                 "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se,
+                 "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
+        entry.update(target_metrics(run, rule, proxy, target, opt))
+        out["rules"].append(entry)
+    out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan))
+                           for e in out["rules"] if "target_loss" in e})
+    return out
+
+
+CSV_COLUMNS = [
+    "rule", "source", "eta", "wd", "group", "cls", "proxy_lr", "proxy_wd", "proxy_tau", "target_lr", "target_wd",
+    "target_tau", "target_status", "target_n", "target_loss", "target_loss_se", "best_loss_pooled",
+    "best_loss_pooled_rule", "regret_pooled", "regret_pooled_se", "tie_pooled", "regret_rule", "regret_rule_se",
+    "tie_rule", "target_opt_eta", "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd",
+    "d_log2_eta_over_wd", "d_log2_eta_x_wd_se", "d_log2_eta_over_wd_se", "sigma_max_ratio", "trained_loss",
+    "trained_loss_se", "trained_n",
+]
+
+
+def to_frame(result: dict) -> pd.DataFrame:
+    """transfer.csv: one row per rule and parameter group."""
+    rows = []
+    for e in result["rules"]:
+        for c in e["classes"]:
+            rows.append({**{k: v for k, v in e.items() if k != "classes"}, **c})
+    return pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)

