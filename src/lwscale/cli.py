@@ -340,6 +340,15 @@ def status(
         pass
 
 
+def _add_data_commands() -> None:
+    from .cli_data import app as data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_add_data_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -342,6 +342,10 @@ def load_dataset(data_spec, seq_len: int, batch_size: int, eval_tokens: int, dev
         val = val_stream.sequences(0, n_val)
         return Dataset(tcfg.vocab_size, seq_len, batch_size, val, val_stream.key, _teacher=tcfg, _device=device)
 
+    if data_spec.source in ("text", "tokens"):  # the user's files (lwscale.data_sources)
+        from .data_sources import load_user_dataset
+
+        return load_user_dataset(data_spec, seq_len, batch_size, n_val, log)
     if data_spec.source != "sotu":
         raise DataError(f"unknown data source {data_spec.source!r}")
     tokens = tokenize_corpus(sotu_documents(), data_spec.tokenizer, data_spec.vocab_size, data_spec.val_every, log)

@@ -90,16 +90,30 @@ def result_settings(spec: Spec) -> dict:
     return {
         "id_version": ID_VERSION,
         "data_version": DATA_VERSION,
-        "model": m.model_dump(mode="json", exclude={"widths"}) | {"base_width": m.d0},
-        "data": spec.data.model_dump(mode="json"),
+        "model": m.model_dump(mode="json", exclude={"widths"} | _unset(m, "factory", "loss")) | {"base_width": m.d0},
+        "data": spec.data.model_dump(mode="json", exclude=_unset(spec.data, "paths", "token_dtype")),
         "train": t.model_dump(mode="json", exclude={"seeds", "cells_per_stack", "compile", "device",
                                                     "log_interval", "eval_interval"}),
         "optimizer": spec.optimizer.model_dump(mode="json"),
     }
 
 
+def _unset(obj, *keys: str) -> set[str]:
+    """Fields added later that are left at None: kept out of ids, so existing ids stay stable."""
+    return {k for k in keys if getattr(obj, k) is None}
+
+
 def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig:
     m = spec.model
+    if vocab_size is None and spec.data.source in ("text", "tokens"):
+        from .data_sources import source_vocab_size
+
+        vocab_size = source_vocab_size(spec.data)
+    if m.factory:  # a user's model (lwscale.factory): the config carries width, base width, vocab, seq_len
+        from .factory import factory_config
+
+        v = vocab_size or (256 if spec.data.tokenizer == "bytes" else spec.data.vocab_size)
+        return parametrization(factory_config(spec, width, v), rule.mup)
     cfg = ModelConfig(
         vocab_size=vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size),
         width=width, base_width=m.d0, depth=m.depth, head_dim=m.head_dim, ffn_mult=m.ffn_mult,
@@ -113,10 +127,22 @@ def _round(x: float) -> float:
     return float(f"{x:.10g}")
 
 
-def make_plan(spec: Spec) -> Plan:
-    from .model import Transformer
+def param_classes(spec: Spec, cfg: ModelConfig) -> list:
+    """The parameter classes (``params.ParamInfo``) of the model a cell of ``cfg`` trains: the
+    built-in Transformer, or the spec's ``model.factory`` model (lwscale.factory)."""
+    if spec.model.factory:
+        from .factory import classify_factory
+
+        return classify_factory(spec, cfg)
     import torch
 
+    from .model import Transformer
+
+    with torch.device("meta"):
+        return classify_model(Transformer(cfg), spec.model.unembed_class)
+
+
+def make_plan(spec: Spec) -> Plan:
     rules = spec.rule_objects()
     settings = result_settings(spec)
     t, opt = spec.train, spec.optimizer
@@ -127,8 +153,7 @@ def make_plan(spec: Spec) -> Plan:
         for width in spec.model.widths:
             cfg = model_config(spec, width, rule)
             if cfg not in keys_cache:
-                with torch.device("meta"):
-                    keys_cache[cfg] = group_keys(classify_model(Transformer(cfg), spec.model.unembed_class))
+                keys_cache[cfg] = group_keys(param_classes(spec, cfg))
             steps = spec.steps_at(width)
             warmup = spec.warmup_steps(steps)
             fsum = factor_sum(steps, warmup, t.schedule, t.min_lr_ratio, t.decay_frac)

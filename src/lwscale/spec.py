@@ -40,6 +40,10 @@ class ModelSpec(Strict):
     readout_zero_init: bool = False
     attn_scale: float | None = Field(default=None, description="attention logit scale; null = 1/sqrt(head_dim)")
     rope_theta: float = 10000.0
+    factory: str | None = Field(default=None, description='your model instead of ours: "package.module:build", '
+                                'build(width) -> nn.Module giving logits (lwscale.factory)')
+    loss: str | None = Field(default=None, description='with factory: "package.module:fn", loss = fn(output, targets); '
+                             'default: cross-entropy of logits')
 
     @field_validator("widths")
     @classmethod
@@ -57,6 +61,14 @@ class ModelSpec(Strict):
     def _shapes(self) -> "ModelSpec":
         if self.base_width is not None and self.base_width <= 0:
             raise ValueError(f"base_width must be positive, got {self.base_width}")
+        if self.loss and not self.factory:
+            raise ValueError("model.loss needs model.factory (the built-in model has its own loss)")
+        for key in ("factory", "loss"):
+            ref = getattr(self, key)
+            if ref is not None and (ref.count(":") != 1 or not all(ref.split(":"))):
+                raise ValueError(f'{key} must look like "package.module:function", got {ref!r}')
+        if self.factory:  # head_dim and ffn_mult describe lwscale's own model only
+            return self
         for w in self.widths + [self.d0]:
             if w % self.head_dim:
                 raise ValueError(f"width {w} is not divisible by head_dim {self.head_dim}")
@@ -85,11 +97,27 @@ class TeacherSpec(Strict):
 
 
 class DataSpec(Strict):
-    source: Literal["sotu", "synthetic"] = "sotu"
+    source: Literal["sotu", "synthetic", "text", "tokens"] = "sotu"
     tokenizer: Literal["bpe", "bytes"] = "bpe"
     vocab_size: int = Field(default=4096, ge=2, le=2**31 - 1)
     val_every: int = Field(default=10, ge=2, description="hold out every n-th document for validation")
     teacher: TeacherSpec = TeacherSpec()
+    paths: list[str] | None = Field(default=None, description="text: files or globs; tokens: one .bin/.npy file "
+                                    "or a `lwscale data prepare` directory (lwscale.data_sources)")
+    token_dtype: Literal["uint16", "uint32"] | None = Field(default=None, description="dtype of a bare .bin "
+                                                            "token file (a manifest.json beside it says it)")
+
+    @model_validator(mode="after")
+    def _paths(self) -> "DataSpec":
+        if self.source in ("text", "tokens") and not self.paths:
+            raise ValueError(f"source {self.source} needs data.paths")
+        if self.source not in ("text", "tokens") and self.paths:
+            raise ValueError(f"data.paths is for source text or tokens, not {self.source}")
+        if self.source == "tokens" and len(self.paths) != 1:
+            raise ValueError("source tokens reads one token file or prepared directory in data.paths")
+        if self.source == "text" and self.tokenizer == "bpe" and self.vocab_size < 257:
+            raise ValueError("a BPE vocab needs more than 256 tokens (use tokenizer: bytes for 256)")
+        return self
 
     @model_validator(mode="after")
     def _vocab(self) -> "DataSpec":

@@ -97,6 +97,17 @@ def evaluate(model: torch.nn.Module, val: torch.Tensor, K: int, batch_size: int,
     return total / n
 
 
+def build_with_classes(cfg, spec: Spec, seeds: list[int], device: torch.device):
+    """The stacked model of ``cfg`` and its parameter classes; a spec's ``model.factory``
+    gives the user's model instead (K = 1, lwscale.factory)."""
+    if spec.model.factory:
+        from .factory import build_user_stack
+
+        return build_user_stack(spec, cfg, seeds, device)
+    model = build(cfg, seeds=seeds, device=device)
+    return model, classify_model(model, spec.model.unembed_class)
+
+
 def train_stack(
     cells: list[Cell],
     spec: Spec,
@@ -118,8 +129,8 @@ def train_stack(
     B, T = t_spec.batch_size, first.model.seq_len
 
     cfg = replace(first.model, n_stack=K)
-    model = build(cfg, seeds=[c.seed for c in cells], device=device)
-    groups = stack_groups(model, classify_model(model, spec.model.unembed_class), [c.rule_hparams for c in cells],
+    model, infos = build_with_classes(cfg, spec, [c.seed for c in cells], device)
+    groups = stack_groups(model, infos, [c.rule_hparams for c in cells],
                           o_spec.wd_mode, spec.model.vector_lr_mult)
     opt = StackedAdamW(groups, K, betas=tuple(o_spec.betas), eps=o_spec.eps, max_grad_norm=t_spec.grad_clip)
     fwd = model
@@ -200,7 +211,7 @@ def train_stack(
     died_at = opt.died_at.cpu().tolist()
     init = initial.cpu().tolist()
     last_finite_l = last_finite.cpu().tolist()
-    fpt = flops_per_token(first.model)
+    fpt = getattr(model, "flops_per_token", None) or flops_per_token(first.model)
     perf = throughput(steps * B * T, wall, fpt, K, peak_flops(device, precision))
     records = []
     for k, cell in enumerate(cells):
@@ -241,8 +252,8 @@ def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3
     """Seconds per training step of a stack of ``k`` cells of ``cfg``, on random tokens
     (for the dry-run estimate and for choosing K)."""
     cfg = replace(cfg, n_stack=k)
-    model = build(cfg, seeds=[0] * k, device=device)
-    groups = stack_groups(model, classify_model(model, spec.model.unembed_class), [("sqrt-wd", 1e-3, 0.1)] * k)
+    model, infos = build_with_classes(cfg, spec, [0] * k, device)
+    groups = stack_groups(model, infos, [("sqrt-wd", 1e-3, 0.1)] * k)
     opt = StackedAdamW(groups, k, max_grad_norm=spec.train.grad_clip)
     fwd = model
     if resolve_compile(spec, device):

@@ -135,15 +135,11 @@ def _seed_stats(d: pd.DataFrame) -> pd.DataFrame:
 def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float) -> list[tuple[float, str, float, float, float]]:
     """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
     ``width`` under ``rule``, from base (eta, wd): the same classes and arithmetic as a sweep."""
-    import torch
-
-    from ..model import Transformer
-    from ..params import classify_model, group_hparams, group_keys
-    from ..plan import model_config
+    from ..params import group_hparams, group_keys
+    from ..plan import model_config, param_classes
 
     r = get_rule(rule)
-    with torch.device("meta"):
-        keys = group_keys(classify_model(Transformer(model_config(spec, width, r)), spec.model.unembed_class))
+    keys = group_keys(param_classes(spec, model_config(spec, width, r)))  # the built-in or a factory model
     out = []
     for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
         lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult)

@@ -134,6 +134,10 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, device,
                                max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=log)
         dataset.prepare(sorted({c.seed for c in todo}), max(c.steps for c in todo))
+        if spec.model.factory:
+            from ..factory import preflight
+
+            preflight(spec, todo[0].model, log)
         stacks = make_stacks(todo, choose_k(spec, todo, device, log))
         progress.start(len(todo))
         from .worker import work

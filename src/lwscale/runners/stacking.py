@@ -24,6 +24,8 @@ def choose_k(spec: Spec, cells: list, device: torch.device,
              log: Callable[[str], None] = lambda s: None) -> dict[int, int]:
     """K for each width of these cells: the spec's number, or chosen automatically."""
     widths = sorted({c.width for c in cells})
+    if spec.model.factory:  # a user's model cannot be stacked (lwscale.factory)
+        return {w: 1 for w in widths}
     k = spec.train.cells_per_stack
     if isinstance(k, int):
         return {w: k for w in widths}

