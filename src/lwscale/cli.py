@@ -181,6 +181,7 @@ def coord_check(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="a sweep spec (YAML): its widths, rules and model"),
     steps: int = typer.Option(4, "--steps", min=1, help="training steps to follow from init"),
     eta: Optional[float] = typer.Option(None, "--eta", help="base lr (base coordinates); default: the grid's largest"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="seeds (init and data) to average over"),
     out: Optional[Path] = typer.Option(None, "--out", help="where the plot goes; default: <out_dir>/<name>/figures"),
 ) -> None:
     """microsoft/mup's coordinate check on our model: mean |activation| per module type over
@@ -188,7 +189,7 @@ def coord_check(
     muP rules stay within about 1.2x; SP grows with width."""
     from .reports.coord import run_coord_check
 
-    run_coord_check(spec_path, steps, eta, out, console)
+    run_coord_check(spec_path, steps, eta, out, console, seeds)
 
 
 def _dry_run(spec, plan, dev) -> None:

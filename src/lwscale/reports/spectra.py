@@ -32,6 +32,16 @@ def _plt():
     return plt
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+
+
 def chosen_cells(points: pd.DataFrame, pairs: bool) -> pd.DataFrame:
     """One row per drawn cell (first seed): see the module docstring."""
     done = points[points["status"] == "done"]
@@ -58,13 +68,8 @@ def gain_figure(root: Path, cells: pd.DataFrame, records: dict, pairs: bool, pat
         curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})]
         if curves:
             ax.plot(g["steps"], np.mean(curves, axis=0), marker=".", label=_label(r, pairs))
-    ax.set_xlabel("step")
-    ax.set_ylabel("FFN sublayer gain ||Wx||_rms / ||x||_rms")
-    ax.set_title("gain on the fixed eval batch (gate, up, down; block mean)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, "step", "FFN sublayer gain ||Wx||_rms / ||x||_rms",
+            "gain on the fixed eval batch (gate, up, down; block mean)", path)
 
 
 def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> None:
@@ -79,13 +84,8 @@ def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> 
         n = min(len(s) for s in ffn)
         mean = np.mean([s[:n] for s in ffn], axis=0) / math.sqrt(r.lr_matrix / r.wd_matrix)
         ax.loglog(np.arange(1, n + 1), mean, label=_label(r, pairs))
-    ax.set_xlabel("index (sorted)")
-    ax.set_ylabel("singular value / sqrt(lr/wd)")
-    ax.set_title("FFN spectra at the end (block and type mean)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, "index (sorted)", "singular value / sqrt(lr/wd)",
+            "FFN spectra at the end (block and type mean)", path)
 
 
 def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
@@ -98,13 +98,8 @@ def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
         ax.plot(s.index, s.values, marker="o", label=f"{rule} (eta {eta:.3g}, wd {wd:.3g})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("width d")
-    ax.set_ylabel("sigma_max (mean over matrix types)")
-    ax.set_title("top singular value vs width at the transferred optimum")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, "width d", "sigma_max (mean over matrix types)",
+            "top singular value vs width at the transferred optimum", path)
 
 
 def write_figures(root: Path, points: pd.DataFrame, pairs: bool) -> list[Path]:
