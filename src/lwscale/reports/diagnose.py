@@ -208,10 +208,10 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             report.notes.append(f"Figure-1 check at d={width}: the base pair ({eta0:g}, {wd0:g}) did not finish")
             continue
         s0, g0 = per.loc[(eta0, wd0)]
-        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", _fmt(s0), "1", "1", "", _fmt(g0), _fmt(ts[(eta0, wd0)])]]
+        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", _fmt(s0), "1", "1", "1", "", _fmt(g0), "1", _fmt(ts[(eta0, wd0)])]]
         for eta, wd in pairs[1:]:
             if (eta, wd) not in per.index:
-                rows.append([f"({eta:.3g}, {wd:.3g})", "not finished", "", "", "", "", ""])
+                rows.append([f"({eta:.3g}, {wd:.3g})", "not finished"] + [""] * 7)
                 continue
             fe, fw = eta / eta0, wd / wd0
             s, g = per.loc[(eta, wd)]
@@ -221,14 +221,14 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             tol = 0.15 if joint else 0.20
             ok = abs(ratio / expect - 1) <= tol
             paper = PAPER_JOINT if joint else PAPER_RATIOS.get((round(fe, 9), round(fw, 9)), "–")
-            rows.append([name, _fmt(s), f"{ratio:.3f}", f"{expect:.3f}", paper + (f" | {'pass' if ok else 'FAIL'} "
-                                                                                     f"(within {tol:.0%})"),
-                         f"{g / g0:.3f}", _fmt(ts[(eta, wd)])])
+            rows.append([name, _fmt(s), f"{ratio:.3f}", f"{expect:.3f}", paper,
+                         f"{'pass' if ok else 'FAIL'} (±{tol:.0%})", _fmt(g), f"{g / g0:.3f}", _fmt(ts[(eta, wd)])])
             checks.append({"width": int(width), "cell": name, "eta": eta, "wd": wd, "sigma_max": s, "ratio": ratio,
                            "expected": expect, "tolerance": tol, "pass": bool(ok), "gain_ratio": g / g0})
         report.tables.append(Tab(
             f"Figure-1 check at d={width}: FFN sigma_max (gate, up, down; block-averaged) relative to base",
-            ["cell", "sigma_max", "ratio", "sqrt(eta_f/wd_f)", "paper | check", "gain ratio", "timescales"], rows))
+            ["cell", "sigma_max", "ratio", "sqrt(eta_f/wd_f)", "paper", "check", "gain", "gain ratio", "timescales"],
+            rows))
     report.data["figure1"] = checks
 
 

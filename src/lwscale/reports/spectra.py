@@ -67,7 +67,7 @@ def gain_figure(root: Path, cells: pd.DataFrame, records: dict, pairs: bool, pat
         g = (records[r.cell_id].get("diagnostics") or {}).get("gain") or {}
         curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})]
         if curves:
-            ax.plot(g["steps"], np.mean(curves, axis=0), marker=".", label=_label(r, pairs))
+            ax.plot(g["steps"], np.nanmean(np.array(curves, dtype=float), axis=0), marker=".", label=_label(r, pairs))
     _finish(fig, ax, "step", "FFN sublayer gain ||Wx||_rms / ||x||_rms",
             "gain on the fixed eval batch (gate, up, down; block mean)", path)
 
