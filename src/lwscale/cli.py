@@ -178,6 +178,37 @@ class _RichProgress:
             self.bars.stop()
 
 
+@app.command()
+def diagnose(
+    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]",
+                                             help="a run directory; default: the latest under ./runs"),
+) -> None:
+    """sigma_max and sublayer gain per width and matrix type, the width-exponent fit alpha,
+    the 1/2-exponent check and the implied custom rule; the Figure-1 check for explicit pairs.
+
+    Writes RUN_DIR/diagnose.md, diagnose.json and figures/diagnose-*.png (docs/diagnostics.md).
+    """
+    from .reports.diagnose import run_diagnose
+
+    run_diagnose(run_dir, console)
+
+
+@app.command("coord-check")
+def coord_check(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="a sweep spec (YAML): its widths, rules and model"),
+    steps: int = typer.Option(4, "--steps", min=1, help="training steps to follow from init"),
+    eta: Optional[float] = typer.Option(None, "--eta", help="base lr (base coordinates); default: the grid's largest"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="seeds (init and data) to average over"),
+    out: Optional[Path] = typer.Option(None, "--out", help="where the plot goes; default: <out_dir>/<name>/figures"),
+) -> None:
+    """microsoft/mup's coordinate check on our model: mean |activation| per module type over
+    the first steps at every width, per rule, with the spread max/min across widths.
+    muP rules stay within about 1.2x; SP grows with width."""
+    from .reports.coord import run_coord_check
+
+    run_coord_check(spec_path, steps, eta, out, console, seeds)
+
+
 def _dry_run(spec, plan, dev) -> None:
     from .runners.stacking import choose_k
     from .runners.local import make_stacks

@@ -93,7 +93,8 @@ def result_settings(spec: Spec) -> dict:
         "model": m.model_dump(mode="json", exclude={"widths"} | _unset(m, "factory", "loss")) | {"base_width": m.d0},
         "data": spec.data.model_dump(mode="json", exclude=_unset(spec.data, "paths", "token_dtype")),
         "train": t.model_dump(mode="json", exclude={"seeds", "cells_per_stack", "compile", "device",
-                                                    "log_interval", "eval_interval"}),
+                                                    "log_interval", "eval_interval",
+                                                    "diagnostics"}),
         "optimizer": spec.optimizer.model_dump(mode="json"),
     }
 

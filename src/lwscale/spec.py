@@ -146,6 +146,9 @@ class TrainSpec(Strict):
     seeds: list[int] = Field(default=[0], description="init + data-order seeds; tables show the mean")
     cells_per_stack: int | Literal["auto"] = Field(default="auto", description="cells trained together as one model")
     diverge_factor: float = Field(default=1.5, gt=1, description="diverged when loss > factor x initial loss")
+    diagnostics: bool | Literal["full"] = Field(
+        default=True, description="true: end sigma_max + spectra and gain at eval points; full: also sigma_max "
+        "at eval points; false: off (docs/diagnostics.md)")
 
     @model_validator(mode="before")
     @classmethod

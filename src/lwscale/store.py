@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from . import __version__, faults
+from .diagnostics import SPECTRA_FILE, save_spectra, summary as diagnostics_summary
 from .errors import UserError
 from .plan import Plan, result_settings
 from .spec import Spec, SpecError, dump_spec, parse_spec
@@ -38,7 +39,7 @@ COLUMNS = [
     "rule", "width", "m", "eta", "wd", "seed", "cell_id", "status", "final_val_loss", "final_train_loss",
     "initial_loss", "diverged_step", "lr_matrix", "wd_matrix", "lr_vector", "tau_matrix", "timescales",
     "steps", "tokens", "tokens_per_s", "wall_s", "stack_size", "device", "lwscale_version", "reason",
-    "tflops", "mfu",
+    "tflops", "mfu", "sigma_max", "gain",
 ]
 
 
@@ -134,6 +135,9 @@ class Store:
         return self.cells_dir / cell_id / "record.json"
 
     def write_record(self, record: dict) -> None:
+        spectra = record.pop("_spectra", None)  # diagnostics: written first, so a record implies them
+        if spectra:
+            save_spectra(self.record_path(record["id"]).parent / SPECTRA_FILE, spectra)
         record = {
             "schema": RECORD_SCHEMA,
             "lwscale_version": __version__,
@@ -233,7 +237,7 @@ def _row(label, cid: str, rec: dict | None) -> dict:
         steps=rec.get("steps"), tokens=rec.get("tokens"), tokens_per_s=rec.get("tokens_per_s"),
         wall_s=rec.get("wall_s"), stack_size=rec.get("stack_size"), device=rec.get("device"),
         lwscale_version=rec.get("lwscale_version"), reason=rec.get("reason"),
-        tflops=rec.get("tflops"), mfu=rec.get("mfu"),
+        tflops=rec.get("tflops"), mfu=rec.get("mfu"), **diagnostics_summary(rec),
     )
     return row
 

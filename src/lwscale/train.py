@@ -19,6 +19,7 @@ import torch
 
 from . import faults
 from .data import Dataset
+from .diagnostics import Recorder
 from .model import Transformer, build, flops_per_token
 from .optim import StackedAdamW
 from .params import classify_model, stack_groups
@@ -142,9 +143,11 @@ def train_stack(
     eval_bs = max(t_spec.batch_size, 1)
     train_curve: list[list[float]] = [[] for _ in range(K)]
     val_curve: list[list[float]] = [[] for _ in range(K)]
+    recorder = Recorder(model, val[:eval_bs, :-1], t_spec.diagnostics, lambda: autocast(device, precision))
 
     def record_eval(step: int) -> torch.Tensor:
         v = evaluate(fwd, val, K, eval_bs, device, precision).cpu()
+        recorder.at_eval(step)
         for k in range(K):
             val_curve[k].append([step, step * B * T, float(v[k])])
         return v
@@ -207,6 +210,7 @@ def train_stack(
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
     final_val = record_eval(steps)
+    recorder.at_end()
 
     died_at = opt.died_at.cpu().tolist()
     init = initial.cpu().tolist()
@@ -244,6 +248,7 @@ def train_stack(
             "precision": precision,
             "torch_version": torch.__version__,
             "curves": {"train": train_curve[k], "val": val_curve[k]},
+            **({"diagnostics": recorder.record(k), "_spectra": recorder.spectra(k)} if recorder.enabled else {}),
         })
     return records
 

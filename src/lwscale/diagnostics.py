@@ -1,0 +1,198 @@
+"""Per-cell diagnostics of a training stack: top singular values, spectra, sublayer gains.
+
+SCIENCE.md section 5. For every matrix-like block weight (q k v o gate up down of every
+block) of every cell of a stack:
+
+* the **sublayer gain** ||W x||_rms / ||x||_rms, measured at each evaluation point on a
+  fixed evaluation batch through forward hooks that exist only while that batch runs
+  (training steps never see them);
+* **sigma_max** at the end of training (and, in ``full`` mode, at every evaluation point);
+* the full sorted **spectrum** at the end, kept compactly as float16 in ``spectra.npz``
+  next to the cell's record.
+
+Each is also aggregated per matrix type, averaged over blocks. The result for cell k is a
+JSON-able dict (``Recorder.record(k)``) stored under ``diagnostics`` in its record, plus
+the spectrum arrays (``Recorder.spectra(k)``).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import MATRIX_TYPES, StackedLinear, matrix_type
+
+SPECTRA_FILE = "spectra.npz"
+
+
+def _finite(fn, weight: torch.Tensor) -> torch.Tensor:
+    """fn of each matrix, NaN for a matrix with non-finite entries (a diverged cell)
+    instead of an SVD that fails to converge."""
+    w = weight.detach().float()
+    ok = torch.isfinite(w).flatten(-2).all(-1)
+    out = fn(torch.where(ok[..., None, None], w, torch.zeros_like(w)))
+    ok = ok.reshape(tuple(ok.shape) + (1,) * (out.dim() - ok.dim()))
+    return torch.where(ok, out, torch.full_like(out, float("nan")))
+
+
+def sigma_max(weight: torch.Tensor) -> torch.Tensor:
+    """Top singular value of a matrix [out, in] or of each of a stack [K, out, in]."""
+    return _finite(lambda w: torch.linalg.matrix_norm(w, ord=2), weight)
+
+
+def spectrum(weight: torch.Tensor) -> torch.Tensor:
+    """Singular values, sorted descending, of a matrix or of each matrix of a stack."""
+    return _finite(torch.linalg.svdvals, weight)
+
+
+def gain(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """||y||_rms / ||x||_rms per cell for stacked activations x [K, N, in], y [K, N, out]."""
+    rms = lambda t: t.detach().float().pow(2).flatten(1).mean(1).sqrt()  # noqa: E731
+    return rms(y) / rms(x)
+
+
+def by_type(values: dict[str, float]) -> dict[str, float]:
+    """Mean over blocks per matrix type ('q' ... 'down') of {parameter name: value}."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for name, v in values.items():
+        t = matrix_type(name)
+        if t is not None:
+            groups[t].append(v)
+    return {t: float(np.mean(groups[t])) for t in MATRIX_TYPES if t in groups}
+
+
+def mean_over_types(values: dict[str, float]) -> float:
+    """The mean over matrix types of per-type values (NaN when there are none)."""
+    vals = [v for v in values.values() if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def normalise_mode(mode) -> str:
+    """The spec's ``train.diagnostics`` as 'off', 'on' or 'full'."""
+    if mode is False or mode is None:
+        return "off"
+    return "full" if mode == "full" else "on"
+
+
+class Recorder:
+    """Collects the diagnostics of one stacked model during ``train.train_stack``.
+
+    ``at_eval(step)`` at every evaluation point (hooks on, one forward of the fixed batch,
+    hooks off); ``at_end()`` once after training.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokens: torch.Tensor, mode="on", autocast=None):
+        self.model, self.mode = model, normalise_mode(mode)
+        self.tokens = tokens  # [B, T] fixed evaluation batch, shared by every cell
+        self.autocast = autocast
+        self.weights = {n: p for n, p in model.named_parameters() if matrix_type(n) is not None}
+        self.linears = {f"{n}.weight": m for n, m in model.named_modules()
+                        if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight") is not None}
+        self.K = next(iter(self.weights.values())).shape[0] if self.weights else 0
+        self.steps: list[int] = []
+        self.gains: dict[str, list[torch.Tensor]] = defaultdict(list)     # name -> [K] per eval
+        self.sigma_curve: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.final_sigma: dict[str, torch.Tensor] = {}
+        self.final_spectra: dict[str, torch.Tensor] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off" and bool(self.weights)
+
+    @torch.no_grad()
+    def at_eval(self, step: int) -> None:
+        if not self.enabled:
+            return
+        seen: dict[str, torch.Tensor] = {}
+
+        def hook(name):
+            def fn(module, inputs, output):
+                seen[name] = gain(inputs[0], output)
+            return fn
+
+        handles = [m.register_forward_hook(hook(n)) for n, m in self.linears.items()]
+        try:
+            idx = self.tokens.unsqueeze(0).expand(self.K, *self.tokens.shape)
+            with self.autocast() if self.autocast else torch.no_grad():
+                self.model.hidden(idx)
+        finally:
+            for h in handles:
+                h.remove()
+        self.steps.append(step)
+        for name, g in seen.items():
+            self.gains[name].append(g.cpu())
+        if self.mode == "full":
+            for name, w in self.weights.items():
+                self.sigma_curve[name].append(sigma_max(w).cpu())
+
+    @torch.no_grad()
+    def at_end(self) -> None:
+        if not self.enabled:
+            return
+        for name, w in self.weights.items():
+            s = spectrum(w).cpu()                   # [K, min(out, in)], descending
+            self.final_spectra[name] = s
+            self.final_sigma[name] = s[:, 0]
+
+    # ---- per-cell results ----------------------------------------------------------------
+    def record(self, k: int) -> dict | None:
+        """The ``diagnostics`` entry of cell k's record (None when off)."""
+        if not self.enabled:
+            return None
+        gains = {n: [float(v[k]) for v in vals] for n, vals in self.gains.items()}
+        gain_by_type = {t: [by_type({n: g[i] for n, g in gains.items()})[t] for i in range(len(self.steps))]
+                        for t in MATRIX_TYPES if any(matrix_type(n) == t for n in gains)}
+        sig = {n: float(v[k]) for n, v in self.final_sigma.items()}
+        out = {
+            "mode": self.mode,
+            "eval_batch": {"sequences": int(self.tokens.shape[0]), "seq_len": int(self.tokens.shape[1])},
+            "gain": {"steps": list(self.steps), "by_matrix": gains, "by_type": gain_by_type},
+            "sigma_max": {"final": sig, "by_type": by_type(sig)},
+            "spectra": SPECTRA_FILE if self.final_spectra else None,
+        }
+        if self.sigma_curve:
+            curve = {n: [float(v[k]) for v in vals] for n, vals in self.sigma_curve.items()}
+            out["sigma_max"]["curve"] = {
+                "steps": list(self.steps),
+                "by_type": {t: [by_type({n: c[i] for n, c in curve.items()})[t] for i in range(len(self.steps))]
+                            for t in by_type(sig)},
+            }
+        return out
+
+    def spectra(self, k: int) -> dict[str, np.ndarray]:
+        """Cell k's sorted singular values per matrix, float16."""
+        return {n: s[k].numpy().astype(np.float16) for n, s in self.final_spectra.items()}
+
+
+# ---- summaries of a stored record ------------------------------------------------------------
+def summary(record: dict) -> dict[str, float]:
+    """results.csv's ``sigma_max`` (mean over matrix types of the block-averaged end
+    sigma_max) and ``gain`` (mean over types of the last evaluation's gain); NaN if absent."""
+    diag = record.get("diagnostics") or {}
+    sig = (diag.get("sigma_max") or {}).get("by_type") or {}
+    gains = (diag.get("gain") or {}).get("by_type") or {}
+    last = {t: v[-1] for t, v in gains.items() if v}
+    return {"sigma_max": mean_over_types(sig), "gain": mean_over_types(last)}
+
+
+def save_spectra(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write spectra to ``path`` (.npz) atomically: a temporary file, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_spectra(path: Path) -> dict[str, np.ndarray]:
+    """{parameter name: singular values (float32, descending)} from a cell's spectra.npz."""
+    with np.load(path) as z:
+        return {n: z[n].astype(np.float32) for n in z.files}

@@ -1,0 +1,197 @@
+"""``lwscale coord-check SPEC``: microsoft/mup's coordinate check on our model.
+
+For every rule and width of the spec, build the cell (the spec's model, data and seed),
+train it for a few steps at a constant lr (base coordinates (eta, wd); no warmup), and
+record the mean |activation| of each module type at every step's forward pass:
+``embed`` (the block input), the seven matrix types (block-averaged outputs), ``block``
+(the residual stream after each block, averaged) and ``logits``. Under a muP rule these
+stay put as the width grows (spread = max/min across widths within about 1.2x); under SP
+they grow with width.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import MATRIX_TYPES, StackedLinear, build, matrix_type
+
+COORD_TYPES = ("embed",) + MATRIX_TYPES + ("block", "logits")
+MUP_SPREAD = 1.2  # microsoft/mup's tolerance between widths
+
+
+@dataclass
+class CoordData:
+    rule: str
+    mup: bool
+    widths: list[int]
+    values: dict[str, np.ndarray]   # type -> [n_widths, steps] of mean |activation|, mean over seeds
+
+    def level(self, t: str) -> np.ndarray:
+        """Mean |activation| of type t per width, averaged over the steps after the first
+        update (steps 1..n-1; step 0 alone when n = 1), as microsoft/mup's plots read."""
+        v = self.values[t]
+        return v[:, 1:].mean(1) if v.shape[1] > 1 else v[:, 0]
+
+    def spread(self, t: str) -> float:
+        """max/min across widths of ``level(t)``."""
+        lv = self.level(t)
+        return float(lv.max() / lv.min())
+
+
+def _abs_mean(t: torch.Tensor) -> float:
+    return float(t.detach().float().abs().mean())
+
+
+@torch.no_grad()
+def _no_grad_logits(model, h):
+    return model.logits(h)
+
+
+def coord_data(model_cfgs: dict[int, object], rule, eta: float, wd: float, batches, steps: int,
+               unembed_class: str = "vector", wd_mode: str = "coupled", vector_lr_mult: float = 1.0,
+               grad_clip: float | None = 1.0, seeds: tuple[int, ...] = (0,)) -> CoordData:
+    """Mean |activation| per module type at each of ``steps`` training steps at every width,
+    averaged over ``seeds`` (init and data). ``model_cfgs``: width -> ModelConfig (K = 1);
+    ``batches(seed, step)`` -> tokens [1, B, T+1]."""
+    from ..rules import get_rule
+
+    rule = get_rule(rule)
+    widths = sorted(model_cfgs)
+    vals = {t: np.zeros((len(widths), steps)) for t in COORD_TYPES}
+    for i, width in enumerate(widths):
+        for seed in seeds:
+            _follow(model_cfgs[width], rule, eta, wd, lambda step: batches(seed, step), steps, seed, vals, i,
+                    len(seeds), unembed_class, wd_mode, vector_lr_mult, grad_clip)
+    return CoordData(rule.label(), rule.mup, widths, vals)
+
+
+def _follow(cfg, rule, eta, wd, batches, steps, seed, vals, i, n_seeds, unembed_class, wd_mode, vector_lr_mult,
+            grad_clip) -> None:
+    """Train one cell for ``steps`` steps, adding its mean |activation| / n_seeds into vals[t][i]."""
+    from ..optim import StackedAdamW
+    from ..params import classify_model, stack_groups
+
+    model = build(cfg, seeds=[seed])
+    groups = stack_groups(model, classify_model(model, unembed_class), [(rule, eta, wd)], wd_mode, vector_lr_mult)
+    opt = StackedAdamW(groups, 1, max_grad_norm=grad_clip)
+    seen: dict[str, list[float]] = defaultdict(list)
+
+    def rec(name):
+        return lambda mod, inp, out: seen[name].append(_abs_mean(out))
+
+    hooks = [model.blocks[0].register_forward_pre_hook(lambda mod, inp: seen["embed"].append(_abs_mean(inp[0])))]
+    hooks += [m.register_forward_hook(rec(matrix_type(f"{n}.weight"))) for n, m in model.named_modules()
+              if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight")]
+    hooks += [b.register_forward_hook(rec("block")) for b in model.blocks]
+    hooks.append(model.norm.register_forward_hook(
+        lambda mod, inp, out: seen["logits"].append(_abs_mean(_no_grad_logits(model, out)))))
+    try:
+        for step in range(steps):
+            seen.clear()
+            tokens = batches(step)
+            loss = model(tokens[..., :-1], tokens[..., 1:])
+            for t in COORD_TYPES:
+                vals[t][i, step] += float(np.mean(seen[t])) / n_seeds
+            loss.sum().backward()
+            opt.step(1.0)
+            opt.zero_grad()
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3) -> list[CoordData]:
+    """The coordinate check of every rule of a spec, at its widths, on its data, averaged
+    over ``n_seeds`` seeds (the spec's first seed and the next ones)."""
+    from ..data import load_dataset
+    from ..errors import UserError
+    from ..plan import grid_centre, model_config
+
+    m, t = spec.model, spec.train
+    if eta is not None and not eta > 0:
+        raise UserError(f"--eta must be positive, got {eta}")
+    eta = eta if eta is not None else max(e for e, _ in spec.grid.points())
+    wd = grid_centre(spec)[1]
+    seeds = tuple(range(t.seeds[0], t.seeds[0] + n_seeds))
+    data = load_dataset(spec.data, m.seq_len, t.batch_size, t.eval_tokens, torch.device("cpu"),
+                        max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim)
+    data.prepare(list(seeds), steps)
+    batches = lambda seed, step: torch.from_numpy(data.train_batch(seed, step).astype(np.int64)).unsqueeze(0)  # noqa: E731
+    out = []
+    for rule in spec.rule_objects():
+        cfgs = {w: model_config(spec, w, rule, data.vocab_size) for w in m.widths}
+        out.append(coord_data(cfgs, rule, eta, wd, batches, steps, m.unembed_class, spec.optimizer.wd_mode,
+                              m.vector_lr_mult, t.grad_clip, seeds))
+    return out
+
+
+def coord_table(d: CoordData):
+    """A Rich table: mean |activation| at the last step per type and width, and the spread."""
+    from rich.table import Table
+
+    last = d.values["embed"].shape[1] - 1
+    table = Table(title=f"{d.rule}: mean |activation|, steps {min(1, last)}-{last} (spread = max/min across widths)",
+                  title_justify="left")
+    table.add_column("module")
+    for w in d.widths:
+        table.add_column(f"d={w}", justify="right")
+    table.add_column("spread", justify="right")
+    for t in COORD_TYPES:
+        s = d.spread(t)
+        flag = "" if not d.mup else "green" if s <= MUP_SPREAD else "yellow"
+        txt = f"{s:.2f}x"
+        table.add_row(t, *[f"{v:.3g}" for v in d.level(t)], f"[{flag}]{txt}[/]" if flag else txt)
+    return table
+
+
+def coord_figure(data: list[CoordData], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = data[0].values["embed"].shape[1]
+    fig, axes = plt.subplots(len(data), steps, figsize=(3 * steps, 2.6 * len(data)), squeeze=False, sharey="row")
+    for r, d in enumerate(data):
+        for s in range(steps):
+            ax = axes[r][s]
+            for t in COORD_TYPES:
+                ax.plot(d.widths, d.values[t][:, s], marker=".", label=t)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{d.rule}, step {s}", fontsize=9)
+            ax.set_xlabel("width")
+        axes[r][0].set_ylabel("mean |activation|")
+    axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_coord_check(spec_path, steps: int, eta: float | None, out: Path | None, console,
+                    n_seeds: int = 3) -> list[CoordData]:
+    from ..spec import load_spec
+
+    spec = load_spec(spec_path)
+    if len(spec.model.widths) < 2:
+        from ..errors import UserError
+
+        raise UserError(f"{spec_path}: model.widths: the coordinate check needs at least 2 widths")
+    data = coord_check(spec, steps, eta, n_seeds)
+    for d in data:
+        console.print(coord_table(d))
+        worst = max(d.spread(t) for t in COORD_TYPES)
+        verdict = ("within" if worst <= MUP_SPREAD else "OUTSIDE") + f" {MUP_SPREAD}x" if d.mup else \
+            "(SP: expected to grow with width)"
+        console.print(f"{d.rule}: worst spread {worst:.2f}x {verdict}")
+    folder = Path(out) if out is not None else Path(spec.out_dir) / spec.name / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "coord-check.png"
+    coord_figure(data, path)
+    console.print(f"plot: {path}")
+    return data

@@ -1,0 +1,116 @@
+"""Figure-1 style figures from a run directory (matplotlib, Agg):
+
+* ``diagnose-gain.png``: FFN sublayer gain (gate, up, down; block-averaged) against step;
+* ``diagnose-spectra.png``: the FFN matrices' sorted singular values on log-log axes, with
+  sigma divided by sqrt(lr/wd), so that the curves collapse when the sqrt(lr/wd) law holds;
+* ``diagnose-sigma-width.png``: sigma_max against width, per rule, at each rule's
+  transferred optimum.
+
+The cells drawn: every (eta, wd) of the smallest width for a run of explicit pairs (the
+Figure-1 config), otherwise each rule's transferred optimum at every width; first seed.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..diagnostics import load_spectra
+from .diagnose import FFN_TYPES, _transferred
+
+FIGURES = ("diagnose-gain.png", "diagnose-spectra.png", "diagnose-sigma-width.png")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+
+
+def chosen_cells(points: pd.DataFrame, pairs: bool) -> pd.DataFrame:
+    """One row per drawn cell (first seed): see the module docstring."""
+    done = points[points["status"] == "done"]
+    done = done[done["seed"] == done["seed"].min()] if not done.empty else done
+    if pairs:
+        sel = done[done["width"] == done["width"].min()]
+    else:
+        keys = [(r, e, w) for r, e, w in _transferred(done)]
+        sel = pd.concat([done[(done["rule"] == r) & (done["eta"] == e) & (done["wd"] == w)] for r, e, w in keys]) \
+            if keys else done.iloc[:0]
+    return sel.drop_duplicates("cell_id")
+
+
+def _label(r, pairs: bool) -> str:
+    base = f"eta {r.eta:.3g}, wd {r.wd:.3g}"
+    return base if pairs else f"{r.rule} d={r.width}"
+
+
+def gain_figure(root: Path, cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in cells.itertuples():
+        g = (records[r.cell_id].get("diagnostics") or {}).get("gain") or {}
+        curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})]
+        if curves:
+            ax.plot(g["steps"], np.nanmean(np.array(curves, dtype=float), axis=0), marker=".", label=_label(r, pairs))
+    _finish(fig, ax, "step", "FFN sublayer gain ||Wx||_rms / ||x||_rms",
+            "gain on the fixed eval batch (gate, up, down; block mean)", path)
+
+
+def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in cells.itertuples():
+        f = root / "cells" / r.cell_id / "spectra.npz"
+        if not f.exists():
+            continue
+        spec = load_spectra(f)
+        ffn = [s for n, s in spec.items() if n.split(".")[-2] in FFN_TYPES]
+        n = min(len(s) for s in ffn)
+        mean = np.mean([s[:n] for s in ffn], axis=0) / math.sqrt(r.lr_matrix / r.wd_matrix)
+        ax.loglog(np.arange(1, n + 1), mean, label=_label(r, pairs))
+    _finish(fig, ax, "index (sorted)", "singular value / sqrt(lr/wd)",
+            "FFN spectra at the end (block and type mean)", path)
+
+
+def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    done = points[points["status"] == "done"]
+    for rule, eta, wd in _transferred(done):
+        sub = done[(done["rule"] == rule) & (done["eta"] == eta) & (done["wd"] == wd)]
+        s = sub.groupby("width")["sigma"].mean()  # mean over types and seeds
+        ax.plot(s.index, s.values, marker="o", label=f"{rule} (eta {eta:.3g}, wd {wd:.3g})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    _finish(fig, ax, "width d", "sigma_max (mean over matrix types)",
+            "top singular value vs width at the transferred optimum", path)
+
+
+def write_figures(root: Path, points: pd.DataFrame, pairs: bool) -> list[Path]:
+    from ..store import Store
+
+    out = root / "figures"
+    out.mkdir(exist_ok=True)
+    records = Store(root).records()
+    cells = chosen_cells(points, pairs)
+    paths = [out / name for name in FIGURES]
+    gain_figure(root, cells, records, pairs, paths[0])
+    spectra_figure(root, cells, pairs, paths[1])
+    sigma_width_figure(points, paths[2])
+    return paths
