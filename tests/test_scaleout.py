@@ -68,7 +68,7 @@ def test_kill_9_mid_stack_resumes_from_checkpoint_exactly(tmp_path):
     resumed = records(run)
     assert clean.keys() == resumed.keys()
     for cid, rec in resumed.items():
-        for key in ("final_val_loss", "final_train_loss", "initial_loss", "curves"):
+        for key in ("final_val_loss", "final_train_loss", "initial_loss", "curves", "diagnostics"):
             assert rec[key] == clean[cid][key], (cid, key)
 
 

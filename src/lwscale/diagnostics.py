@@ -138,6 +138,15 @@ class Recorder:
             self.final_spectra[name] = s
             self.final_sigma[name] = s[:, 0]
 
+    # ---- checkpointing: the curves gathered so far travel in the stack's loop state --------
+    def state(self) -> dict:
+        return {"steps": list(self.steps), "gains": dict(self.gains), "sigma_curve": dict(self.sigma_curve)}
+
+    def load_state(self, state: dict) -> None:
+        self.steps = list(state["steps"])
+        self.gains = defaultdict(list, state["gains"])
+        self.sigma_curve = defaultdict(list, state["sigma_curve"])
+
     # ---- per-cell results ----------------------------------------------------------------
     def record(self, k: int) -> dict | None:
         """The ``diagnostics`` entry of cell k's record (None when off)."""

@@ -166,11 +166,12 @@ def train_stack(
         start, train_curve, val_curve, initial, window, window_n, last_finite, last_train = (resumed[k] for k in (
             "step", "train_curve", "val_curve", "initial", "window", "window_n", "last_finite", "last_train"))
         t0 -= resumed["elapsed"]
+        recorder.load_state(resumed["diagnostics"])
 
     def loop_state() -> dict:
         return {"step": done, "train_curve": train_curve, "val_curve": val_curve, "initial": initial,
                 "window": window, "window_n": window_n, "last_finite": last_finite, "last_train": last_train,
-                "elapsed": time.perf_counter() - t0}
+                "elapsed": time.perf_counter() - t0, "diagnostics": recorder.state()}
 
     for step in range(start, steps):
         nan_cells = faults.at_step(step, width, K, first.seed)
