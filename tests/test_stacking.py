@@ -21,6 +21,18 @@ def test_cpu_k_is_never_slower_than_one_by_one():
     assert k_for_speed(CFG, SPEC, torch.device("cpu"), 1, time_fn=lambda k: 1 / 0) == 1
 
 
+def test_cpu_k_search_stops_once_stacking_gets_slower():
+    timed = []
+
+    def time_fn(k):
+        timed.append(k)
+        return {1: 1.0, 2: 2.4, 4: 4.0, 8: 6.0}[k]
+
+    # K = 2 is slower per cell than one by one: the costly K = 4 and 8 are never timed
+    assert k_for_speed(CFG, SPEC, torch.device("cpu"), 8, time_fn=time_fn) == 1
+    assert timed == [1, 2, 1]
+
+
 def test_cpu_k_from_a_real_timing():
     k = choose_k(SPEC, make_plan(SPEC).cells, torch.device("cpu"))
     assert set(k) == {32, 64} and all(1 <= v <= 8 for v in k.values())

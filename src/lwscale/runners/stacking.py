@@ -61,16 +61,25 @@ def k_for_memory(cfg, spec: Spec, device: torch.device, n_max: int,
 
 def k_for_speed(cfg, spec: Spec, device: torch.device, n_max: int, log: Callable[[str], None] = lambda s: None,
                 time_fn: Callable[[int], float] | None = None) -> int:
-    """K = 1 unless a larger stack is at least 5% faster per cell in a short timing."""
+    """K = 1 unless a larger stack is at least 5% faster per cell in a short timing.
+
+    Candidates are tried in increasing K and the search stops at the first that is not
+    faster per cell than the best so far: on the CPU a stack's working set soon outgrows
+    the caches (see docs/performance.md), so larger K only get slower, and their timing
+    would be the costliest. K = 1 is timed before and after, against warm-up effects.
+    """
     from ..train import time_steps
 
     if n_max < 2:
         return 1
     time_fn = time_fn or (lambda k: time_steps(cfg, spec, device, k=k, steps=3, warmup=2))
-    candidates = sorted({2, n_max} | ({4} if n_max > 4 else set()))
     first = time_fn(1)
-    per_cell = {k: time_fn(k) / k for k in candidates}
-    per_cell[1] = min(first, time_fn(1))  # timed before and after, against warm-up effects
+    per_cell = {}
+    for k in sorted({2, n_max} | ({4} if n_max > 4 else set())):
+        per_cell[k] = time_fn(k) / k
+        if per_cell[k] > min(first, *per_cell.values()):
+            break
+    per_cell[1] = min(first, time_fn(1))
     best = min(per_cell, key=per_cell.get)
     if best > 1 and per_cell[1] / per_cell[best] < 1.05:
         best = 1
