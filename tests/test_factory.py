@@ -227,13 +227,14 @@ def test_coord_check_on_factory_models(tmp_path, monkeypatch):
     assert "warning" not in text and "worst spread" in text and (tmp_path / "good" / "coord-check.png").exists()
     assert good.values["logits"].shape == (2, 10)   # default --steps for a factory model: 10
     assert {"tok", "qkv", "proj", "fc", "out", "head", "logits"} <= set(good.values)
-    assert max(good.spread(t) for t in good.values) < 1.2, {t: good.spread(t) for t in good.values}
+    spreads = {t: round(good.spread(t), 3) for t in good.values}
+    assert spreads["logits"] < 1.2 and max(spreads.values()) < 1.25, spreads  # measured: 1.08; 1.17 (out)
     plain, text = _coord(tmp_path, "test_factory:build_plain", "plain")
     assert "warning: muP pieces missing: readout 'head' has no 1/m output multiplier (m = 2)" in text
     assert "readout init not rescaled: head.weight" in text and "transfer across widths will be off" in text
     # the readout's logits grow with width without the multiplier (about m^1 after a few updates)
     assert plain.level("logits")[1] > 1.3 * plain.level("logits")[0]
-    assert plain.spread("logits") > good.spread("logits") + 0.3, (plain.spread("logits"), good.spread("logits"))
+    assert plain.spread("logits") > good.spread("logits") + 0.3, (plain.spread("logits"), good.spread("logits"))  # 1.62 vs 1.08
     # the hidden layers are the same model either way (PyTorch's fan-in init is muP's)
     assert plain.spread("fc") == pytest.approx(good.spread("fc"), rel=0.1)
     code, out, err = run_cli(["coord-check", tmp_path / "plain.yaml", "--steps", "2", "--seeds", "1",
