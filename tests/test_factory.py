@@ -212,7 +212,8 @@ def _coord(tmp_path, factory, name):
 
     from lwscale.reports.coord import run_coord_check
 
-    spec = {**SPEC, "name": name, "model": {**SPEC["model"], "factory": factory}, "train": {**SPEC["train"], "seeds": [0]}}
+    spec = {**SPEC, "name": name, "model": {**SPEC["model"], "factory": factory},
+            "train": {**SPEC["train"], "seeds": [0]}}
     console = Console(record=True, width=250)
     (d,) = run_coord_check(write(tmp_path, spec, f"{name}.yaml"), None, None, tmp_path / name, console, n_seeds=1)
     return d, console.export_text()
