@@ -165,3 +165,80 @@ def test_mup_problems_for_coord_check(monkeypatch):
     bad = parse_spec({**SPEC, "model": {**SPEC["model"], "factory": "test_factory:build_dict"}})
     problems = mup_problems(bad, make_plan(bad).cells[0].model)
     assert len(problems) == 2 and "readout 'head' has no 1/m output multiplier (m = 2)" in problems[0]
+
+
+# ---- diagnose and coord-check on a user's model ---------------------------------------------------
+def test_example_run_goes_through_diagnose(example_run):
+    """sigma_max, spectra and gains of the user's matrix-like parameters, and `lwscale diagnose`."""
+    import numpy as np
+
+    from lwscale.diagnostics import load_spectra
+
+    _, _, _, root = example_run
+    code, out, err = run_cli(["diagnose", root])
+    assert code == 0, out + err
+    df = pd.read_csv(root / "results.csv")
+    assert df.sigma_max.notna().all() and (df.sigma_max > 0).all() and df.gain.notna().all()
+    # matrix-like by shape inference: qkv, proj, fc, out of both blocks (tok, pos, head, norms are vector-like)
+    matrices = {f"blocks.{b}.{n}.weight" for b in range(2) for n in ("qkv", "proj", "fc", "out")}
+    for row in df.itertuples():
+        cell = root / "cells" / row.cell_id
+        diag = json.loads((cell / "record.json").read_text())["diagnostics"]
+        final = diag["sigma_max"]["final"]
+        assert set(final) == matrices and all(np.isfinite(v) and v > 0 for v in final.values()), final
+        assert set(diag["sigma_max"]["by_type"]) == {"qkv", "proj", "fc", "out"}
+        spectra = load_spectra(cell / "spectra.npz")   # sigma_max is the spectrum's top value
+        assert all(spectra[n][0] == pytest.approx(final[n], rel=2e-3) for n in matrices)
+        assert diag["gain"]["steps"] == [0, 8] and set(diag["gain"]["by_matrix"]) == matrices
+        assert all(0.05 < g < 20 for c in diag["gain"]["by_matrix"].values() for g in c)
+        assert row.sigma_max == pytest.approx(np.mean(list(diag["sigma_max"]["by_type"].values())))
+    report = json.loads((root / "diagnose.json").read_text())
+    sig = report["transferred"]["sqrt-wd"]["sigma_max"]
+    assert set(sig) == {"qkv", "proj", "fc", "out"}
+    # sqrt-wd on a muP model: hidden sigma_max about the same at widths 32 and 64 after 8 steps
+    assert all(0.8 < t["ratio"] < 1.25 for t in sig.values()), sig
+    assert "| qkv |" in (root / "diagnose.md").read_text()
+
+
+def build_plain(width, vocab_size=256, seq_len=64):
+    """The example model without lwscale.apply_mup: a user who skipped it."""
+    from examples.tiny_lm import TinyLM
+
+    return TinyLM(width, vocab_size, seq_len)
+
+
+def _coord(tmp_path, factory, name):
+    from rich.console import Console
+
+    from lwscale.reports.coord import run_coord_check
+
+    spec = {**SPEC, "name": name, "model": {**SPEC["model"], "factory": factory},
+            "train": {**SPEC["train"], "seeds": [0]}}
+    console = Console(record=True, width=250)
+    (d,) = run_coord_check(write(tmp_path, spec, f"{name}.yaml"), None, None, tmp_path / name, console, n_seeds=1)
+    return d, console.export_text()
+
+
+def test_coord_check_on_factory_models(tmp_path, monkeypatch):
+    """With apply_mup the example's activations hold across widths 32 -> 64 and nothing is
+    flagged; without it the check warns of the missing pieces and the logits grow."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    good, text = _coord(tmp_path, "examples.tiny_lm:build", "good")
+    assert "warning" not in text and "worst spread" in text and (tmp_path / "good" / "coord-check.png").exists()
+    assert good.values["logits"].shape == (2, 10)   # default --steps for a factory model: 10
+    assert {"tok", "qkv", "proj", "fc", "out", "head", "logits"} <= set(good.values)
+    spreads = {t: round(good.spread(t), 3) for t in good.values}
+    assert spreads["logits"] < 1.2 and max(spreads.values()) < 1.25, spreads  # measured: 1.08; 1.17 (out)
+    plain, text = _coord(tmp_path, "test_factory:build_plain", "plain")
+    assert "warning: muP pieces missing: readout 'head' has no 1/m output multiplier (m = 2)" in text
+    assert "readout init not rescaled: head.weight" in text and "transfer across widths will be off" in text
+    # the readout's logits grow with width without the multiplier (about m^1 after a few updates)
+    assert plain.level("logits")[1] > 1.3 * plain.level("logits")[0]
+    # measured: 1.62 against 1.08
+    assert plain.spread("logits") > good.spread("logits") + 0.3, (plain.spread("logits"), good.spread("logits"))
+    # the hidden layers are the same model either way (PyTorch's fan-in init is muP's)
+    assert plain.spread("fc") == pytest.approx(good.spread("fc"), rel=0.1)
+    code, out, err = run_cli(["coord-check", tmp_path / "plain.yaml", "--steps", "2", "--seeds", "1",
+                              "--out", tmp_path / "cli"])
+    assert code == 0 and "warning: muP pieces missing" in out, out + err

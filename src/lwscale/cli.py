@@ -196,13 +196,15 @@ def diagnose(
 @app.command("coord-check")
 def coord_check(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="a sweep spec (YAML): its widths, rules and model"),
-    steps: int = typer.Option(4, "--steps", min=1, help="training steps to follow from init"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training steps to follow from init; "
+                                        "default 4 (10 for a model.factory model)"),
     eta: Optional[float] = typer.Option(None, "--eta", help="base lr (base coordinates); default: the grid's largest"),
     seeds: int = typer.Option(3, "--seeds", min=1, help="seeds (init and data) to average over"),
     out: Optional[Path] = typer.Option(None, "--out", help="where the plot goes; default: <out_dir>/<name>/figures"),
 ) -> None:
-    """microsoft/mup's coordinate check on our model: mean |activation| per module type over
-    the first steps at every width, per rule, with the spread max/min across widths.
+    """microsoft/mup's coordinate check on our model (or the spec's model.factory model, with
+    a warning for each muP piece it lacks): mean |activation| per module type over the first
+    steps at every width, per rule, with the spread max/min across widths.
     muP rules stay within about 1.2x; SP grows with width."""
     from .reports.coord import run_coord_check
 

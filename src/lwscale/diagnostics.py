@@ -13,6 +13,10 @@ block) of every cell of a stack:
 Each is also aggregated per matrix type, averaged over blocks. The result for cell k is a
 JSON-able dict (``Recorder.record(k)``) stored under ``diagnostics`` in its record, plus
 the spectrum arrays (``Recorder.spectra(k)``).
+
+A user's model (``model.factory``, a ``lwscale.factory.UserStack``) has no q ... down: its
+matrices are the parameters shape inference calls matrix-like, its types come from their
+names (``user_types``), and its gains from hooks on the modules owning those weights.
 """
 from __future__ import annotations
 
@@ -55,14 +59,34 @@ def gain(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return rms(y) / rms(x)
 
 
-def by_type(values: dict[str, float]) -> dict[str, float]:
-    """Mean over blocks per matrix type ('q' ... 'down') of {parameter name: value}."""
+def by_type(values: dict[str, float], type_of=matrix_type, types=MATRIX_TYPES) -> dict[str, float]:
+    """Mean over blocks per matrix type ('q' ... 'down', or ``types`` with ``type_of``) of
+    {parameter name: value}."""
     groups: dict[str, list[float]] = defaultdict(list)
     for name, v in values.items():
-        t = matrix_type(name)
+        t = type_of(name)
         if t is not None:
             groups[t].append(v)
-    return {t: float(np.mean(groups[t])) for t in MATRIX_TYPES if t in groups}
+    return {t: float(np.mean(groups[t])) for t in types if t in groups}
+
+
+def user_types(names) -> dict[str, str]:
+    """The matrix type of each of a user model's parameter names: the name without block
+    indices and without its last component (``blocks.3.attn.qkv.weight`` -> ``attn.qkv``),
+    shortened to its last components as far as it stays distinct (-> ``qkv``). Weights of
+    the same layer in every block share a type, so values are averaged over blocks."""
+    keys = {}
+    for n in names:
+        parts = [p for p in n.split(".") if not p.isdigit()]
+        keys[n] = tuple(parts[:-1]) or tuple(parts)
+    full = set(keys.values())
+    out = {}
+    for n, key in keys.items():
+        for i in range(1, len(key) + 1):
+            if sum(1 for k in full if k[-i:] == key[-i:]) == 1:
+                break
+        out[n] = ".".join(key[-i:])
+    return out
 
 
 def mean_over_types(values: dict[str, float]) -> float:
@@ -89,15 +113,43 @@ class Recorder:
         self.model, self.mode = model, normalise_mode(mode)
         self.tokens = tokens  # [B, T] fixed evaluation batch, shared by every cell
         self.autocast = autocast
-        self.weights = {n: p for n, p in model.named_parameters() if matrix_type(n) is not None}
-        self.linears = {f"{n}.weight": m for n, m in model.named_modules()
-                        if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight") is not None}
+        self.user = hasattr(model, "param_infos")  # a user's model (lwscale.factory.UserStack)
+        if self.user:
+            self._user_matrices(model)
+        else:
+            self.weights = {n: p for n, p in model.named_parameters() if matrix_type(n) is not None}
+            self.linears = {f"{n}.weight": m for n, m in model.named_modules()
+                            if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight") is not None}
+            self.type_of, self.types = matrix_type, MATRIX_TYPES
         self.K = next(iter(self.weights.values())).shape[0] if self.weights else 0
         self.steps: list[int] = []
         self.gains: dict[str, list[torch.Tensor]] = defaultdict(list)     # name -> [K] per eval
         self.sigma_curve: dict[str, list[torch.Tensor]] = defaultdict(list)
         self.final_sigma: dict[str, torch.Tensor] = {}
         self.final_spectra: dict[str, torch.Tensor] = {}
+
+    def _user_matrices(self, stack) -> None:
+        """A UserStack's matrix-like parameters (its ``param_infos``), under their dotted
+        names, and the modules owning them as their own parameter (gain hooks)."""
+        from .factory import flat_name
+
+        matrix = {i.name for i in stack.param_infos if i.cls == "matrix"}
+        names = [n for n in stack.names if flat_name(n) in matrix]
+        self.weights = {n: getattr(stack, flat_name(n)) for n in names}
+        modules = dict(stack.module.named_modules())
+        self.linears = {}
+        for n in names:
+            owner = n.rpartition(".")[0]   # "" for a parameter of the root module
+            if owner in modules:
+                self.linears[n] = modules[owner]
+        types = user_types(names)
+        self.type_of, self.types = types.get, tuple(dict.fromkeys(types.values()))
+
+    def _forward(self, idx: torch.Tensor) -> None:
+        if self.user:
+            self.model.output(idx)  # the user's module (any output; it is not needed)
+        else:
+            self.model.hidden(idx)
 
     @property
     def enabled(self) -> bool:
@@ -111,14 +163,19 @@ class Recorder:
 
         def hook(name):
             def fn(module, inputs, output):
-                seen[name] = gain(inputs[0], output)
+                x = inputs[0] if inputs else None
+                if not (torch.is_tensor(x) and x.is_floating_point() and torch.is_tensor(output)):
+                    return              # a module whose input is not an activation (e.g. tokens)
+                if self.user:           # the user's module runs unstacked: one cell, K = 1
+                    x, output = x.reshape(1, -1, x.shape[-1]), output.reshape(1, -1, output.shape[-1])
+                seen[name] = gain(x, output)
             return fn
 
         handles = [m.register_forward_hook(hook(n)) for n, m in self.linears.items()]
         try:
             idx = self.tokens.unsqueeze(0).expand(self.K, *self.tokens.shape)
             with self.autocast() if self.autocast else torch.no_grad():
-                self.model.hidden(idx)
+                self._forward(idx)
         finally:
             for h in handles:
                 h.remove()
@@ -127,14 +184,14 @@ class Recorder:
             self.gains[name].append(g.cpu())
         if self.mode == "full":
             for name, w in self.weights.items():
-                self.sigma_curve[name].append(sigma_max(w).cpu())
+                self.sigma_curve[name].append(sigma_max(w.flatten(2) if w.dim() > 3 else w).cpu())
 
     @torch.no_grad()
     def at_end(self) -> None:
         if not self.enabled:
             return
         for name, w in self.weights.items():
-            s = spectrum(w).cpu()                   # [K, min(out, in)], descending
+            s = spectrum(w.flatten(2) if w.dim() > 3 else w).cpu()                   # [K, min(out, in)], descending
             self.final_spectra[name] = s
             self.final_sigma[name] = s[:, 0]
 
@@ -153,22 +210,23 @@ class Recorder:
         if not self.enabled:
             return None
         gains = {n: [float(v[k]) for v in vals] for n, vals in self.gains.items()}
-        gain_by_type = {t: [by_type({n: g[i] for n, g in gains.items()})[t] for i in range(len(self.steps))]
-                        for t in MATRIX_TYPES if any(matrix_type(n) == t for n in gains)}
+        types = lambda values: by_type(values, self.type_of, self.types)  # noqa: E731
+        gain_by_type = {t: [types({n: g[i] for n, g in gains.items()})[t] for i in range(len(self.steps))]
+                        for t in self.types if any(self.type_of(n) == t for n in gains)}
         sig = {n: float(v[k]) for n, v in self.final_sigma.items()}
         out = {
             "mode": self.mode,
             "eval_batch": {"sequences": int(self.tokens.shape[0]), "seq_len": int(self.tokens.shape[1])},
             "gain": {"steps": list(self.steps), "by_matrix": gains, "by_type": gain_by_type},
-            "sigma_max": {"final": sig, "by_type": by_type(sig)},
+            "sigma_max": {"final": sig, "by_type": types(sig)},
             "spectra": SPECTRA_FILE if self.final_spectra else None,
         }
         if self.sigma_curve:
             curve = {n: [float(v[k]) for v in vals] for n, vals in self.sigma_curve.items()}
             out["sigma_max"]["curve"] = {
                 "steps": list(self.steps),
-                "by_type": {t: [by_type({n: c[i] for n, c in curve.items()})[t] for i in range(len(self.steps))]
-                            for t in by_type(sig)},
+                "by_type": {t: [types({n: c[i] for n, c in curve.items()})[t] for i in range(len(self.steps))]
+                            for t in types(sig)},
             }
         return out
 

@@ -116,9 +116,13 @@ class UserStack(nn.Module):
         self.loss_fn = loss_fn
         self.flops_per_token = 6.0 * n_params  # the usual 6N estimate (attention not counted)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    def output(self, idx: torch.Tensor):
+        """The user's module on tokens [1, B, T], with the stacked parameters: its own output."""
         params = {n: getattr(self, flat_name(n))[0] for n in self.names}
-        out = torch.func.functional_call(self.module, params, (idx[0],))
+        return torch.func.functional_call(self.module, params, (idx[0],))
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.output(idx)
         if targets is None:
             return out.unsqueeze(0)
         if self.loss_fn is not None:
@@ -143,6 +147,7 @@ def build_user_stack(spec, cfg: ModelConfig, seeds: list[int], device: torch.dev
     loss_fn = load_callable(spec.model.loss, "model.loss") if spec.model.loss else None
     stack = UserStack(module, loss_fn)
     infos = [replace(i, name=flat_name(i.name)) for i in classify_factory(spec, cfg)]
+    stack.param_infos = infos  # the diagnostics' matrices (lwscale.diagnostics.Recorder)
     return stack, infos
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..model import MATRIX_TYPES, StackedLinear, build, matrix_type
 
 COORD_TYPES = ("embed",) + MATRIX_TYPES + ("block", "logits")
 MUP_SPREAD = 1.2  # microsoft/mup's tolerance between widths
+FACTORY_STEPS = 10  # default --steps for a model.factory model (reports/coord_factory.py)
 
 
 @dataclass
@@ -30,6 +31,7 @@ class CoordData:
     mup: bool
     widths: list[int]
     values: dict[str, np.ndarray]   # type -> [n_widths, steps] of mean |activation|, mean over seeds
+    problems: list[str] = field(default_factory=list)  # muP pieces a factory model lacks (check_mup)
 
     def level(self, t: str) -> np.ndarray:
         """Mean |activation| of type t per width, averaged over the steps after the first
@@ -90,13 +92,22 @@ def _follow(cfg, rule, eta, wd, batches, steps, seed, vals, i, n_seeds, unembed_
     hooks += [b.register_forward_hook(rec("block")) for b in model.blocks]
     hooks.append(model.norm.register_forward_hook(
         lambda mod, inp, out: seen["logits"].append(_abs_mean(_no_grad_logits(model, out)))))
+    def record(step: int) -> None:
+        for t in COORD_TYPES:
+            vals[t][i, step] += float(np.mean(seen[t])) / n_seeds
+
+    train_steps(model, opt, batches, steps, seen, record, hooks)
+
+
+def train_steps(model, opt, batches, steps: int, seen: dict, record, hooks) -> None:
+    """``steps`` constant-lr steps of a K = 1 stack; after each forward pass (hooks filling
+    ``seen``) ``record(step)``; the hooks are removed at the end."""
     try:
         for step in range(steps):
             seen.clear()
             tokens = batches(step)
             loss = model(tokens[..., :-1], tokens[..., 1:])
-            for t in COORD_TYPES:
-                vals[t][i, step] += float(np.mean(seen[t])) / n_seeds
+            record(step)
             loss.sum().backward()
             opt.step(1.0)
             opt.zero_grad()
@@ -107,7 +118,8 @@ def _follow(cfg, rule, eta, wd, batches, steps, seed, vals, i, n_seeds, unembed_
 
 def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3) -> list[CoordData]:
     """The coordinate check of every rule of a spec, at its widths, on its data, averaged
-    over ``n_seeds`` seeds (the spec's first seed and the next ones)."""
+    over ``n_seeds`` seeds (the spec's first seed and the next ones). A spec with a
+    ``model.factory`` is checked on that model (reports/coord_factory.py)."""
     from ..data import load_dataset
     from ..errors import UserError
     from ..plan import grid_centre, model_config
@@ -122,6 +134,12 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
                         max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim)
     data.prepare(list(seeds), steps)
     batches = lambda seed, step: torch.from_numpy(data.train_batch(seed, step).astype(np.int64)).unsqueeze(0)  # noqa: E731
+    if m.factory:
+        from .coord_factory import factory_coord_data, factory_problems
+
+        problems = factory_problems(spec, data.vocab_size)
+        return [factory_coord_data(spec, rule, eta, wd, batches, steps, seeds, data.vocab_size, problems)
+                for rule in spec.rule_objects()]
     out = []
     for rule in spec.rule_objects():
         cfgs = {w: model_config(spec, w, rule, data.vocab_size) for w in m.widths}
@@ -134,14 +152,14 @@ def coord_table(d: CoordData):
     """A Rich table: mean |activation| at the last step per type and width, and the spread."""
     from rich.table import Table
 
-    last = d.values["embed"].shape[1] - 1
+    last = next(iter(d.values.values())).shape[1] - 1
     table = Table(title=f"{d.rule}: mean |activation|, steps {min(1, last)}-{last} (spread = max/min across widths)",
                   title_justify="left")
     table.add_column("module")
     for w in d.widths:
         table.add_column(f"d={w}", justify="right")
     table.add_column("spread", justify="right")
-    for t in COORD_TYPES:
+    for t in d.values:  # COORD_TYPES for our model; a factory model's module types
         s = d.spread(t)
         flag = "" if not d.mup else "green" if s <= MUP_SPREAD else "yellow"
         txt = f"{s:.2f}x"
@@ -155,12 +173,12 @@ def coord_figure(data: list[CoordData], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = data[0].values["embed"].shape[1]
+    steps = next(iter(data[0].values.values())).shape[1]
     fig, axes = plt.subplots(len(data), steps, figsize=(3 * steps, 2.6 * len(data)), squeeze=False, sharey="row")
     for r, d in enumerate(data):
         for s in range(steps):
             ax = axes[r][s]
-            for t in COORD_TYPES:
+            for t in d.values:
                 ax.plot(d.widths, d.values[t][:, s], marker=".", label=t)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -173,22 +191,29 @@ def coord_figure(data: list[CoordData], path: Path) -> None:
     plt.close(fig)
 
 
-def run_coord_check(spec_path, steps: int, eta: float | None, out: Path | None, console,
+def run_coord_check(spec_path, steps: int | None, eta: float | None, out: Path | None, console,
                     n_seeds: int = 3) -> list[CoordData]:
     from ..spec import load_spec
 
     spec = load_spec(spec_path)
+    if steps is None:  # a muP readout's logits start at ~m^-1/2: its updates dominate after a few more steps
+        steps = FACTORY_STEPS if spec.model.factory else 4
     if len(spec.model.widths) < 2:
         from ..errors import UserError
 
         raise UserError(f"{spec_path}: model.widths: the coordinate check needs at least 2 widths")
     data = coord_check(spec, steps, eta, n_seeds)
+    problems = data[0].problems if data else []
+    for p in problems:
+        console.print(f"[bold yellow]warning: muP pieces missing: {p}[/]", soft_wrap=True)
     for d in data:
         console.print(coord_table(d))
-        worst = max(d.spread(t) for t in COORD_TYPES)
+        worst = max(d.spread(t) for t in d.values)
         verdict = ("within" if worst <= MUP_SPREAD else "OUTSIDE") + f" {MUP_SPREAD}x" if d.mup else \
             "(SP: expected to grow with width)"
-        console.print(f"{d.rule}: worst spread {worst:.2f}x {verdict}")
+        if problems and d.mup:
+            verdict += " [yellow](muP pieces missing, see the warning above: transfer across widths will be off)[/]"
+        console.print(f"{d.rule}: worst spread {worst:.2f}x {verdict}", soft_wrap=True)
     folder = Path(out) if out is not None else Path(spec.out_dir) / spec.name / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "coord-check.png"

@@ -27,6 +27,13 @@ PAPER_JOINT = "0.91-1.07 (7.5-8.8 / 8.2)"
 
 
 # ---- the long table: one row per (sweep point, matrix type) ----------------------------------
+def ordered_types(present) -> list[str]:
+    """The matrix types in ``present``: the built-in model's q ... down in their order, then
+    a user model's types (lwscale.diagnostics.user_types) in the order first seen."""
+    seen = list(dict.fromkeys(present))
+    return [t for t in MATRIX_TYPES if t in seen] + [t for t in seen if t not in MATRIX_TYPES]
+
+
 def load_points(root: Path) -> pd.DataFrame:
     """results.csv joined with each record's diagnostics: one row per sweep point and matrix
     type with ``sigma`` (block-averaged end sigma_max) and ``gain_end`` (last eval's gain)."""
@@ -42,7 +49,7 @@ def load_points(root: Path) -> pd.DataFrame:
         diag = (records.get(r.cell_id) or {}).get("diagnostics") or {}
         sig = (diag.get("sigma_max") or {}).get("by_type") or {}
         gains = (diag.get("gain") or {}).get("by_type") or {}
-        for t in MATRIX_TYPES:
+        for t in ordered_types(list(sig) + list(gains)):
             if t in sig or t in gains:
                 g = gains.get(t) or []
                 rows.append({**r._asdict(), "type": t, "sigma": sig.get(t, math.nan),
@@ -69,7 +76,7 @@ def width_exponent(points: pd.DataFrame) -> dict[str, Slope]:
     p = unique_cells(points)
     y = np.log(p["sigma"] / np.sqrt(p["lr_matrix"] / p["wd_matrix"]))
     x = np.log(p["width"].astype(float))
-    out = {t: slope(x[p["type"] == t], y[p["type"] == t]) for t in MATRIX_TYPES if (p["type"] == t).any()}
+    out = {t: slope(x[p["type"] == t], y[p["type"] == t]) for t in ordered_types(p["type"])}
     out["pooled"] = slope(x, y, p["type"])
     return out
 
@@ -150,7 +157,7 @@ def optimum_tables(points: pd.DataFrame, report: Report) -> None:
             continue
         mean = sub.groupby(["width", "type"])[["sigma", "gain_end"]].mean()
         widths = sorted(sub["width"].unique())
-        types = [t for t in MATRIX_TYPES if t in set(sub["type"])]
+        types = ordered_types(sub["type"])
         entry = {}
         for col, name in (("sigma", "sigma_max"), ("gain_end", "gain")):
             rows = []

@@ -65,7 +65,8 @@ def gain_figure(root: Path, cells: pd.DataFrame, records: dict, pairs: bool, pat
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in cells.itertuples():
         g = (records[r.cell_id].get("diagnostics") or {}).get("gain") or {}
-        curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})]
+        curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})] \
+            or list(g.get("by_type", {}).values())  # a user's model: every matrix type
         if curves:
             ax.plot(g["steps"], np.nanmean(np.array(curves, dtype=float), axis=0), marker=".", label=_label(r, pairs))
     _finish(fig, ax, "step", "FFN sublayer gain ||Wx||_rms / ||x||_rms",
@@ -80,7 +81,9 @@ def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> 
         if not f.exists():
             continue
         spec = load_spectra(f)
-        ffn = [s for n, s in spec.items() if n.split(".")[-2] in FFN_TYPES]
+        ffn = [s for n, s in spec.items() if n.split(".")[-2:][0] in FFN_TYPES] or list(spec.values())
+        if not ffn:
+            continue
         n = min(len(s) for s in ffn)
         mean = np.mean([s[:n] for s in ffn], axis=0) / math.sqrt(r.lr_matrix / r.wd_matrix)
         ax.loglog(np.arange(1, n + 1), mean, label=_label(r, pairs))
