@@ -54,3 +54,29 @@ def test_sweep_on_cuda_records_mfu(tmp_path):
     table = run_sweep(spec, out_dir=tmp_path).table
     assert set(table["status"]) == {"done"}
     assert (table.drop_duplicates("cell_id")["mfu"] > 0).all()
+
+
+def test_no_recompiles_during_a_stack():
+    """One compile per (width, K): changing lr factors, step counts and health masks never
+    trigger a recompile of the model or the optimizer update."""
+    import torch._dynamo
+
+    dev = torch.device("cuda")
+    cells = CELLS[:2]
+    model = build(tiny_cfg(64, n_stack=2), seeds=[0, 0], device=dev)
+    opt = StackedAdamW(stack_groups(model, classify_model(model), cells), 2, max_grad_norm=1.0).compile()
+    fwd = torch.compile(model)
+    idx = torch.randint(0, 256, (2, 8, 33), device=dev)
+
+    def step(scale):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fwd(idx[..., :-1], idx[..., 1:]).float()
+        loss.sum().backward()
+        opt.step(scale, healthy=torch.isfinite(loss))
+        opt.zero_grad()
+
+    for s in (0.1, 0.2):
+        step(s)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for s in (0.3, 0.7, 1.0, 0.5):
+            step(s)
