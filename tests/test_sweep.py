@@ -81,6 +81,20 @@ def test_dry_run_estimates(tmp_path):
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
+def test_dry_run_of_a_gpu_sized_spec_on_cpu_notes_instead_of_timing(tmp_path):
+    # configs/gpu-scale.yaml's width 2048 once timed for many minutes on the CPU before printing anything
+    spec = {"name": "big", "model": {"widths": [256, 2048], "depth": 8, "head_dim": 64, "seq_len": 256},
+            "data": {"source": "synthetic", "vocab_size": 4096}, "train": {"steps": 100, "batch_size": 32},
+            "grid": {"eta": [1e-3], "wd": [0.1]}, "rules": ["sqrt-wd"]}
+    t0 = time.perf_counter()
+    code, out, err = run_cli(["sweep", write_spec(tmp_path / "s.yaml", spec), "--dry-run", "--device", "cpu",
+                              "--out", tmp_path / "r"])
+    assert code == 0, err
+    assert time.perf_counter() - t0 < 30
+    assert "no time estimate on cpu" in out and "width 2048" in out and "2 cells" in out
+    assert not (tmp_path / "r").exists()
+
+
 BAD = [
     (None, "spec file not found"),
     ("model: [1, 2\n", "s.yaml:2: malformed YAML"),

@@ -217,11 +217,26 @@ def coord_check(
     run_coord_check(spec_path, steps, eta, out, console, seeds)
 
 
+# above this many FLOPs per training step of one cell, a CPU dry run does not time steps:
+# one step would take minutes (e.g. configs/gpu-scale.yaml's width 2048 is ~2e13 FLOPs)
+CPU_TIMING_MAX_FLOPS = 2e11
+
+
 def _dry_run(spec, plan, dev) -> None:
+    from .model import flops_per_token
     from .runners.stacking import choose_k
     from .runners.local import make_stacks
     from .train import time_steps
 
+    if dev.type != "cuda":
+        per_step = {c.width: flops_per_token(c.model) * spec.train.batch_size * c.model.seq_len for c in plan.cells}
+        if max(per_step.values()) > CPU_TIMING_MAX_FLOPS:
+            total = sum(per_step[c.width] * c.steps for c in plan.cells)
+            console.print(f"dry run: {len(plan.cells)} cells, {total:.2g} training FLOPs in all; no time estimate on "
+                          f"{dev}: one step at width {max(per_step, key=per_step.get)} is "
+                          f"{max(per_step.values()):.1g} FLOPs, too slow to time here (run the dry run on the "
+                          "machine that will train)", soft_wrap=True)
+            return
     k = choose_k(spec, plan.cells, dev, note)
     stacks = make_stacks(plan.cells, k)
     per_step: dict = {}
