@@ -178,3 +178,12 @@ def test_table_keeps_points_of_earlier_specs(tiny_run, tmp_path):
     again = run_sweep(parse_spec(spec), out_dir=root)
     assert again.summary.done == 0
     assert set(again.table["rule"]) == {"sqrt-wd", "const-wd"} and len(again.table) == 32
+
+
+def test_version_flag_alone():
+    # `lwscale --version` used to fail with "Missing command" (exit 2)
+    from lwscale import __version__
+
+    code, out, err = run_cli(["--version"])
+    assert code == 0, err
+    assert out.strip() == f"lwscale {__version__}"

@@ -33,16 +33,22 @@ app = typer.Typer(
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True),
-) -> None:
-    """lwscale: layerwise width-scaling rules for AdamW's lr and weight decay."""
-    if version:
+def _print_version(value: bool) -> None:
+    # an option callback: the group's own body runs only with a command, so `lwscale --version` alone
+    # would fail with "Missing command"
+    if value:
         from . import __version__
 
         console.print(f"lwscale {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True,
+                                 callback=_print_version, expose_value=False),
+) -> None:
+    """lwscale: layerwise width-scaling rules for AdamW's lr and weight decay."""
 
 
 def note(msg: str) -> None:
