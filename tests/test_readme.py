@@ -14,3 +14,28 @@ def test_readme_own_model_example_runs(capsys):
     assert "mlp.0.weight" in out and "matrix  8" in out           # the report: classes and m = 512/64
     assert "matrix(m=8)" in out and "lr 0.000375  weight_decay 0.2828" in out
     assert "(0.000375, 0.282842712474619" in out                   # scale_hparams: 3e-3/8, 0.1*sqrt(8)
+
+
+def test_readme_command_lines_match_the_cli():
+    """Every option the README's command lines show exists, and every option a command has is shown."""
+    import typer.main
+
+    from lwscale.cli import app
+
+    text = README.read_text()
+    lines = [ln.strip() for block in re.findall(r"```\n(lwscale .*?)```", text, re.S) for ln in block.splitlines()]
+    shown, cmd = {}, None
+    for ln in lines:
+        if ln.startswith("lwscale "):
+            words = ln.split()
+            cmd = " ".join(words[1:3]) if words[1] == "data" else words[1]
+        shown.setdefault(cmd, set()).update(re.findall(r"--[a-z][a-z-]*", ln))
+    root = typer.main.get_command(app)
+    assert set(shown) == {"sweep", "status", "data prepare", "diagnose", "coord-check", "plot", "transfer", "report"}
+    for name, flags in shown.items():
+        cmd = root
+        for part in name.split():
+            cmd = cmd.commands[part]
+        real = {o for p in cmd.params for o in p.opts if o.startswith("--")}
+        assert flags <= real, (name, flags - real)
+        assert real <= flags, (name, real - flags)
