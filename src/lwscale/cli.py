@@ -69,8 +69,9 @@ def sweep(
 ) -> None:
     """Train every (width, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
-    The grid is in base coordinates (eta, wd) at the base width; each rule maps them to
-    per-class (lr, wd) at every width. Finished cells are kept: rerunning resumes.
+    The grid is in base coordinates (eta, wd) at the base width.
+
+    Each rule maps them to per-class (lr, wd) at every width. Finished cells are kept: rerunning resumes.
     """
     from .plan import make_plan
     from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
@@ -195,8 +196,9 @@ def diagnose(
     run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]",
                                              help="a run directory; default: the latest under ./runs"),
 ) -> None:
-    """sigma_max and sublayer gain per width and matrix type, the width-exponent fit alpha,
-    the 1/2-exponent check and the implied custom rule; the Figure-1 check for explicit pairs.
+    """sigma_max and sublayer gain per width and matrix type, and the width-exponent fit alpha.
+
+    Also the 1/2-exponent check and the implied custom rule; the Figure-1 check for explicit pairs.
 
     Writes RUN_DIR/diagnose.md, diagnose.json and figures/diagnose-*.png (docs/diagnostics.md).
     """
@@ -214,10 +216,11 @@ def coord_check(
     seeds: int = typer.Option(3, "--seeds", min=1, help="seeds (init and data) to average over"),
     out: Optional[Path] = typer.Option(None, "--out", help="where the plot goes; default: <out_dir>/<name>/figures"),
 ) -> None:
-    """microsoft/mup's coordinate check on our model (or the spec's model.factory model, with
-    a warning for each muP piece it lacks): mean |activation| per module type over the first
-    steps at every width, per rule, with the spread max/min across widths.
-    muP rules stay within about 1.2x; SP grows with width."""
+    """microsoft/mup's coordinate check: mean |activation| per module type over the first steps.
+
+    At every width, per rule, with the spread max/min across widths: muP rules stay within about 1.2x.
+
+    For the spec's model.factory model, a warning for each muP piece it lacks."""
     from .reports.coord import run_coord_check
 
     run_coord_check(spec_path, steps, eta, out, console, seeds)
@@ -309,8 +312,9 @@ def transfer(
     """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
 
     Prints, for each rule and parameter class, the proxy's and the target's (lr, wd) and tau.
-    Where the run has target cells: the regret against the best target cell of any rule and of
-    the rule's own grid, the shift of the optimum, and the sigma_max ratio once diagnostics exist.
+
+    With target cells: the regret against the best target cell, the shift of the optimum, the sigma_max ratio.
+
     Writes transfer.csv and transfer.json into RUN_DIR.
     """
     import json

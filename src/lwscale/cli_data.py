@@ -26,9 +26,11 @@ def prepare(
                                                         "(needs the optional 'datasets' package)"),
     hf_split: str = typer.Option("train", "--hf-split", help="the split of --hf"),
 ) -> None:
-    """Tokenize INPUTS into one token file a sweep memory-maps, streaming (inputs may be
-    larger than memory), with a progress bar. Writes a manifest: source hashes, token count,
-    vocab size."""
+    """Tokenize INPUTS into one token file a sweep memory-maps.
+
+    Streaming (inputs may be larger than memory), with a progress bar.
+
+    Writes a manifest: source hashes, token count, vocab size."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from .cli import console
