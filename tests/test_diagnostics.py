@@ -151,7 +151,7 @@ def test_sweep_records_diagnostics_and_diagnose(tiny_run, tmp_path):
         "diagnose-gain.png", "diagnose-sigma-width.png", "diagnose-spectra.png"]
 
     code, out, err = run_cli(["diagnose", tmp_path / "nowhere"])
-    assert code == 2 and "not an lwscale run directory" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "run directory not found" in err and len(err.strip().splitlines()) == 1
 
 
 def test_diagnostics_switch_keeps_cell_ids_and_full_adds_curves(tmp_path):

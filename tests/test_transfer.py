@@ -179,6 +179,9 @@ def test_no_finished_cells_at_the_proxy(tmp_path):
 def test_not_a_run_directory(tmp_path):
     code, out, err = run_cli(["transfer", tmp_path, "--proxy-width", 32, "--target-width", 128])
     assert code == 2 and "not an lwscale run directory" in err and len(err.strip().splitlines()) == 1
+    # a mistyped path says so rather than "not a run directory"
+    code, out, err = run_cli(["transfer", tmp_path / "typo", "--proxy-width", 32, "--target-width", 128])
+    assert code == 2 and "run directory not found" in err and len(err.strip().splitlines()) == 1
 
 
 # ---- --train: the target trained at each rule's transferred point ----------------------------

@@ -255,6 +255,8 @@ def find_run(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
     """RUN_DIR as given, or the most recently modified run under ./runs."""
     if path is not None:
         p = Path(path)
+        if not p.exists():
+            raise UserError(f"run directory not found: {p}")
         if not (p / "spec.yaml").exists():
             raise UserError(f"{p} is not an lwscale run directory (no spec.yaml)")
         return p
