@@ -39,3 +39,21 @@ def test_readme_command_lines_match_the_cli():
         real = {o for p in cmd.params for o in p.opts if o.startswith("--")}
         assert flags <= real, (name, flags - real)
         assert real <= flags, (name, real - flags)
+
+
+def test_quickstart_config_shows_every_spec_key():
+    """README and the other configs send users to configs/quickstart.yaml for every key."""
+    from pydantic import BaseModel
+
+    from lwscale.spec import Spec
+
+    text = (README.parent / "configs" / "quickstart.yaml").read_text()
+
+    def keys(model):
+        for name, field in model.model_fields.items():
+            yield name
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from keys(field.annotation)
+
+    missing = [k for k in keys(Spec) if not re.search(rf"[\s{{,]{k}:", text)]
+    assert missing == []
