@@ -140,7 +140,8 @@ def test_factory_with_loss_function_and_mup_warning(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("factory,loss,msg", [
     ("examples.tiny_lm", None, 'factory must look like "package.module:function"'),
-    ("nowhere.at_all:build", None, "model.factory: cannot import 'nowhere.at_all'"),
+    ("nowhere.at_all:build", None, "model.factory: cannot import 'nowhere.at_all' (No module named 'nowhere'); "
+                                   "run lwscale from the directory"),
     ("examples.tiny_lm:nope", None, "model.factory: 'examples.tiny_lm' has no function 'nope'"),
     (None, "test_factory:dict_loss", "model.loss needs model.factory"),
 ])

@@ -47,7 +47,8 @@ def load_callable(ref: str, what: str = "model.factory") -> Callable:
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
-        raise FactoryError(f"{what}: cannot import {mod_name!r} ({exc})") from None
+        raise FactoryError(f"{what}: cannot import {mod_name!r} ({exc}); run lwscale from the directory it is "
+                           "importable from (where the sweep ran) or put it on PYTHONPATH") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise FactoryError(f"{what}: {mod_name!r} has no function {attr!r}")
