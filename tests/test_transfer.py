@@ -182,6 +182,10 @@ def test_not_a_run_directory(tmp_path):
     # a mistyped path says so rather than "not a run directory"
     code, out, err = run_cli(["transfer", tmp_path / "typo", "--proxy-width", 32, "--target-width", 128])
     assert code == 2 and "run directory not found" in err and len(err.strip().splitlines()) == 1
+    # a run whose spec.yaml is malformed: one line with the line number (it printed PyYAML's 6-line message)
+    (tmp_path / "spec.yaml").write_text("model: [1, 2\n")
+    code, out, err = run_cli(["transfer", tmp_path, "--proxy-width", 32, "--target-width", 128])
+    assert code == 2 and f"{tmp_path / 'spec.yaml'}:2: malformed YAML" in err and len(err.strip().splitlines()) == 1
 
 
 # ---- --train: the target trained at each rule's transferred point ----------------------------

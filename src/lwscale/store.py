@@ -28,7 +28,7 @@ from . import __version__, faults
 from .diagnostics import SPECTRA_FILE, save_spectra, summary as diagnostics_summary
 from .errors import UserError
 from .plan import Plan, result_settings
-from .spec import Spec, SpecError, dump_spec, parse_spec
+from .spec import Spec, SpecError, dump_spec, load_spec
 
 RECORD_SCHEMA = 1
 STATUSES = ("done", "diverged", "failed", "running", "pending")
@@ -126,9 +126,9 @@ class Store:
         if not path.exists():
             raise UserError(f"{self.root} is not an lwscale run directory (no spec.yaml)")
         try:
-            return parse_spec(yaml.safe_load(path.read_text()), str(path))
+            return load_spec(path)  # one line for malformed YAML, as for a spec given to sweep
         except (SpecError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read the run's spec: {exc}") from None
+            raise UserError(f"cannot read the run's spec: {exc}") from None
 
     # ---- records ------------------------------------------------------------------------
     def record_path(self, cell_id: str) -> Path:
