@@ -1,6 +1,7 @@
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does, before torch loads OpenMP
+if "OMP_WAIT_POLICY" not in os.environ:  # as the CLI does, before torch loads OpenMP
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

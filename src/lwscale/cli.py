@@ -10,10 +10,12 @@ import math
 import os
 import sys
 
-# Set before torch loads OpenMP: worker threads sleep instead of spinning while they wait.
-# With spinning, any other busy process on the cores makes a small model's step ~150x
-# slower (0.47 s against 0.003 s, docs/performance.md); a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Set before torch loads OpenMP (libgomp): idle worker threads spin briefly, then sleep. With
+# libgomp's long default spin, any other busy process on the cores made a small model's step
+# ~100x slower; 10,000 spins cost nothing on an idle CPU (docs/performance.md). A user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from pathlib import Path
 from typing import Optional
 
