@@ -258,7 +258,8 @@ def diagnose(root: Path) -> Report:
 def rich_table(tab: Tab):
     from rich.table import Table
 
-    table = Table(title=tab.title, title_justify="left")
+    # min_width keeps the title on one line: Rich wraps a title to its (narrow) table's width
+    table = Table(title=tab.title, title_justify="left", min_width=len(tab.title))
     for i, c in enumerate(tab.columns):
         table.add_column(c, justify="left" if i == 0 else "right")
     for r in tab.rows:
