@@ -52,7 +52,9 @@ def chosen_cells(points: pd.DataFrame, pairs: bool) -> pd.DataFrame:
         keys = [(r, e, w) for r, e, w in _transferred(done)]
         sel = pd.concat([done[(done["rule"] == r) & (done["eta"] == e) & (done["wd"] == w)] for r, e, w in keys]) \
             if keys else done.iloc[:0]
-    return sel.drop_duplicates("cell_id")
+    # rules share a physical cell where they agree (every rule at the base width): name them all
+    rules = sel.groupby("cell_id")["rule"].agg(lambda r: "/".join(sorted(set(r))))
+    return sel.drop_duplicates("cell_id").assign(rule=lambda d: d["cell_id"].map(rules))
 
 
 def _label(r, pairs: bool) -> str:
@@ -101,6 +103,10 @@ def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
         ax.plot(s.index, s.values, marker="o", label=f"{rule} (eta {eta:.3g}, wd {wd:.3g})")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers, not 1.4 x 10^0, on a narrow log range
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     _finish(fig, ax, "width d", "sigma_max (mean over matrix types)",
             "top singular value vs width at the transferred optimum", path)
 
