@@ -2,7 +2,8 @@
 # The reproduction study (issue 9) on one GPU, as one resumable command for the device tool:
 #   bash benchmarks/study_gpu.sh [SECONDS]     # default 540: stops cleanly before a 10-minute limit
 # Trains configs/study.yaml into runs/ (resumable: rerun with runs/ carried back to continue),
-# then configs/figure1.yaml if time is left, and writes figures, transfer, diagnose and report.
+# then configs/figure1.yaml if time is left (the sweep's own plan table replaces a dry run,
+# which would measure K and step times a second time), and writes figures, transfer, diagnose and report.
 # Everything except checkpoints is copied to $OUT/runs for docs/results.md.
 set -uo pipefail
 . benchmarks/gpu_env.sh
@@ -13,8 +14,7 @@ FIG1_RUN="runs/$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv
 read -r PROXY TARGET < <(python3 -c "import yaml,sys; w=yaml.safe_load(open(sys.argv[1]))['model']['widths']; print(min(w), max(w))" "$STUDY")
 left() { echo $(( BUDGET - (SECONDS - START) )); }
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; python3 -c "import torch; print('torch', torch.__version__)"; date -u; } | tee "$OUT/device.txt"
-lwscale sweep "$STUDY" --dry-run 2>&1 | tail -30 > "$OUT/study-plan.txt"
-timeout -s INT "$(left)" python3 -m lwscale.cli sweep "$STUDY" 2>&1 | tail -60 > "$OUT/study-sweep.txt"
+timeout -s INT "$(left)" python3 -m lwscale.cli sweep "$STUDY" 2>&1 | tail -80 > "$OUT/study-sweep.txt"   # starts with the plan and the timescale gate
 if [ "$(left)" -gt 120 ]; then
   timeout -s INT $(( $(left) - 60 )) python3 -m lwscale.cli sweep "$FIG1" 2>&1 | tail -30 > "$OUT/figure1-sweep.txt"
 fi

@@ -11,9 +11,7 @@ The file is removed once the stack's records are written, unless ``runner.keep_c
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,7 +19,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import faults
 from .errors import UserError
 
 VERSION = 1
@@ -90,21 +87,12 @@ class StackCheckpoint:
     def save(self, model: torch.nn.Module, opt, loop: dict) -> None:
         state = {"version": VERSION, "cells": self.cell_ids, "model": model.state_dict(),
                  "optimizer": opt.state_dict(), "rng": _rng_state(), "loop": loop}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        from .store import atomic_write
+
         try:
-            with os.fdopen(fd, "wb") as f:
-                faults.check_write(self.path)
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(self.path, lambda f: torch.save(state, f), binary=True)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise WriteError(f"cannot write checkpoint {self.path}: {exc.strerror or exc}") from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         self.last_save = time.monotonic()
 
     # ---- called by the worker ---------------------------------------------------------------

@@ -20,8 +20,6 @@ names (``user_types``), and its gains from hooks on the modules owning those wei
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -244,19 +242,6 @@ def summary(record: dict) -> dict[str, float]:
     gains = (diag.get("gain") or {}).get("by_type") or {}
     last = {t: v[-1] for t, v in gains.items() if v}
     return {"sigma_max": mean_over_types(sig), "gain": mean_over_types(last)}
-
-
-def save_spectra(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write spectra to ``path`` (.npz) atomically: a temporary file, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_spectra(path: Path) -> dict[str, np.ndarray]:

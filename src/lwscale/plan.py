@@ -110,13 +110,13 @@ def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = No
         from .data_sources import source_vocab_size
 
         vocab_size = source_vocab_size(spec.data)
+    v = vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size)
     if m.factory:  # a user's model (lwscale.factory): the config carries width, base width, vocab, seq_len
         from .factory import factory_config
 
-        v = vocab_size or (256 if spec.data.tokenizer == "bytes" else spec.data.vocab_size)
         return parametrization(factory_config(spec, width, v), rule.mup)
     cfg = ModelConfig(
-        vocab_size=vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size),
+        vocab_size=v,
         width=width, base_width=m.d0, depth=m.depth, head_dim=m.head_dim, ffn_mult=m.ffn_mult,
         seq_len=m.seq_len, init_std=m.init_std, rope_theta=m.rope_theta, attn_scale=m.attn_scale,
         tie_embeddings=m.tie_embeddings, readout_zero_init=m.readout_zero_init,

@@ -19,13 +19,14 @@ import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from . import __version__, faults
-from .diagnostics import SPECTRA_FILE, save_spectra, summary as diagnostics_summary
+from .diagnostics import SPECTRA_FILE, summary as diagnostics_summary
 from .errors import UserError
 from .plan import Plan, result_settings
 from .spec import Spec, SpecError, dump_spec, load_spec
@@ -71,20 +72,26 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename; nothing half-written stays."""
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place:
+    nothing half-written stays, and injected write faults (lwscale.faults) apply."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             faults.check_write(path)
-            f.write(text)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename; nothing half-written stays."""
+    atomic_write(path, lambda f: f.write(text))
 
 
 class Store:
@@ -137,7 +144,8 @@ class Store:
     def write_record(self, record: dict) -> None:
         spectra = record.pop("_spectra", None)  # diagnostics: written first, so a record implies them
         if spectra:
-            save_spectra(self.record_path(record["id"]).parent / SPECTRA_FILE, spectra)
+            atomic_write(self.record_path(record["id"]).parent / SPECTRA_FILE,
+                         lambda f: np.savez_compressed(f, **spectra), binary=True)
         record = {
             "schema": RECORD_SCHEMA,
             "lwscale_version": __version__,

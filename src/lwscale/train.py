@@ -109,6 +109,10 @@ def build_with_classes(cfg, spec: Spec, seeds: list[int], device: torch.device):
     return model, classify_model(model, spec.model.unembed_class)
 
 
+# the loop variables a checkpoint saves and a resumed stack restores, in this order
+LOOP_KEYS = ("step", "train_curve", "val_curve", "initial", "window", "window_n", "last_finite", "last_train")
+
+
 def train_stack(
     cells: list[Cell],
     spec: Spec,
@@ -163,15 +167,14 @@ def train_stack(
     t0 = time.perf_counter()
     start = 0
     if resumed is not None:  # the loop state saved by loop_state() below
-        start, train_curve, val_curve, initial, window, window_n, last_finite, last_train = (resumed[k] for k in (
-            "step", "train_curve", "val_curve", "initial", "window", "window_n", "last_finite", "last_train"))
+        start, train_curve, val_curve, initial, window, window_n, last_finite, last_train = (
+            resumed[k] for k in LOOP_KEYS)
         t0 -= resumed["elapsed"]
         recorder.load_state(resumed["diagnostics"])
 
     def loop_state() -> dict:
-        return {"step": done, "train_curve": train_curve, "val_curve": val_curve, "initial": initial,
-                "window": window, "window_n": window_n, "last_finite": last_finite, "last_train": last_train,
-                "elapsed": time.perf_counter() - t0, "diagnostics": recorder.state()}
+        values = (done, train_curve, val_curve, initial, window, window_n, last_finite, last_train)
+        return {**dict(zip(LOOP_KEYS, values)), "elapsed": time.perf_counter() - t0, "diagnostics": recorder.state()}
 
     for step in range(start, steps):
         nan_cells = faults.at_step(step, width, K, first.seed)

@@ -34,16 +34,17 @@ def ordered_types(present) -> list[str]:
     return [t for t in MATRIX_TYPES if t in seen] + [t for t in seen if t not in MATRIX_TYPES]
 
 
-def load_points(root: Path) -> pd.DataFrame:
+def load_points(root: Path, records: dict | None = None) -> pd.DataFrame:
     """results.csv joined with each record's diagnostics: one row per sweep point and matrix
-    type with ``sigma`` (block-averaged end sigma_max) and ``gain_end`` (last eval's gain)."""
+    type with ``sigma`` (block-averaged end sigma_max) and ``gain_end`` (last eval's gain).
+    ``records`` (``Store.records()``) saves reading them again when the caller has them."""
     from ..store import Store
 
     csv = root / "results.csv"
     if not csv.exists():
         raise UserError(f"{root} has no results.csv yet; run `lwscale sweep` first")
     df = pd.read_csv(csv)
-    records = Store(root).records()
+    records = Store(root).records() if records is None else records
     rows = []
     for r in df.itertuples(index=False):
         diag = (records.get(r.cell_id) or {}).get("diagnostics") or {}
@@ -239,11 +240,11 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
     report.data["figure1"] = checks
 
 
-def diagnose(root: Path) -> Report:
+def diagnose(root: Path, spec=None, points: pd.DataFrame | None = None) -> Report:
     from ..store import Store
 
-    spec = Store(root).read_spec()
-    points = load_points(root)
+    spec = Store(root).read_spec() if spec is None else spec
+    points = load_points(root) if points is None else points
     report = Report()
     if points.empty:
         raise UserError(f"{root}: no cell has diagnostics (train.diagnostics was off, or nothing finished yet)")
@@ -275,7 +276,10 @@ def run_diagnose(run_dir, console) -> Report:
     from .spectra import write_figures
 
     root = find_run(run_dir)
-    report = diagnose(root)
+    store = Store(root)
+    spec, records = store.read_spec(), store.records()  # read once for the report and the figures
+    points = load_points(root, records)
+    report = diagnose(root, spec, points)
     for tab in report.tables:
         console.print(rich_table(tab))
     for n in report.notes:
@@ -283,7 +287,7 @@ def run_diagnose(run_dir, console) -> Report:
     if report.snippet:
         console.print("implied wd exponent as a rule for your spec:")
         console.print(report.snippet, markup=False, soft_wrap=True)
-    figures = write_figures(root, load_points(root), Store(root).read_spec().grid.pairs is not None)
+    figures = write_figures(root, points, records, spec.grid.pairs is not None)
     report.data["figures"] = [str(p.relative_to(root)) for p in figures]
     atomic_write_text(root / "diagnose.md", report.markdown(f"lwscale diagnose: {root.name}")
                       + "\n" + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures) + "\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..diagnostics import load_spectra
+from ..diagnostics import SPECTRA_FILE, load_spectra
 from .diagnose import FFN_TYPES, _transferred
 
 FIGURES = ("diagnose-gain.png", "diagnose-spectra.png", "diagnose-sigma-width.png")
@@ -49,7 +49,7 @@ def chosen_cells(points: pd.DataFrame, pairs: bool) -> pd.DataFrame:
     if pairs:
         sel = done[done["width"] == done["width"].min()]
     else:
-        keys = [(r, e, w) for r, e, w in _transferred(done)]
+        keys = _transferred(done)
         sel = pd.concat([done[(done["rule"] == r) & (done["eta"] == e) & (done["wd"] == w)] for r, e, w in keys]) \
             if keys else done.iloc[:0]
     # rules share a physical cell where they agree (every rule at the base width): name them all
@@ -62,7 +62,7 @@ def _label(r, pairs: bool) -> str:
     return base if pairs else f"{r.rule} d={r.width}"
 
 
-def gain_figure(root: Path, cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> None:
+def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in cells.itertuples():
@@ -79,7 +79,7 @@ def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in cells.itertuples():
-        f = root / "cells" / r.cell_id / "spectra.npz"
+        f = root / "cells" / r.cell_id / SPECTRA_FILE
         if not f.exists():
             continue
         spec = load_spectra(f)
@@ -111,15 +111,12 @@ def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
             "top singular value vs width at the transferred optimum", path)
 
 
-def write_figures(root: Path, points: pd.DataFrame, pairs: bool) -> list[Path]:
-    from ..store import Store
-
+def write_figures(root: Path, points: pd.DataFrame, records: dict, pairs: bool) -> list[Path]:
     out = root / "figures"
     out.mkdir(exist_ok=True)
-    records = Store(root).records()
     cells = chosen_cells(points, pairs)
     paths = [out / name for name in FIGURES]
-    gain_figure(root, cells, records, pairs, paths[0])
+    gain_figure(cells, records, pairs, paths[0])
     spectra_figure(root, cells, pairs, paths[1])
     sigma_width_figure(points, paths[2])
     return paths

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..rules import RuleError, get_rule
+from ..rules import RuleError, get_rule, timescale
 from .results import Run, log2
 
 TIE_SIGMAS = 2.0
@@ -143,7 +143,7 @@ def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float) -> list
     out = []
     for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
         lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult)
-        out.append((key.width_mult, key.cls, lr, cwd, math.inf if lr * cwd == 0 else 1.0 / (lr * cwd)))
+        out.append((key.width_mult, key.cls, lr, cwd, timescale(lr, cwd)))
     return out
 
 
