@@ -14,7 +14,7 @@ FIG1_RUN="runs/$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv
 read -r PROXY TARGET < <(python3 -c "import yaml,sys; w=yaml.safe_load(open(sys.argv[1]))['model']['widths']; print(min(w), max(w))" "$STUDY")
 left() { echo $(( BUDGET - (SECONDS - START) )); }
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; python3 -c "import torch; print('torch', torch.__version__)"; date -u; } | tee "$OUT/device.txt"
-timeout -s INT "$(left)" python3 -m lwscale.cli sweep "$STUDY" 2>&1 | tail -80 > "$OUT/study-sweep.txt"   # starts with the plan and the timescale gate
+timeout -s INT "$(left)" python3 -m lwscale.cli sweep "$STUDY" > "$OUT/study-sweep.txt" 2>&1   # the whole log: it starts with the plan and the timescale gate
 if [ "$(left)" -gt 120 ]; then
   timeout -s INT $(( $(left) - 60 )) python3 -m lwscale.cli sweep "$FIG1" 2>&1 | tail -30 > "$OUT/figure1-sweep.txt"
 fi
