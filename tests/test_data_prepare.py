@@ -187,3 +187,28 @@ def test_sweep_on_text_files(texts, tmp_path):
     assert code == 2 and "no input file matches" in err
     code, _, err, _ = sweep(tmp_path, "nopaths", {"source": "tokens"})
     assert code == 2 and "source tokens needs data.paths" in err
+
+
+def test_text_cache_prepared_by_two_workers_at_once(texts, tmp_path, monkeypatch):
+    """Workers of one sweep may prepare the same text source together: each writes a private
+    folder and renames it into place; the loser drops its copy, and no temp folder is left."""
+    import lwscale.data_prepare as dp
+    from lwscale.data_sources import prepared_text
+    from lwscale.spec import DataSpec
+
+    monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path / "cache"))
+    spec = DataSpec(source="text", paths=[str(texts / "speech0*.txt")], tokenizer="bytes")
+    real = dp.prepare
+    winner = {}
+
+    def prepare_while_another_worker_wins(inputs, out, **kw):
+        if not winner:  # the other worker prepares and publishes first, in the middle of ours
+            monkeypatch.setattr(dp, "prepare", real)
+            winner["dir"] = prepared_text(spec)
+        return real(inputs, out, **kw)
+
+    monkeypatch.setattr(dp, "prepare", prepare_while_another_worker_wins)
+    out = prepared_text(spec)
+    assert out == winner["dir"] and (out / "manifest.json").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [out.name]
+    np.testing.assert_array_equal(tokens_of(out)[:100], np.frombuffer(DOCS[0].encode()[:100], dtype=np.uint8))

@@ -15,6 +15,9 @@ needs, and training batches are drawn from the tokens before them, so the two ne
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -88,8 +91,20 @@ def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Pat
     out = cache_dir() / f"user-text-{key}"
     if not (out / "manifest.json").exists():
         log(f"tokenizing {len(sources)} text file(s) into {out} (cached for later runs)")
-        prepare([str(s.path) for s in sources], out, vocab_size=data_spec.vocab_size, fmt="text",
-                bytes_tokens=data_spec.tokenizer == "bytes")
+        # into a private folder renamed into place: workers of one sweep (runner gpus/slurm)
+        # that prepare the same text at once never write into each other's files
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            prepare([str(s.path) for s in sources], tmp, vocab_size=data_spec.vocab_size, fmt="text",
+                    bytes_tokens=data_spec.tokenizer == "bytes")
+            try:
+                os.rename(tmp, out)
+            except OSError:  # another worker finished first (its copy is the same), or a stale half
+                if not (out / "manifest.json").exists():
+                    shutil.rmtree(out)
+                    os.rename(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
