@@ -220,6 +220,35 @@ def test_status_counts_running_failed_pending_and_time_left(tmp_path):
     assert "time left: about" in flat and "for 2 cells with 1 worker" in flat
 
 
+def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
+    import time
+
+    from lwscale import status
+    from lwscale.spec import parse_spec
+    from lwscale.store import Store
+
+    store = Store.open(parse_spec(small_spec()), tmp_path)          # two pending cells, nothing trained
+    plans, sleeps = [], []
+    make_plan = status.make_plan
+    monkeypatch.setattr(status, "make_plan", lambda spec: plans.append(1) or make_plan(spec))
+    cells = [c.id for c in make_plan(store.read_spec()).cells]
+
+    real_sleep = time.sleep
+
+    def sleep(s):  # between refreshes (others sleep too: subprocess waits), a worker finishes the next cell
+        if s != 0.5:
+            return real_sleep(s)
+        sleeps.append(s)
+        store.write_record({"id": cells[len(sleeps) - 1], "status": "done", "width": 32})
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    code, out, err = run_cli(["status", store.root, "--watch", "--interval", "0.5"])
+    assert code == 0, err
+    assert sleeps == [0.5, 0.5] and len(plans) == 1       # three refreshes of the records, one plan
+    flat = " ".join(out.split())
+    assert "│ 32 │ 2 │ 0 │ 0 │ 0 │ 0 │" in flat and "time left: none, every cell is finished" in flat
+
+
 def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
     spec = small_spec(seeds=(0, 1), steps=4)
     spec["train"]["cells_per_stack"] = 4

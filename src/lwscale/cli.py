@@ -383,21 +383,21 @@ def status(
     interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between refreshes with --watch"),
 ) -> None:
     """Cells done, diverged, failed, running (worker and age) and pending per width, and the time left."""
-    from .status import render, run_status
+    from .status import StatusReader, render
     from .store import find_run
 
-    root = find_run(run_dir)
+    reader = StatusReader(find_run(run_dir))  # spec and plan once; each refresh rereads records and claims
     if not watch:
-        console.print(render(run_status(root)))
+        console.print(render(reader.read()))
         return
     import time
 
     from rich.live import Live
 
     try:
-        with Live(render(run_status(root)), console=console, auto_refresh=False) as live:
+        with Live(render(reader.read()), console=console, auto_refresh=False) as live:
             while True:
-                st = run_status(root)
+                st = reader.read()
                 live.update(render(st), refresh=True)
                 if st.total["running"] + st.total["pending"] == 0:
                     break

@@ -38,36 +38,49 @@ class RunStatus:
         return {k: sum(c[k] for c in self.counts.values()) for k in KINDS}
 
 
+class StatusReader:
+    """A run's spec and plan, read once; ``read()`` rereads only its records and claims,
+    so ``lwscale status --watch`` plans the sweep once however often it refreshes."""
+
+    def __init__(self, run_dir: Path):
+        self.root = Path(run_dir)
+        self.spec = Store(self.root).read_spec()
+        self.plan = make_plan(self.spec)
+
+    def read(self) -> RunStatus:
+        spec, plan = self.spec, self.plan
+        store = Store(self.root)  # fresh each time: its warnings are this reading's
+        records = store.records()
+        timeout_s = spec.runner.claim_timeout_minutes * 60
+        claims, now = read_claims(store.root), time.time()
+        counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in plan.cells})}
+        running, stale, failures, left = [], [], [], []
+        for cell in plan.cells:
+            rec, cl = records.get(cell.id), claims.get(cell.id)
+            live = cl is not None and not cl.stale(timeout_s, now)
+            if rec is not None and rec["status"] in ("done", "diverged"):
+                kind = rec["status"]
+            elif live:
+                kind = "running"
+                running.append((cell.id, cell.width, cl))
+            elif rec is not None:
+                kind = "failed"
+                failures.append((cell.id, rec.get("reason") or "?"))
+            else:
+                kind = "pending"
+            if cl is not None and not live and kind != "done":
+                stale.append((cell.id, cell.width, cl))
+            if kind in ("running", "pending"):
+                left.append(cell)
+            counts[cell.width][kind] += 1
+        workers = len({cl.worker for _, _, cl in running})
+        return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
+                         max(workers, 1), list(store.warnings))
+
+
 def run_status(run_dir: Path) -> RunStatus:
-    store = Store(Path(run_dir))
-    spec = store.read_spec()
-    plan = make_plan(spec)
-    records = store.records()
-    timeout_s = spec.runner.claim_timeout_minutes * 60
-    claims, now = read_claims(store.root), time.time()
-    counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in plan.cells})}
-    running, stale, failures, left = [], [], [], []
-    for cell in plan.cells:
-        rec, cl = records.get(cell.id), claims.get(cell.id)
-        live = cl is not None and not cl.stale(timeout_s, now)
-        if rec is not None and rec["status"] in ("done", "diverged"):
-            kind = rec["status"]
-        elif live:
-            kind = "running"
-            running.append((cell.id, cell.width, cl))
-        elif rec is not None:
-            kind = "failed"
-            failures.append((cell.id, rec.get("reason") or "?"))
-        else:
-            kind = "pending"
-        if cl is not None and not live and kind != "done":
-            stale.append((cell.id, cell.width, cl))
-        if kind in ("running", "pending"):
-            left.append(cell)
-        counts[cell.width][kind] += 1
-    workers = len({cl.worker for _, _, cl in running})
-    return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
-                     max(workers, 1), list(store.warnings))
+    """Where the run in ``run_dir`` stands now."""
+    return StatusReader(run_dir).read()
 
 
 def seconds_per_flop(records: dict[str, dict]) -> float | None:
