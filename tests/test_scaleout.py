@@ -220,6 +220,14 @@ def test_status_counts_running_failed_pending_and_time_left(tmp_path):
     assert "time left: about" in flat and "for 2 cells with 1 worker" in flat
 
 
+def test_one_duration_format_for_status_and_dry_run():
+    from lwscale.status import fmt_duration
+
+    cases = {-5: "0 s", 0: "0 s", 42.4: "42 s", 89.4: "89 s", 90: "1.5 min", 754: "12.6 min",
+             5399: "90.0 min", 5400: "1.5 h", 7200: "2.0 h", 86400 * 3: "72.0 h"}
+    assert {s: fmt_duration(s) for s in cases} == cases
+
+
 def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
     import time
 

@@ -237,6 +237,7 @@ def _dry_run(spec, plan, dev) -> None:
     from .model import flops_per_token
     from .runners.stacking import choose_k
     from .runners.local import make_stacks
+    from .status import fmt_duration
     from .train import time_steps
 
     if dev.type != "cuda":
@@ -258,16 +259,8 @@ def _dry_run(spec, plan, dev) -> None:
             per_step[key] = time_steps(stack[0].model, spec, dev, k=len(stack))
         total += per_step[key] * stack[0].steps
     console.print(f"dry run: {len(plan.cells)} cells in {len(stacks)} stacks of up to {max(k.values())} on {dev}; "
-                  f"estimated training time {_fmt_s(total)} (from a quick measured step time; data preparation "
+                  f"estimated training time {fmt_duration(total)} (from a quick measured step time; data preparation "
                   "and evaluation not included)")
-
-
-def _fmt_s(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
 
 
 # ---- plot, transfer, report (src/lwscale/reports) -------------------------------------------

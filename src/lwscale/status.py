@@ -100,12 +100,14 @@ def _seconds_left(records: dict, cells: list, spec) -> float | None:
     return sum(c.steps * tokens_per_step * flops_per_token(c.model) * rate for c in cells)
 
 
-def _age(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
+def fmt_duration(seconds: float) -> str:
+    """A duration for people, in the unit that keeps the number under 90: "42 s", "7.5 min",
+    "3.2 h". A negative one (clocks of two machines that disagree) reads as "0 s"."""
+    s = max(0.0, seconds)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.1f} min"
     return f"{s / 3600:.1f} h"
 
 
@@ -126,11 +128,11 @@ def render(st: RunStatus):
     table.add_row("all", *(str(total[k]) for k in KINDS), style="bold")
     lines = []
     for cid, w, cl in st.running:
-        lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {_age(now - cl.started)} ago, "
-                     f"heartbeat {_age(now - cl.heartbeat)} ago")
+        lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {fmt_duration(now - cl.started)} "
+                     f"ago, heartbeat {fmt_duration(now - cl.heartbeat)} ago")
     for cid, w, cl in st.stale:
-        lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat {_age(now - cl.heartbeat)} "
-                     "ago; the next worker takes it over")
+        lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat "
+                     f"{fmt_duration(now - cl.heartbeat)} ago; the next worker takes it over")
     for cid, reason in st.failures[:5]:
         lines.append(f"failed: cell {cid}: {reason}")
     if st.failures:
@@ -143,6 +145,6 @@ def render(st: RunStatus):
     elif st.seconds_left is None:
         lines.append(f"time left: unknown until a cell finishes ({left} cells to go)")
     else:
-        lines.append(f"time left: about {_age(st.seconds_left / st.workers)} for {left} cells with "
+        lines.append(f"time left: about {fmt_duration(st.seconds_left / st.workers)} for {left} cells with "
                      f"{st.workers} worker{'s' if st.workers > 1 else ''} (from the measured throughput)")
     return Group(table, *(Text(x) for x in lines))
