@@ -78,26 +78,11 @@ def sweep(
     from .plan import make_plan
     from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
     from .runners.local import run_sweep
-    from .spec import load_spec
+    from .spec import load_spec, with_overrides
     from .train import resolve_device
 
-    spec = load_spec(spec_path)
-    overrides = {}
-    if cells_per_stack is not None:
-        overrides["cells_per_stack"] = cells_per_stack
-    if device is not None:
-        overrides["device"] = device
-    if overrides:
-        from .spec import parse_spec
-
-        data = spec.model_dump(mode="json")
-        data["train"].update(overrides)
-        spec = parse_spec(data, "command line")
-    if runner is not None:
-        from .spec import parse_spec
-
-        spec = parse_spec({**spec.model_dump(mode="json"), "runner": {**spec.runner.model_dump(mode="json"),
-                                                                        "kind": runner}}, "--runner")
+    spec = with_overrides(load_spec(spec_path), train={"cells_per_stack": cells_per_stack, "device": device},
+                          runner={"kind": runner})
     plan = make_plan(spec)
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
