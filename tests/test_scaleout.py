@@ -257,6 +257,25 @@ def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
     assert "│ 32 │ 2 │ 0 │ 0 │ 0 │ 0 │" in flat and "time left: none, every cell is finished" in flat
 
 
+def test_open_run_lists_the_cells_left_for_every_runner(tmp_path):
+    from lwscale.runners.local import open_run
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec(small_spec(etas=(2**-7, 2**-6, 2**-5)))
+    plan, store, todo = open_run(spec, tmp_path)
+    ids = [c.id for c in plan.cells]
+    assert len(ids) == 3 and [c.id for c in todo] == ids and (store.root / "spec.yaml").exists()
+    store.write_record({"id": ids[0], "status": "done", "width": 32})
+    store.write_record({"id": ids[1], "status": "failed", "width": 32})
+    store.record_path(ids[2]).parent.mkdir()
+    store.record_path(ids[2]).write_text("{")                   # half-written: retrained, with a warning
+    logs = []
+    assert [c.id for c in open_run(spec, tmp_path, log=logs.append).todo] == [ids[2]]
+    assert len(logs) == 1 and logs[0].startswith(f"warning: corrupt record {store.record_path(ids[2])}")
+    assert [c.id for c in open_run(spec, tmp_path, retry_failed=True).todo] == ids[1:]
+    assert [c.id for c in open_run(spec, tmp_path, retry_failed=True, cells=ids[:2]).todo] == [ids[1]]
+
+
 def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
     spec = small_spec(seeds=(0, 1), steps=4)
     spec["train"]["cells_per_stack"] = 4

@@ -121,16 +121,10 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     """Submit one array task per pending stack; return the job ids."""
     import torch
 
-    from ..plan import make_plan
-    from ..store import Store
-    from .local import make_stacks
+    from .local import make_stacks, open_run
 
     submitit = _import_submitit()
-    plan = make_plan(spec)
-    store = Store.open(spec, out_dir)
-    todo = store.pending(plan, retry_failed=retry_failed)
-    for w in store.warnings:
-        log(f"warning: {w}")
+    _, store, todo = open_run(spec, out_dir, retry_failed, log)
     if not todo:
         log("nothing to submit: every cell is finished")
         return []
