@@ -24,7 +24,7 @@ from lwscale import diagnostics, train
 from lwscale.data import load_dataset
 from lwscale.plan import make_plan
 from lwscale.runners.local import make_stacks
-from lwscale.spec import load_spec, parse_spec
+from lwscale.spec import load_spec, with_overrides
 
 
 def timed_recorder(spent: list[float]):
@@ -50,12 +50,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    spec = load_spec(args.spec)
-    data = spec.model_dump(mode="json")
-    if args.steps:
-        data["train"]["steps"] = args.steps
+    spec = with_overrides(load_spec(args.spec), "--steps", train={"steps": args.steps})
     device = train.resolve_device(spec.train.device)
-    specs = {mode: parse_spec({**data, "train": {**data["train"], "diagnostics": mode}}) for mode in (True, False)}
+    specs = {mode: with_overrides(spec, "benchmark", train={"diagnostics": mode}) for mode in (True, False)}
     plan = make_plan(specs[True])
     stacks = [s for s in make_stacks(plan.cells, 4)]
     stacks = [next(s for s in stacks if s[0].width == w) for w in sorted({s[0].width for s in stacks})]

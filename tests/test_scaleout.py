@@ -220,6 +220,62 @@ def test_status_counts_running_failed_pending_and_time_left(tmp_path):
     assert "time left: about" in flat and "for 2 cells with 1 worker" in flat
 
 
+def test_one_duration_format_for_status_and_dry_run():
+    from lwscale.status import fmt_duration
+
+    cases = {-5: "0 s", 0: "0 s", 42.4: "42 s", 89.4: "89 s", 90: "1.5 min", 754: "12.6 min",
+             5399: "90.0 min", 5400: "1.5 h", 7200: "2.0 h", 86400 * 3: "72.0 h"}
+    assert {s: fmt_duration(s) for s in cases} == cases
+
+
+def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
+    import time
+
+    from lwscale import status
+    from lwscale.spec import parse_spec
+    from lwscale.store import Store
+
+    store = Store.open(parse_spec(small_spec()), tmp_path)          # two pending cells, nothing trained
+    plans, sleeps = [], []
+    make_plan = status.make_plan
+    monkeypatch.setattr(status, "make_plan", lambda spec: plans.append(1) or make_plan(spec))
+    cells = [c.id for c in make_plan(store.read_spec()).cells]
+
+    real_sleep = time.sleep
+
+    def sleep(s):  # between refreshes (others sleep too: subprocess waits), a worker finishes the next cell
+        if s != 0.5:
+            return real_sleep(s)
+        sleeps.append(s)
+        store.write_record({"id": cells[len(sleeps) - 1], "status": "done", "width": 32})
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    code, out, err = run_cli(["status", store.root, "--watch", "--interval", "0.5"])
+    assert code == 0, err
+    assert sleeps == [0.5, 0.5] and len(plans) == 1       # three refreshes of the records, one plan
+    flat = " ".join(out.split())
+    assert "│ 32 │ 2 │ 0 │ 0 │ 0 │ 0 │" in flat and "time left: none, every cell is finished" in flat
+
+
+def test_open_run_lists_the_cells_left_for_every_runner(tmp_path):
+    from lwscale.runners.local import open_run
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec(small_spec(etas=(2**-7, 2**-6, 2**-5)))
+    plan, store, todo = open_run(spec, tmp_path)
+    ids = [c.id for c in plan.cells]
+    assert len(ids) == 3 and [c.id for c in todo] == ids and (store.root / "spec.yaml").exists()
+    store.write_record({"id": ids[0], "status": "done", "width": 32})
+    store.write_record({"id": ids[1], "status": "failed", "width": 32})
+    store.record_path(ids[2]).parent.mkdir()
+    store.record_path(ids[2]).write_text("{")                   # half-written: retrained, with a warning
+    logs = []
+    assert [c.id for c in open_run(spec, tmp_path, log=logs.append).todo] == [ids[2]]
+    assert len(logs) == 1 and logs[0].startswith(f"warning: corrupt record {store.record_path(ids[2])}")
+    assert [c.id for c in open_run(spec, tmp_path, retry_failed=True).todo] == ids[1:]
+    assert [c.id for c in open_run(spec, tmp_path, retry_failed=True, cells=ids[:2]).todo] == [ids[1]]
+
+
 def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
     spec = small_spec(seeds=(0, 1), steps=4)
     spec["train"]["cells_per_stack"] = 4

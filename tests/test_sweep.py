@@ -81,6 +81,33 @@ def test_dry_run_estimates(tmp_path):
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
+def test_command_line_overrides_reach_the_spec(tmp_path):
+    path = write_spec(tmp_path / "s.yaml", {**TINY_SPEC, "rules": ["sqrt-wd"]})   # 16 cells, 8 per width
+    code, out, err = run_cli(["sweep", path, "--dry-run", "--cells-per-stack", "3", "--device", "cpu",
+                              "--out", tmp_path / "r"])
+    assert code == 0, err
+    assert "16 cells in 6 stacks of up to 3 on cpu" in out    # 8 cells per width -> stacks of 3, 3, 2
+    for flag, value, msg in [("--device", "tpu", "command line: train: device must be auto, cpu"),
+                             ("--runner", "cluster", "command line: runner.kind: Input should be 'local'")]:
+        code, out, err = run_cli(["sweep", path, flag, value, "--out", tmp_path / "r"])
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (flag, err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_with_overrides_replaces_the_given_keys_only():
+    from lwscale.spec import SpecError, parse_spec, with_overrides
+
+    spec = parse_spec(TINY_SPEC)
+    assert with_overrides(spec, train={"device": None}, runner={"kind": None}) is spec   # options not given
+    new = with_overrides(spec, train={"cells_per_stack": 4, "device": None, "diagnostics": False},
+                         runner={"kind": "gpus"})
+    assert (new.train.cells_per_stack, new.train.diagnostics, new.runner.kind) == (4, False, "gpus")
+    assert new.train.device == "auto" and new.train.steps == 20 and new.model == spec.model
+    assert spec.train.cells_per_stack == "auto" and spec.runner.kind == "local"       # the original is kept
+    with pytest.raises(SpecError, match=r"^--steps: train.steps: Input should be greater than or equal to 1$"):
+        with_overrides(spec, "--steps", train={"steps": 0})
+
+
 def test_dry_run_of_a_gpu_sized_spec_on_cpu_notes_instead_of_timing(tmp_path):
     # configs/gpu-scale.yaml's width 2048 once timed for many minutes on the CPU before printing anything
     spec = {"name": "big", "model": {"widths": [256, 2048], "depth": 8, "head_dim": 64, "seq_len": 256},

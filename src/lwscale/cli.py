@@ -78,26 +78,11 @@ def sweep(
     from .plan import make_plan
     from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
     from .runners.local import run_sweep
-    from .spec import load_spec
+    from .spec import load_spec, with_overrides
     from .train import resolve_device
 
-    spec = load_spec(spec_path)
-    overrides = {}
-    if cells_per_stack is not None:
-        overrides["cells_per_stack"] = cells_per_stack
-    if device is not None:
-        overrides["device"] = device
-    if overrides:
-        from .spec import parse_spec
-
-        data = spec.model_dump(mode="json")
-        data["train"].update(overrides)
-        spec = parse_spec(data, "command line")
-    if runner is not None:
-        from .spec import parse_spec
-
-        spec = parse_spec({**spec.model_dump(mode="json"), "runner": {**spec.runner.model_dump(mode="json"),
-                                                                        "kind": runner}}, "--runner")
+    spec = with_overrides(load_spec(spec_path), train={"cells_per_stack": cells_per_stack, "device": device},
+                          runner={"kind": runner})
     plan = make_plan(spec)
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
@@ -237,6 +222,7 @@ def _dry_run(spec, plan, dev) -> None:
     from .model import flops_per_token
     from .runners.stacking import choose_k
     from .runners.local import make_stacks
+    from .status import fmt_duration
     from .train import time_steps
 
     if dev.type != "cuda":
@@ -258,16 +244,8 @@ def _dry_run(spec, plan, dev) -> None:
             per_step[key] = time_steps(stack[0].model, spec, dev, k=len(stack))
         total += per_step[key] * stack[0].steps
     console.print(f"dry run: {len(plan.cells)} cells in {len(stacks)} stacks of up to {max(k.values())} on {dev}; "
-                  f"estimated training time {_fmt_s(total)} (from a quick measured step time; data preparation "
+                  f"estimated training time {fmt_duration(total)} (from a quick measured step time; data preparation "
                   "and evaluation not included)")
-
-
-def _fmt_s(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
 
 
 # ---- plot, transfer, report (src/lwscale/reports) -------------------------------------------
@@ -383,21 +361,21 @@ def status(
     interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between refreshes with --watch"),
 ) -> None:
     """Cells done, diverged, failed, running (worker and age) and pending per width, and the time left."""
-    from .status import render, run_status
+    from .status import StatusReader, render
     from .store import find_run
 
-    root = find_run(run_dir)
+    reader = StatusReader(find_run(run_dir))  # spec and plan once; each refresh rereads records and claims
     if not watch:
-        console.print(render(run_status(root)))
+        console.print(render(reader.read()))
         return
     import time
 
     from rich.live import Live
 
     try:
-        with Live(render(run_status(root)), console=console, auto_refresh=False) as live:
+        with Live(render(reader.read()), console=console, auto_refresh=False) as live:
             while True:
-                st = run_status(root)
+                st = reader.read()
                 live.update(render(st), refresh=True)
                 if st.total["running"] + st.total["pending"] == 0:
                     break

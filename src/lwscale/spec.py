@@ -438,6 +438,21 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data, str(p), root)
 
 
+def with_overrides(spec: Spec, source: str = "command line", **sections: dict[str, Any]) -> Spec:
+    """``spec`` with some keys of its sections replaced, validated again, for example
+    ``with_overrides(spec, train={"cells_per_stack": 4}, runner={"kind": "gpus"})``. A key
+    whose value is None keeps the spec's value (a command-line option not given); a bad
+    value is a one-line SpecError that names ``source``."""
+    data = spec.model_dump(mode="json")
+    changed = False
+    for section, values in sections.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            data[section] = {**data[section], **given}
+            changed = True
+    return parse_spec(data, source) if changed else spec
+
+
 def dump_spec(spec: Spec) -> str:
     """The resolved spec as YAML, every default written out."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

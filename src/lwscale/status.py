@@ -38,36 +38,49 @@ class RunStatus:
         return {k: sum(c[k] for c in self.counts.values()) for k in KINDS}
 
 
+class StatusReader:
+    """A run's spec and plan, read once; ``read()`` rereads only its records and claims,
+    so ``lwscale status --watch`` plans the sweep once however often it refreshes."""
+
+    def __init__(self, run_dir: Path):
+        self.root = Path(run_dir)
+        self.spec = Store(self.root).read_spec()
+        self.plan = make_plan(self.spec)
+
+    def read(self) -> RunStatus:
+        spec, plan = self.spec, self.plan
+        store = Store(self.root)  # fresh each time: its warnings are this reading's
+        records = store.records()
+        timeout_s = spec.runner.claim_timeout_minutes * 60
+        claims, now = read_claims(store.root), time.time()
+        counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in plan.cells})}
+        running, stale, failures, left = [], [], [], []
+        for cell in plan.cells:
+            rec, cl = records.get(cell.id), claims.get(cell.id)
+            live = cl is not None and not cl.stale(timeout_s, now)
+            if rec is not None and rec["status"] in ("done", "diverged"):
+                kind = rec["status"]
+            elif live:
+                kind = "running"
+                running.append((cell.id, cell.width, cl))
+            elif rec is not None:
+                kind = "failed"
+                failures.append((cell.id, rec.get("reason") or "?"))
+            else:
+                kind = "pending"
+            if cl is not None and not live and kind != "done":
+                stale.append((cell.id, cell.width, cl))
+            if kind in ("running", "pending"):
+                left.append(cell)
+            counts[cell.width][kind] += 1
+        workers = len({cl.worker for _, _, cl in running})
+        return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
+                         max(workers, 1), list(store.warnings))
+
+
 def run_status(run_dir: Path) -> RunStatus:
-    store = Store(Path(run_dir))
-    spec = store.read_spec()
-    plan = make_plan(spec)
-    records = store.records()
-    timeout_s = spec.runner.claim_timeout_minutes * 60
-    claims, now = read_claims(store.root), time.time()
-    counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in plan.cells})}
-    running, stale, failures, left = [], [], [], []
-    for cell in plan.cells:
-        rec, cl = records.get(cell.id), claims.get(cell.id)
-        live = cl is not None and not cl.stale(timeout_s, now)
-        if rec is not None and rec["status"] in ("done", "diverged"):
-            kind = rec["status"]
-        elif live:
-            kind = "running"
-            running.append((cell.id, cell.width, cl))
-        elif rec is not None:
-            kind = "failed"
-            failures.append((cell.id, rec.get("reason") or "?"))
-        else:
-            kind = "pending"
-        if cl is not None and not live and kind != "done":
-            stale.append((cell.id, cell.width, cl))
-        if kind in ("running", "pending"):
-            left.append(cell)
-        counts[cell.width][kind] += 1
-    workers = len({cl.worker for _, _, cl in running})
-    return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
-                     max(workers, 1), list(store.warnings))
+    """Where the run in ``run_dir`` stands now."""
+    return StatusReader(run_dir).read()
 
 
 def seconds_per_flop(records: dict[str, dict]) -> float | None:
@@ -87,12 +100,14 @@ def _seconds_left(records: dict, cells: list, spec) -> float | None:
     return sum(c.steps * tokens_per_step * flops_per_token(c.model) * rate for c in cells)
 
 
-def _age(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
+def fmt_duration(seconds: float) -> str:
+    """A duration for people, in the unit that keeps the number under 90: "42 s", "7.5 min",
+    "3.2 h". A negative one (clocks of two machines that disagree) reads as "0 s"."""
+    s = max(0.0, seconds)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 90 * 60:
+        return f"{s / 60:.1f} min"
     return f"{s / 3600:.1f} h"
 
 
@@ -113,11 +128,11 @@ def render(st: RunStatus):
     table.add_row("all", *(str(total[k]) for k in KINDS), style="bold")
     lines = []
     for cid, w, cl in st.running:
-        lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {_age(now - cl.started)} ago, "
-                     f"heartbeat {_age(now - cl.heartbeat)} ago")
+        lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {fmt_duration(now - cl.started)} "
+                     f"ago, heartbeat {fmt_duration(now - cl.heartbeat)} ago")
     for cid, w, cl in st.stale:
-        lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat {_age(now - cl.heartbeat)} "
-                     "ago; the next worker takes it over")
+        lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat "
+                     f"{fmt_duration(now - cl.heartbeat)} ago; the next worker takes it over")
     for cid, reason in st.failures[:5]:
         lines.append(f"failed: cell {cid}: {reason}")
     if st.failures:
@@ -130,6 +145,6 @@ def render(st: RunStatus):
     elif st.seconds_left is None:
         lines.append(f"time left: unknown until a cell finishes ({left} cells to go)")
     else:
-        lines.append(f"time left: about {_age(st.seconds_left / st.workers)} for {left} cells with "
+        lines.append(f"time left: about {fmt_duration(st.seconds_left / st.workers)} for {left} cells with "
                      f"{st.workers} worker{'s' if st.workers > 1 else ''} (from the measured throughput)")
     return Group(table, *(Text(x) for x in lines))

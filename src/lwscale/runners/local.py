@@ -11,13 +11,13 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
 from ..data import Dataset
 from ..errors import UserError
-from ..plan import Cell
+from ..plan import Cell, Plan, make_plan
 from ..spec import Spec
 from ..store import Store
 from ..train import train_stack
@@ -105,18 +105,17 @@ class Progress:
     def stack_finished(self, stack: list[Cell]) -> None: ...
 
 
-def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Progress | None = None,
-              log: Callable[[str], None] = lambda s: None, update_spec: bool = True,
-              cells=None) -> SweepResult:
-    """Plan the spec, open its run directory, train every pending cell stack by stack in
-    this process, and rebuild results.csv. Ctrl-C stops after writing what finished.
-    ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
-    from ..data import load_dataset
-    from ..plan import make_plan
-    from ..train import resolve_device
-    from .stacking import choose_k
+class OpenRun(NamedTuple):
+    plan: Plan
+    store: Store
+    todo: list[Cell]              # the plan's cells still to train
 
-    progress = progress or Progress()
+
+def open_run(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = lambda s: None,
+             update_spec: bool = True, cells=None) -> OpenRun:
+    """What every runner does first: plan the spec, open (or create) its run directory and
+    list the cells still to train, only those in ``cells`` (ids) when given. The store's
+    warnings (corrupt records, cells of another version) go to ``log``."""
     plan = make_plan(spec)
     store = Store.open(spec, out_dir, update_spec=update_spec)
     todo = store.pending(plan, retry_failed=retry_failed)
@@ -125,6 +124,21 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         todo = [c for c in todo if c.id in keep]
     for w in store.warnings:
         log(f"warning: {w}")
+    return OpenRun(plan, store, todo)
+
+
+def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Progress | None = None,
+              log: Callable[[str], None] = lambda s: None, update_spec: bool = True,
+              cells=None) -> SweepResult:
+    """Plan the spec, open its run directory, train every pending cell stack by stack in
+    this process, and rebuild results.csv. Ctrl-C stops after writing what finished.
+    ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
+    from ..data import load_dataset
+    from ..train import resolve_device
+    from .stacking import choose_k
+
+    progress = progress or Progress()
+    plan, store, todo = open_run(spec, out_dir, retry_failed, log, update_spec, cells)
     device = resolve_device(spec.train.device)
     log(f"run directory {store.root}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already finished, "
         f"{len(todo)} to train on {device}")

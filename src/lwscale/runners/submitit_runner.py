@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..spec import Spec, parse_spec
+from ..spec import Spec, parse_spec, with_overrides
 from .local import RunSummary, SweepResult
 
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # submitit's local jobs are killed after their timeout: a month
@@ -31,12 +31,6 @@ def _import_submitit():
     except ImportError:
         raise UserError("the gpus and slurm runners need submitit: pip install 'lwscale[slurm]'") from None
     return submitit
-
-
-def _with(spec: Spec, **train) -> dict:
-    data = spec.model_dump(mode="json")
-    data["train"].update(train)
-    return data
 
 
 def worker_job(spec_data: dict, out_dir: str | None, retry_failed: bool, cells: list[str] | None = None) -> dict:
@@ -70,7 +64,7 @@ def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False,
         workers, device = min(spec.runner.workers or n_gpu, n_gpu), "cuda"
     folder = store.root / "submitit"
     executor = submitit.LocalExecutor(folder=folder)
-    spec_data = _with(spec, device=device)
+    spec_data = with_overrides(spec, "gpus runner", train={"device": device}).model_dump(mode="json")
     jobs = []
     for i in range(workers):
         gpu = {"visible_gpus": [i], "gpus_per_node": 1} if n_gpu else {"gpus_per_node": 0}
@@ -127,16 +121,10 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     """Submit one array task per pending stack; return the job ids."""
     import torch
 
-    from ..plan import make_plan
-    from ..store import Store
-    from .local import make_stacks
+    from .local import make_stacks, open_run
 
     submitit = _import_submitit()
-    plan = make_plan(spec)
-    store = Store.open(spec, out_dir)
-    todo = store.pending(plan, retry_failed=retry_failed)
-    for w in store.warnings:
-        log(f"warning: {w}")
+    _, store, todo = open_run(spec, out_dir, retry_failed, log)
     if not todo:
         log("nothing to submit: every cell is finished")
         return []
@@ -157,7 +145,8 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     executor.update_parameters(**slurm_parameters(spec))
     n = len(stacks)
     # each task trains exactly its stack: K = its size, the device the node has
-    specs = [_with(spec, device="auto", cells_per_stack=len(s)) for s in stacks]
+    specs = [with_overrides(spec, "slurm runner", train={"device": "auto", "cells_per_stack": len(s)})
+             .model_dump(mode="json") for s in stacks]
     root = str(store.root.parent)
     try:
         jobs = executor.map_array(worker_job, specs, [root] * n, [retry_failed] * n,
