@@ -80,3 +80,39 @@ def test_no_recompiles_during_a_stack():
     with torch._dynamo.config.patch(error_on_recompile=True):
         for s in (0.3, 0.7, 1.0, 0.5):
             step(s)
+
+
+def test_training_step_never_waits_for_the_gpu():
+    """No host sync in the step: batch upload, forward, backward and the stacked AdamW update
+    (schedule factor and step count included) queue work without waiting for it."""
+    import numpy as np
+
+    from lwscale.train import Batcher
+
+    class Batches:  # the dataset interface Batcher reads: one [B, T+1] batch per (seed, step)
+        def train_batch(self, seed, step):
+            return np.random.default_rng(step).integers(0, 256, (8, 33))
+
+    dev = torch.device("cuda")
+    cells = CELLS[:2]
+    model = build(tiny_cfg(64, n_stack=2), seeds=[0, 1], device=dev)
+    opt = StackedAdamW(stack_groups(model, classify_model(model), cells), 2, max_grad_norm=1.0).compile()
+    fwd = torch.compile(model)
+    batcher = Batcher(Batches(), seeds=[0, 1], device=dev)
+
+    def step(i):
+        tokens = batcher.train(i)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fwd(tokens[..., :-1], tokens[..., 1:]).float()
+        loss.sum().backward()
+        opt.step(0.5 + 0.1 * i, healthy=torch.isfinite(loss))
+        opt.zero_grad()
+
+    step(0)  # compile outside the check
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(1, 4):
+            step(i)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()

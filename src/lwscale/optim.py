@@ -61,6 +61,11 @@ class StackedAdamW:
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.t = 0
+        # step count and schedule factor live on the device and are refilled each step: fill_
+        # passes the value as a kernel argument, where torch.tensor(x, device=cuda) would copy
+        # from pageable memory and synchronise the stream every step
+        self._t_dev = torch.zeros((), device=device)
+        self._scale_dev = torch.ones((), device=device)
         self.alive = torch.ones(n_stack, dtype=torch.bool, device=device)
         self.died_at = torch.full((n_stack,), -1, dtype=torch.long, device=device)
         self.last_grad_norm = torch.zeros(n_stack, device=device)
@@ -77,16 +82,17 @@ class StackedAdamW:
         non-finite gradient norm, is frozen from this step on.
         """
         self.t += 1
-        device = self.alive.device
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         if healthy is None:
             healthy = torch.ones_like(self.alive)
         # schedule factor and step count go in as tensors, so a compiled update never recompiles
+        self._t_dev.fill_(float(self.t))
+        self._scale_dev.fill_(float(lr_scale))
         self.alive, self.died_at, self.last_grad_norm = self._update(
             self.params, grads, self.exp_avg, self.exp_avg_sq,
             [g.lr for g in self.groups], [g.wd for g in self.groups], self._group_of,
             self.alive, self.died_at, healthy,
-            torch.tensor(float(self.t), device=device), torch.tensor(float(lr_scale), device=device),
+            self._t_dev, self._scale_dev,
             self.beta1, self.beta2, self.eps, self.max_grad_norm,
         )
 
