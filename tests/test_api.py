@@ -180,3 +180,15 @@ def test_check_mup_expects_exactly_the_init_apply_mup_gives():
     with torch.no_grad():
         model.fc.weight.div_(1.2)    # back within tolerance of m^-1/2
     assert len(lwscale.check_mup(model, base)) == 1
+
+
+def test_lwscale_exports_exactly_the_api():
+    """`lwscale._API` copies `api.__all__` so that `import lwscale` needs no torch (the lazy
+    import itself: tests/test_stacking.py); the copy must not drift from the original."""
+    from lwscale import api
+
+    assert lwscale._API == tuple(api.__all__)
+    assert lwscale.__all__ == ["__version__", *api.__all__]
+    assert all(getattr(lwscale, name) is getattr(api, name) for name in api.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'scale'"):
+        lwscale.scale
