@@ -161,3 +161,34 @@ def test_check_mup_flags_a_wrong_multiplier():
     model.head.lwscale_readout_mult = 0.5
     assert lwscale.check_mup(model, base) == ["readout 'head' multiplies its output by 0.5, but muP needs 1/m = 0.25"]
     assert len(lwscale.check_mup(model, base, readout="head")) == 1
+
+
+def test_check_mup_expects_exactly_the_init_apply_mup_gives():
+    model, base = pair(fixed_std=0.02)
+    lwscale.apply_mup(model, base, readout="head")
+    with torch.no_grad():
+        model.emb.weight.mul_(3.0)   # vector-like: muP sets no init scale, so nothing to flag
+        model.fc.weight.mul_(1.3)    # beyond the 1.25x tolerance either way
+        model.head.weight.mul_(0.5)
+    fc_want, head_want = base.fc.weight.std().item() / 2, base.head.weight.std().item()
+    assert lwscale.check_mup(model, base) == [
+        f"hidden init not rescaled: fc.weight has init std {model.fc.weight.std().item():.3g} at m = 4, "
+        f"expected {fc_want:.3g} (the base std {base.fc.weight.std().item():.3g} x m^-1/2); call lwscale.apply_mup",
+        f"readout init not rescaled: head.weight has init std {model.head.weight.std().item():.3g} at m = 4, "
+        f"expected {head_want:.3g} (the base std (muP keeps the readout's init constant)); call lwscale.apply_mup",
+    ]
+    with torch.no_grad():
+        model.fc.weight.div_(1.2)    # back within tolerance of m^-1/2
+    assert len(lwscale.check_mup(model, base)) == 1
+
+
+def test_lwscale_exports_exactly_the_api():
+    """`lwscale._API` copies `api.__all__` so that `import lwscale` needs no torch (the lazy
+    import itself: tests/test_stacking.py); the copy must not drift from the original."""
+    from lwscale import api
+
+    assert lwscale._API == tuple(api.__all__)
+    assert lwscale.__all__ == ["__version__", *api.__all__]
+    assert all(getattr(lwscale, name) is getattr(api, name) for name in api.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'scale'"):
+        lwscale.scale

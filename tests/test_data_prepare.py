@@ -212,3 +212,88 @@ def test_text_cache_prepared_by_two_workers_at_once(texts, tmp_path, monkeypatch
     assert out == winner["dir"] and (out / "manifest.json").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [out.name]
     np.testing.assert_array_equal(tokens_of(out)[:100], np.frombuffer(DOCS[0].encode()[:100], dtype=np.uint8))
+
+
+# ---- fewer passes, same output: values pinned from the three-pass code (before commit "read once") ----
+TINY_TEXT = ("Grüße from the Union, café and naïve résumé.\r\n" * 7 + "Lone carriage return\rends here.\n\n"
+             + "".join(f"line {i}: the state of the union is strong {i * i}\n" for i in range(40))).encode()
+TINY_TEXT += b"bad byte \xff here\n"  # not UTF-8: read as U+FFFD, hashed as it is on disk
+TINY_JSONL = "".join(json.dumps({"text": f"document {i}: é {'word ' * i}"}) + "\n" for i in range(5)).encode()
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path, monkeypatch):
+    import lwscale.data_prepare as dp
+
+    monkeypatch.setattr(dp, "PIECE_BYTES", 200)  # several pieces and batches per file
+    monkeypatch.setattr(dp, "BATCH_BYTES", 700)
+    (tmp_path / "a.txt").write_bytes(TINY_TEXT)
+    (tmp_path / "b.jsonl").write_bytes(TINY_JSONL)
+    return [str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl")]
+
+
+# computed with tokenizers 0.23.3; a tokenizers release that trains or serializes BPE differently
+# changes the "bpe" and "given" rows, and only those
+PINNED_SOURCES = ["7c3bdd82dae1105943ddfa055e5c5f0c99cc5825090ec4ef5373f68d037703a5",   # a.txt
+                  "e4d5e85588d914e67186d0d0b0c0fc64139dff84776592b8112445aecc02a8ca"]   # b.jsonl
+PINNED_TOKENIZER = "e2f30f2527db4136c73e7af5a32e62823de2a040fb1b2e97cf7dcac6cadcd837"
+PINNED = {  # token_count, documents, sha256 of tokens.bin
+    "bpe": (947, 6, "9e8ffca14ca97fdb9580e2a57f6bf50b20434a4d2bd749e2e02d266427344297"),
+    "given": (947, 6, "9e8ffca14ca97fdb9580e2a57f6bf50b20434a4d2bd749e2e02d266427344297"),
+    "bytes": (2376, 6, "ba1fc17818a9de8d4c2a608cf5f64077c19b307a175a6473943bbaea9a557c09"),
+}
+
+
+def test_manifest_and_tokens_are_those_of_the_three_pass_code(tiny_inputs, tmp_path):
+    from lwscale.data_prepare import prepare
+
+    given = tmp_path / "bpe" / "tokenizer.json"
+    runs = {"bpe": prepare(tiny_inputs, tmp_path / "bpe", field="text", vocab_size=300),
+            "given": prepare(tiny_inputs, tmp_path / "given", field="text", tokenizer=given),
+            "bytes": prepare(tiny_inputs, tmp_path / "bytes", field="text", bytes_tokens=True)}
+    for kind, r in runs.items():
+        assert (r.tokens, r.manifest["documents"], sha(r.out / "tokens.bin")) == PINNED[kind], kind
+        assert [s["sha256"] for s in r.manifest["sources"]] == PINNED_SOURCES == [sha(Path(p)) for p in tiny_inputs]
+    assert runs["bpe"].manifest["tokenizer"]["sha256"] == runs["given"].manifest["tokenizer"]["sha256"] == PINNED_TOKENIZER
+
+
+@pytest.mark.parametrize("kind,reads", [("bpe", 2), ("given", 1), ("bytes", 1)])
+def test_each_input_is_read_once_per_tokenizing_pass_and_hashed_while_read(tiny_inputs, tmp_path, monkeypatch,
+                                                                           kind, reads):
+    import builtins
+
+    from lwscale.data_prepare import prepare
+
+    if kind == "given":
+        prepare(tiny_inputs, tmp_path / "tok", field="text", vocab_size=300)
+    opens = {p: 0 for p in tiny_inputs}
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kw):
+        if str(file) in opens:
+            opens[str(file)] += 1
+        return real_open(file, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    opts = {"bpe": {"vocab_size": 300}, "given": {"tokenizer": tmp_path / "tok" / "tokenizer.json"},
+            "bytes": {"bytes_tokens": True}}[kind]
+    r = prepare(tiny_inputs, tmp_path / kind, field="text", **opts)
+    assert opens == {p: reads for p in tiny_inputs}  # the three-pass code read them 3, 2 and 2 times
+    assert [s["sha256"] for s in r.manifest["sources"]] == PINNED_SOURCES
+
+
+def test_an_input_that_changes_between_the_bpe_and_tokenizing_passes_is_an_error(tiny_inputs, tmp_path, monkeypatch):
+    import lwscale.data_prepare as dp
+
+    real = dp.train_bpe
+
+    def train_then_edit(texts, vocab_size):
+        tok = real(texts, vocab_size)
+        with open(tiny_inputs[0], "ab") as f:
+            f.write(b"one more line\n")
+        return tok
+
+    monkeypatch.setattr(dp, "train_bpe", train_then_edit)
+    with pytest.raises(dp.PrepareError, match=r"a\.txt changed while it was being prepared"):
+        dp.prepare(tiny_inputs, tmp_path / "out", field="text", vocab_size=300)
+    assert not (tmp_path / "out" / "manifest.json").exists()

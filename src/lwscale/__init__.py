@@ -6,6 +6,8 @@ They load on first use, so ``import lwscale`` (and the CLI) stays fast.
 """
 __version__ = "0.1.0"
 
+# api.__all__, written out: reading it from lwscale.api would import torch on `import lwscale`.
+# tests/test_api.py asserts the two lists are equal.
 _API = ("APIError", "ParamGroups", "param_groups", "classify_params", "apply_mup", "check_mup", "check_optimizer",
         "scale_hparams", "PRESETS", "DEFAULT_RULE", "Rule", "custom", "get_rule", "timescale", "ParamInfo")
 __all__ = ["__version__", *_API]

@@ -170,6 +170,16 @@ def _std(p: torch.Tensor) -> float:
     return float(p.detach().float().std()) if p.numel() > 1 else 0.0
 
 
+def _mup_std(info: ParamInfo, base_std: float, readout: bool) -> float | None:
+    """muP's init std of a parameter, from the base model's: the readout keeps it, a hidden
+    (matrix-like) weight has it x m^-1/2, m its fan-in ratio; None: any init is muP's."""
+    if readout:
+        return base_std
+    if info.cls == "matrix":
+        return base_std / math.sqrt(info.width_mult)
+    return None
+
+
 def _is_meta(*models: nn.Module) -> bool:
     return any(p.is_meta for m in models for p in m.parameters())
 
@@ -206,15 +216,10 @@ def apply_mup(model: nn.Module, base_model: nn.Module, readout: str, probe: nn.M
     params = dict(model.named_parameters())
     by_name = {i.name: i for i in infos}
     for info in [] if shapes_only else infos:  # on the meta device there is no init to rescale
-        p, b = params[info.name], base[info.name]
-        if info.name == rname:
-            target = _std(b)
-        elif info.cls == "matrix":
-            target = _std(b) / math.sqrt(info.width_mult)
-        else:
-            continue
+        p = params[info.name]
+        target = _mup_std(info, _std(base[info.name]), readout=info.name == rname)
         current = _std(p)
-        if current > 0 and target > 0:
+        if target is not None and current > 0 and target > 0:
             p.mul_(target / current)
     r = by_name[rname]
     _set_readout(module, r.base_shape[-1] / r.shape[-1])  # 1/m, m the readout's fan-in ratio
@@ -268,16 +273,13 @@ def check_mup(model: nn.Module, base_model: nn.Module, probe: nn.Module | None =
     readout_weights = {f"{n}.weight" if n else "weight" for n in readouts}
     for info in infos:
         sb, sp = _std(base[info.name]), _std(params[info.name])
-        if sb == 0 or sp == 0:
-            continue
-        if info.name in readout_weights:
-            want, what = sb, "the base std (muP keeps the readout's init constant)"
-        elif info.cls == "matrix":
-            want, what = sb / math.sqrt(info.width_mult), f"the base std {sb:.3g} x m^-1/2"
-        else:
+        is_readout = info.name in readout_weights
+        want = _mup_std(info, sb, is_readout)
+        if want is None or sb == 0 or sp == 0:
             continue
         if not (1 / tol <= sp / want <= tol):
-            kind = "readout" if info.name in readout_weights else "hidden"
+            kind, what = (("readout", "the base std (muP keeps the readout's init constant)") if is_readout
+                          else ("hidden", f"the base std {sb:.3g} x m^-1/2"))
             m = info.shape[-1] / info.base_shape[-1]
             problems.append(f"{kind} init not rescaled: {info.name} has init std {sp:.3g} at m = {m:g}, "
                             f"expected {want:.3g} ({what}); call lwscale.apply_mup")

@@ -6,6 +6,12 @@ Inputs stream: text files are read line by line in pieces of about 64 KB, JSONL 
 holds the corpus in memory, so inputs larger than memory work; peak memory is the
 tokenizer's and one batch of pieces.
 
+Each input is read once with a given tokenizer or bytes, twice when a BPE is trained on it
+(training, then tokenizing). Text and JSONL files are hashed as they are read, so the
+manifest's sha256 costs no pass of its own, and a file whose bytes differ between the two
+passes is an error. Parquet files (read by row group, out of byte order) are hashed in a
+plain read of their own.
+
 The tokenizer is our byte-level BPE (trained on the inputs in a first streaming pass, with
 HF ``tokenizers``), a given ``tokenizer.json``, or raw bytes. Documents are separated by the
 end-of-text token (a blank line for bytes). Output, in ``out``:
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -50,6 +57,7 @@ class Source:
     fmt: str
     size: int
     meta: dict = field(default_factory=dict)
+    sha256: str | None = None  # set by the first pass that reads the file to its end
 
 
 def expand_inputs(patterns: list[str], fmt: str = "auto") -> list[Source]:
@@ -86,11 +94,42 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class _HashingFile(io.RawIOBase):
+    """A file opened for binary reading that hashes every byte read from it."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb", buffering=0)
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        self.hash.update(memoryview(b)[:n])
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _read_to_end(src: Source, f: _HashingFile) -> None:
+    """Record the hash of a file just read whole; a later pass must find the same bytes."""
+    digest = f.hash.hexdigest()
+    if src.sha256 is None:
+        src.sha256 = digest
+    elif src.sha256 != digest:
+        raise PrepareError(f"{src.path} changed while it was being prepared (the BPE was trained on other "
+                           "bytes than were tokenized): run again once it is written")
+
+
 # ---- streaming readers: (text, end_of_document) pieces ---------------------------------------
 def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
     buf: list[str] = []
     size = 0
-    with open(src.path, "r", encoding="utf-8", errors="replace", newline="") as f:
+    raw = _HashingFile(src.path)
+    with io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace", newline="") as f:
         for line in f:
             buf.append(line)
             size += len(line)
@@ -98,6 +137,7 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
                 advance(size)
                 yield "".join(buf), False
                 buf, size = [], 0
+        _read_to_end(src, raw)
     advance(size)
     yield "".join(buf), True
 
@@ -105,7 +145,8 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
 def _jsonl_pieces(src: Source, key: str | None, advance: Advance) -> Iterator[tuple[str, bool]]:
     if not key:
         raise PrepareError(f"{src.path}: JSONL input needs --field NAME (the key holding each document's text)")
-    with open(src.path, "rb") as f:
+    hashing = _HashingFile(src.path)
+    with io.BufferedReader(hashing) as f:
         for n, raw in enumerate(f, 1):
             advance(len(raw))
             if not raw.strip():
@@ -119,6 +160,7 @@ def _jsonl_pieces(src: Source, key: str | None, advance: Advance) -> Iterator[tu
             if not isinstance(obj[key], str):
                 raise PrepareError(f"{src.path}:{n}: field {key!r} is {type(obj[key]).__name__}, not text")
             yield obj[key], True
+        _read_to_end(src, hashing)
 
 
 def _parquet_pieces(src: Source, column: str | None, advance: Advance) -> Iterator[tuple[str, bool]]:
@@ -229,7 +271,7 @@ def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, col
             return _hf_pieces(hf, hf_split, field)
         return pieces(sources, field, column, progress(label, total))
 
-    # the tokenizer: given, trained on a first streaming pass, or bytes
+    # the tokenizer: given, trained on a first streaming pass (which also hashes the inputs), or bytes
     tok_info: dict
     if bytes_tokens:
         enc = BytesEncoder()
@@ -288,7 +330,7 @@ def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, col
         raise PrepareError("the inputs hold no text")
 
     src_info = ([{"hf": hf, "split": hf_split, "field": field}] if hf else
-                [{"path": str(s.path), "format": s.fmt, "bytes": s.size, "sha256": sha256_file(s.path)}
+                [{"path": str(s.path), "format": s.fmt, "bytes": s.size, "sha256": s.sha256 or sha256_file(s.path)}
                  | ({"field": field} if s.fmt == "jsonl" else {}) | ({"column": column} if s.fmt == "parquet" else {})
                  for s in sources])
     manifest = {
