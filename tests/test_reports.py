@@ -176,3 +176,18 @@ def test_plot_without_finished_proxy_cells_says_why_no_transfer_figure(tmp_path)
     assert "no transfer figure: no finished cells at the proxy width 32" in out
     image(root / "figures" / "heatmaps.png")
     assert not (root / "figures" / "transfer.png").exists()
+
+
+def test_tab_renders_the_same_cells_to_rich_and_markdown():
+    from rich.console import Console
+
+    from lwscale.reports.tables import Tab
+
+    tab = Tab("alpha [95% CI] per type", ["type", "alpha [95% CI]", "note"],
+              [["q", "0.751 [0.700, 0.802]", "[red]not markup[/]"], ["k|v", "1", ""]])
+    assert tab.markdown().splitlines() == ["| type | alpha [95% CI] | note |", "|---|---|---|",
+                                           "| q | 0.751 [0.700, 0.802] | [red]not markup[/] |", "| k\\|v | 1 |  |"]
+    console = Console(width=200, record=True, color_system=None)
+    console.print(tab.rich())
+    text = console.export_text()
+    assert "alpha [95% CI] per type" in text and "[red]not markup[/]" in text and "0.751 [0.700, 0.802]" in text

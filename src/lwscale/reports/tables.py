@@ -1,13 +1,40 @@
 """Loss tables from results.csv: mean over seeds (and its standard error) per grid cell.
 
 ``mean_se`` is the one place seeds are aggregated; ``cell_stats`` applies it per grid cell.
+``Tab`` is a table built once as plain text and rendered both to Rich and to Markdown.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
+
+
+@dataclass
+class Tab:
+    """A table of plain-text cells, built once: ``rich()`` for the terminal, ``markdown()``
+    for report files (the caller places the title there)."""
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    left: int = 1        # leading columns justified left in Rich; the rest (numbers) right
+
+    def rich(self) -> Table:
+        # min_width keeps the title on one line: Rich wraps a title to its (narrow) table's width
+        table = Table(title=escape(self.title), title_justify="left", min_width=len(self.title))
+        for i, c in enumerate(self.columns):
+            table.add_column(escape(c), justify="left" if i < self.left else "right")
+        for r in self.rows:
+            table.add_row(*map(escape, r))
+        return table
+
+    def markdown(self) -> str:
+        def line(cells) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "\n".join([line(self.columns), "|" + "---|" * len(self.columns)] + [line(r) for r in self.rows])
 
 
 def mean_se(values) -> tuple[float, float, int]:
