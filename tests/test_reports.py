@@ -6,11 +6,13 @@ import time
 
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import run_cli
 from lwscale.reports.plots import colour_norm, heatmaps
 from lwscale.reports.results import load_run
+from lwscale.reports.tables import cell_stats, mean_se
 from runfixtures import make_run, rows_for
 
 ETAS = [2.0**-9, 2.0**-8, 2.0**-7]
@@ -34,6 +36,29 @@ def grey_hatched_fraction(img):
     """Fraction of pixels in the diverged cells' grey (0.75) or hatch-edge grey (0.35)."""
     g = (np.abs(img - 0.75).max(axis=-1) < 0.02) | (np.abs(img - 0.35).max(axis=-1) < 0.02)
     return float(g.mean())
+
+
+def test_mean_se_over_seeds():
+    m, se, n = mean_se([3.0, 3.2, 3.4, math.nan])      # NaN: a seed that did not finish
+    assert (m, n) == (pytest.approx(3.2), 3) and se == pytest.approx(0.2 / math.sqrt(3))
+    m, se, n = mean_se([3.0])                           # one seed: no standard error
+    assert m == 3.0 and math.isnan(se) and n == 1
+    m, se, n = mean_se([])
+    assert math.isnan(m) and math.isnan(se) and n == 0
+
+
+def test_cell_stats_aggregates_only_finished_seeds():
+    row = dict(rule="sqrt-wd", width=32, eta=0.01, timescales=2.0)
+    df = pd.DataFrame([{**row, "wd": 0.1, "seed": 0, "status": "done", "final_val_loss": 3.0},
+                       {**row, "wd": 0.1, "seed": 1, "status": "done", "final_val_loss": 3.4},
+                       {**row, "wd": 0.1, "seed": 2, "status": "diverged", "final_val_loss": 9.0},
+                       {**row, "wd": 0.2, "seed": 0, "status": "diverged", "final_val_loss": math.nan},
+                       {**row, "wd": 0.2, "seed": 1, "status": "failed", "final_val_loss": math.nan}])
+    s = cell_stats(df).set_index("wd")
+    assert s.loc[0.1, "loss"] == pytest.approx(3.2) and s.loc[0.1, "n"] == 2
+    assert s.loc[0.1, "se"] == pytest.approx(0.2) and s.loc[0.1, "status"] == "done"   # sd 0.283 / sqrt 2
+    assert math.isnan(s.loc[0.2, "loss"]) and s.loc[0.2, "n"] == 0 and s.loc[0.2, "status"] == "failed"
+    assert list(cell_stats(df).columns) == ["rule", "width", "eta", "wd", "loss", "n", "status", "timescales", "se"]
 
 
 @pytest.fixture
@@ -151,3 +176,18 @@ def test_plot_without_finished_proxy_cells_says_why_no_transfer_figure(tmp_path)
     assert "no transfer figure: no finished cells at the proxy width 32" in out
     image(root / "figures" / "heatmaps.png")
     assert not (root / "figures" / "transfer.png").exists()
+
+
+def test_tab_renders_the_same_cells_to_rich_and_markdown():
+    from rich.console import Console
+
+    from lwscale.reports.tables import Tab
+
+    tab = Tab("alpha [95% CI] per type", ["type", "alpha [95% CI]", "note"],
+              [["q", "0.751 [0.700, 0.802]", "[red]not markup[/]"], ["k|v", "1", ""]])
+    assert tab.markdown().splitlines() == ["| type | alpha [95% CI] | note |", "|---|---|---|",
+                                           "| q | 0.751 [0.700, 0.802] | [red]not markup[/] |", "| k\\|v | 1 |  |"]
+    console = Console(width=200, record=True, color_system=None)
+    console.print(tab.rich())
+    text = console.export_text()
+    assert "alpha [95% CI] per type" in text and "[red]not markup[/]" in text and "0.751 [0.700, 0.802]" in text

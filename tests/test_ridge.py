@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lwscale.reports.ridge import MIN_POINTS, fit_ridge, t975
+from lwscale.reports.fits import t975
+from lwscale.reports.ridge import MIN_POINTS, fit_ridge
 
 
 def valley(slope: float, n_eta=9, n_wd=5, noise=0.0, seed=0, centre=(-8.0, -3.0)) -> pd.DataFrame:
@@ -64,5 +65,13 @@ def test_nan_cells_are_skipped():
     assert r.ok and r.slope == pytest.approx(1.0, abs=1e-9)
 
 
-def test_t_quantiles():
-    assert t975(1) == pytest.approx(12.706) and t975(3) == pytest.approx(3.182) and t975(500) == 1.96
+def test_interval_is_the_least_squares_t_interval():
+    """The ridge's line and half-width are ordinary least squares with a t-interval on its points."""
+    r = fit_ridge(valley(-1.0, n_wd=7, noise=0.01, seed=3))
+    x, y = np.array(r.points).T
+    A = np.stack([np.ones_like(y), y], axis=1)
+    coef, res, *_ = np.linalg.lstsq(A, x, rcond=None)
+    se = np.sqrt(res[0] / (len(x) - 2) / ((y - y.mean()) ** 2).sum())
+    assert r.slope == pytest.approx(coef[1], rel=1e-9) and r.intercept == pytest.approx(coef[0], rel=1e-9)
+    assert r.half_width == pytest.approx(t975(len(x) - 2) * se, rel=1e-9)
+    assert t975(5) == 2.571

@@ -10,7 +10,10 @@ import pytest
 from conftest import run_cli
 from lwscale.errors import UserError
 from lwscale.reports.results import load_run
+from lwscale.reports.report import transfer_md
 from lwscale.reports.transfer import class_rows, rank, transfer
+from lwscale.reports.transfer_cli import print_transfer
+from lwscale.reports.transfer_tables import hparam_tab, metrics_tab
 from runfixtures import make_run, rows_for
 
 ETAS = [2.0**-9, 2.0**-8, 2.0**-7]
@@ -89,6 +92,33 @@ def test_regret_pooled_and_per_rule_and_shift(tmp_path):
     assert [r["rule"] for r in res["ranking"]] == ["sqrt-wd", "const-wd"] and not res["ranking"][1]["tie_with_best"]
     assert "sigma_max_ratio" not in s
 
+
+
+def test_transfer_tables_are_built_once_for_the_terminal_and_report_md(tmp_path):
+    """The same rows, with the numbers of the result, in the CLI's Rich tables and report.md."""
+    from rich.console import Console
+
+    res = transfer(load_run(hand_made(tmp_path, sigma=True)), 32, 128)
+    hp, m = hparam_tab(res), metrics_tab(res)
+    assert hp.rows[0] == ["sqrt-wd", "(0.003906, 0.125)", "matrix (m 1->4)", "0.003906", "0.125", "2,048",
+                          "0.0009766", "0.25", "4,096"]
+    assert hp.rows[1][:3] == ["", "grid argmin", "vector"] and hp.rows[1][5] == "∞"
+    assert m.rows == [["sqrt-wd", "2.5000 ± 0.0010", "0.0500 ± 0.0014", "0.0000 ± 0.0014 (tie)", "(0.00391, 0.125)",
+                       "+0.00", "+0.00", "+0.00", "+0.00", "1.050"],
+                      ["const-wd", "2.6000 ± 0.0010", "0.1500 ± 0.0014", "0.1500 ± 0.0014", "(0.00781, 0.0625)",
+                       "+1.00", "-1.00", "+0.00", "+2.00", "1.400"]]
+    md = transfer_md(res)
+    console = Console(width=300, record=True, color_system=None)
+    print_transfer(console, res)
+    shown = console.export_text()
+    rich_rows = [[c.strip() for c in line.strip().strip("│").split("│")] for line in shown.splitlines()
+                 if line.startswith("│")]
+    for tab in (hp, m):
+        assert tab.markdown() in md
+        assert all(row in rich_rows for row in tab.rows)
+    assert m.title in shown and "Best target cell over all rules: loss 2.4500 (const-wd" in md
+    assert metrics_tab({**res, "rules": [{k: v for k, v in e.items() if k != "best_loss_pooled"}
+                                         for e in res["rules"]]}) is None
 
 def test_differences_below_seed_noise_are_ties(tmp_path):
     res = transfer(load_run(hand_made(tmp_path, d=0.06)), 32, 128)

@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import UserError
 from ..model import MATRIX_TYPES
 from .fits import Slope, slope
-from .tables import best_cells, cell_stats
+from .tables import Tab, best_cells, cell_stats
 
 STEADY_TIMESCALES = 3.0
 FFN_TYPES = ("gate", "up", "down")
@@ -105,13 +105,6 @@ def custom_rule_snippet(alpha: Slope, a: float = 1.0) -> str:
 
 # ---- report ----------------------------------------------------------------------------------
 @dataclass
-class Tab:
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
 class Report:
     tables: list[Tab] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -121,10 +114,7 @@ class Report:
     def markdown(self, title: str) -> str:
         out = [f"# {title}", ""]
         for t in self.tables:
-            out += [f"## {t.title}", "", "| " + " | ".join(t.columns) + " |",
-                    "|" + "---|" * len(t.columns)]
-            out += ["| " + " | ".join(r) + " |" for r in t.rows]
-            out.append("")
+            out += [f"## {t.title}", "", t.markdown(), ""]
         out += [f"- {n}" for n in self.notes]
         if self.snippet:
             out += ["", "Implied wd exponent as a rule for your spec:", "", "```yaml", self.snippet, "```"]
@@ -256,18 +246,6 @@ def diagnose(root: Path, spec=None, points: pd.DataFrame | None = None) -> Repor
     return report
 
 
-def rich_table(tab: Tab):
-    from rich.table import Table
-
-    # min_width keeps the title on one line: Rich wraps a title to its (narrow) table's width
-    table = Table(title=tab.title, title_justify="left", min_width=len(tab.title))
-    for i, c in enumerate(tab.columns):
-        table.add_column(c, justify="left" if i == 0 else "right")
-    for r in tab.rows:
-        table.add_row(*r)
-    return table
-
-
 def run_diagnose(run_dir, console) -> Report:
     """The ``lwscale diagnose`` command: print the report, write diagnose.md/.json and figures."""
     import json
@@ -281,7 +259,7 @@ def run_diagnose(run_dir, console) -> Report:
     points = load_points(root, records)
     report = diagnose(root, spec, points)
     for tab in report.tables:
-        console.print(rich_table(tab))
+        console.print(tab.rich())
     for n in report.notes:
         console.print(n, soft_wrap=True)
     if report.snippet:

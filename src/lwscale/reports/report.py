@@ -10,14 +10,7 @@ import math
 import numpy as np
 
 from .results import Run
-
-
-def _num(x, fmt: str = ".4f") -> str:
-    if x == math.inf:
-        return "∞"
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return format(x, fmt)
+from .transfer_tables import hparam_tab, metrics_tab
 
 
 def spec_summary(run: Run) -> str:
@@ -97,35 +90,11 @@ def loss_table_md(run: Run, rule: str, width: int) -> str:
 def transfer_md(result: dict) -> str:
     p, t = result["proxy_width"], result["target_width"]
     out = [f"Proxy width {p} → target width {t}; (η, λ) in base coordinates; wd is PyTorch-coupled "
-           f"({result['wd_mode']} mode in the spec). τ = 1/(lr·wd) steps.", "",
-           "| rule | optimum (η, λ) | group | proxy lr | proxy wd | proxy τ | target lr | target wd | target τ |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for e in result["rules"]:
-        for c in e["classes"]:
-            out.append(f"| {e['rule']} | ({e['eta']:.4g}, {e['wd']:.4g}) {e['source']} | {c['group']} | "
-                       f"{c['proxy_lr']:.4g} | {c['proxy_wd']:.4g} | {_num(c['proxy_tau'], ',.0f')} | "
-                       f"{c['target_lr']:.4g} | {c['target_wd']:.4g} | {_num(c['target_tau'], ',.0f')} |")
-    measured = [e for e in result["rules"] if "best_loss_pooled" in e]
-    if measured:
-        out += ["", "| rule | target loss at the transferred point | regret (pooled) | regret (own grid) | "
-                "target optimum (η, λ) | Δlog₂η | Δlog₂λ | Δlog₂ηλ | Δlog₂η/λ | σ_max ratio |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for e in measured:
-            def reg(k):
-                v = e.get(k)
-                if v is None:
-                    return "–"
-                se = e.get(k + "_se")
-                tie = {"regret_pooled": e.get("tie_pooled"), "regret_rule": e.get("tie_rule")}[k]
-                return f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and math.isfinite(se) else "") + \
-                    (" (tie)" if tie else "")
-            opt = (f"({e['target_opt_eta']:.4g}, {e['target_opt_wd']:.4g})" if "target_opt_eta" in e else "–")
-            out.append(f"| {e['rule']} | {_num(e.get('target_loss'))} | {reg('regret_pooled')} | "
-                       f"{reg('regret_rule')} | {opt} | {_num(e.get('d_log2_eta'), '+.2f')} | "
-                       f"{_num(e.get('d_log2_wd'), '+.2f')} | {_num(e.get('d_log2_eta_x_wd'), '+.2f')} | "
-                       f"{_num(e.get('d_log2_eta_over_wd'), '+.2f')} | {_num(e.get('sigma_max_ratio'), '.3f')} |")
-        e0 = measured[0]
-        out += ["", f"Best target cell over all rules: loss {e0['best_loss_pooled']:.4f} "
+           f"({result['wd_mode']} mode in the spec). τ = 1/(lr·wd) steps.", "", hparam_tab(result).markdown()]
+    metrics = metrics_tab(result)
+    if metrics is not None:
+        e0 = next(e for e in result["rules"] if "best_loss_pooled" in e)
+        out += ["", metrics.markdown(), "", f"Best target cell over all rules: loss {e0['best_loss_pooled']:.4f} "
                 f"({e0['best_loss_pooled_rule']}, η = {e0['best_loss_pooled_eta']:.4g}, "
                 f"λ = {e0['best_loss_pooled_wd']:.4g}). Regrets within 2 seed standard errors are ties; "
                 "with one seed there is no noise estimate and nothing is called a tie."]

@@ -4,9 +4,9 @@ For each row of the grid (one log2 lambda) the row's best log2 eta is taken: the
 refined by a parabola through it and its two neighbours when both are measured. A least-
 squares line through those points, x = c + s*y with x = log2 eta and y = log2 lambda, is
 the ridge: eta ~ lambda**s. s = -1 is an iso-(eta*lambda) valley, s = +1 an iso-(eta/lambda)
-valley. The slope comes with a 95% t-interval. Below MIN_POINTS distinct values on either
-axis, or without enough rows that have an interior minimum, no ridge is fitted and the
-reason says why.
+valley. The slope and its 95% t-interval are ``fits.slope``'s. Below MIN_POINTS distinct
+values on either axis, or without enough rows that have an interior minimum, no ridge is
+fitted and the reason says why.
 """
 from __future__ import annotations
 
@@ -16,16 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .fits import slope
+
 MIN_POINTS = 5
-
-# two-sided 95% Student-t quantiles t_{0.975, dof}; beyond the table the normal 1.96
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042]
-
-
-def t975(dof: int) -> float:
-    return _T975[dof - 1] if 1 <= dof <= len(_T975) else 1.96
 
 
 @dataclass(frozen=True)
@@ -94,14 +87,5 @@ def fit_ridge(cells: pd.DataFrame) -> Ridge:
     x, y = np.array(pts).T
     if np.ptp(y) == 0:
         return Ridge(None, None, None, tuple(pts), reason="the rows with an interior optimum share one wd")
-    A = np.stack([np.ones_like(y), y], axis=1)
-    coef, *_ = np.linalg.lstsq(A, x, rcond=None)
-    resid = x - A @ coef
-    dof = len(x) - 2
-    if dof > 0:
-        s2 = float(resid @ resid) / dof
-        se = math.sqrt(s2 / float(((y - y.mean()) ** 2).sum()))
-        hw = t975(dof) * se
-    else:
-        hw = math.inf
-    return Ridge(float(coef[1]), hw, float(coef[0]), tuple(pts))
+    fit = slope(y, x)     # x = log2 eta on y = log2 lambda, with its t-interval
+    return Ridge(fit.value, fit.half_width, float(x.mean() - fit.value * y.mean()), tuple(pts))

@@ -1,11 +1,49 @@
-"""Loss tables from results.csv: mean over seeds (and its standard error) per grid cell."""
+"""Loss tables from results.csv: mean over seeds (and its standard error) per grid cell.
+
+``mean_se`` is the one place seeds are aggregated; ``cell_stats`` applies it per grid cell.
+``Tab`` is a table built once as plain text and rendered both to Rich and to Markdown.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
+
+
+@dataclass
+class Tab:
+    """A table of plain-text cells, built once: ``rich()`` for the terminal, ``markdown()``
+    for report files (the caller places the title there)."""
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    left: int = 1        # leading columns justified left in Rich; the rest (numbers) right
+
+    def rich(self) -> Table:
+        # min_width keeps the title on one line: Rich wraps a title to its (narrow) table's width
+        table = Table(title=escape(self.title), title_justify="left", min_width=len(self.title))
+        for i, c in enumerate(self.columns):
+            table.add_column(escape(c), justify="left" if i < self.left else "right")
+        for r in self.rows:
+            table.add_row(*map(escape, r))
+        return table
+
+    def markdown(self) -> str:
+        def line(cells) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        return "\n".join([line(self.columns), "|" + "---|" * len(self.columns)] + [line(r) for r in self.rows])
+
+
+def mean_se(values) -> tuple[float, float, int]:
+    """Mean over seeds, its standard error sd(ddof=1)/sqrt(n) (NaN below 2 seeds) and n, of
+    the values that are not NaN (NaN marks a seed that did not finish). Every report that
+    aggregates seeds goes through here."""
+    s = pd.Series(values, dtype=float).dropna()
+    n = len(s)
+    return (float(s.mean()) if n else math.nan, float(s.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n)
 
 
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
@@ -17,16 +55,11 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
                 return st
         return "done"
 
-    g = df.groupby(["rule", "width", "eta", "wd"], sort=True)
-    out = g.agg(
-        loss=("final_val_loss", lambda s: s[df.loc[s.index, "status"] == "done"].mean()),
-        sd=("final_val_loss", lambda s: s[df.loc[s.index, "status"] == "done"].std(ddof=1)),
-        n=("status", lambda s: int((s == "done").sum())),
-        status=("status", status),
-        timescales=("timescales", "mean"),
-    ).reset_index()
-    out["se"] = out["sd"] / np.sqrt(out["n"].clip(lower=1))
-    return out.drop(columns="sd")
+    keys = ["rule", "width", "eta", "wd"]
+    g = df.assign(_done=df["final_val_loss"].where(df["status"] == "done")).groupby(keys, sort=True)
+    out = g.agg(status=("status", status), timescales=("timescales", "mean")).reset_index()
+    seeds = pd.DataFrame([mean_se(v) for _, v in g["_done"]], columns=["loss", "se", "n"], index=out.index)
+    return out.join(seeds)[keys + ["loss", "n", "status", "timescales", "se"]]
 
 
 def best_cells(stats: pd.DataFrame) -> pd.DataFrame:

@@ -8,10 +8,10 @@ validation loss over the seeds that finished.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 from ..spec import Spec, parse_spec
+from .tables import mean_se
 
 
 def derived_spec(spec: Spec, rule: str, target: int, eta: float, wd: float, seeds: list[int],
@@ -52,9 +52,7 @@ def train_points(spec: Spec, run_root, target: int, points: dict[str, tuple[floa
         df = res.table
         hit = df[(df["rule"] == rule) & (df["width"] == target) & (df["seed"].isin(seeds))
                  & ((df["eta"] - eta).abs() <= 1e-12 * eta) & ((df["wd"] - wd).abs() <= 1e-12 * max(wd, 1e-300))]
-        done = hit[hit["status"] == "done"]["final_val_loss"].astype(float)
-        n = len(done)
-        out[rule] = {"trained_loss": float(done.mean()) if n else math.nan,
-                     "trained_loss_se": float(done.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
-                     "trained_n": n, "trained_statuses": sorted(set(hit["status"]))}
+        loss, se, n = mean_se(hit["final_val_loss"].where(hit["status"] == "done"))
+        out[rule] = {"trained_loss": loss, "trained_loss_se": se, "trained_n": n,
+                     "trained_statuses": sorted(set(hit["status"]))}
     return out

@@ -23,6 +23,7 @@ import pandas as pd
 from ..errors import UserError
 from ..rules import RuleError, get_rule, timescale
 from .results import Run, log2
+from .tables import cell_stats, mean_se
 
 TIE_SIGMAS = 2.0
 
@@ -113,22 +114,14 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False) -> Opt
             opt = Optimum(2.0 ** v[0], 2.0 ** v[1], "refined", warnings=opt.warnings)
             per_seed = []
             for _, d in run.df[(run.df["rule"] == rule) & (run.df["width"] == width)].groupby("seed"):
-                s = _seed_stats(d)
+                s = cell_stats(d)
                 b = argmin(s)
                 pv = _quadratic_vertex(s, b) if b is not None else None
                 if pv is not None:
                     per_seed.append(pv)
             if len(per_seed) > 1:
-                arr = np.array(per_seed)
-                opt.eta_se, opt.wd_se = (arr.std(axis=0, ddof=1) / math.sqrt(len(arr))).tolist()
+                opt.eta_se, opt.wd_se = (mean_se(v)[1] for v in zip(*per_seed))
     return opt
-
-
-def _seed_stats(d: pd.DataFrame) -> pd.DataFrame:
-    """One seed's rows shaped like cell_stats (loss, status per eta, wd)."""
-    out = d[["eta", "wd", "status"]].copy()
-    out["loss"] = d["final_val_loss"].where(d["status"] == "done")
-    return out
 
 
 # ---- the rule arithmetic ----------------------------------------------------------------
@@ -155,10 +148,6 @@ def class_rows(spec, rule: str, proxy: int, target: int, eta: float, wd: float) 
 
 
 # ---- metrics ----------------------------------------------------------------------------
-def _se(x) -> float:
-    return float(x) if x is not None and np.isfinite(x) else math.nan
-
-
 def _tie(diff: float, *ses: float) -> bool | None:
     """True when ``diff`` is within TIE_SIGMAS of the combined seed noise; None without noise."""
     noise = math.sqrt(sum(s * s for s in ses))
@@ -184,21 +173,20 @@ def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
     per = []
     d = run.df[run.df["rule"] == rule]
     for seed, ds in d.groupby("seed"):
-        p = argmin(_seed_stats(ds[ds["width"] == proxy]))
-        t = argmin(_seed_stats(ds[ds["width"] == target]))
+        p = argmin(cell_stats(ds[ds["width"] == proxy]))
+        t = argmin(cell_stats(ds[ds["width"] == target]))
         if p is not None and t is not None:
             per.append(shift(p["eta"], p["wd"], t["eta"], t["wd"]))
     if len(per) < 2:
         return {}
-    frame = pd.DataFrame(per)
-    return {f"{k}_se": float(frame[k].std(ddof=1) / math.sqrt(len(frame))) for k in frame}
+    return {f"{k}_se": mean_se([p[k] for p in per])[1] for k in per[0]}
 
 
 def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
     d = run.df
     hit = d[(d["rule"] == rule) & (d["width"] == width) & np.isclose(d["eta"], eta) & np.isclose(d["wd"], wd)
             & (d["status"] == "done")]
-    return float(hit["sigma_max"].mean()) if len(hit) else math.nan
+    return mean_se(hit["sigma_max"])[0]
 
 
 def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -> dict:
@@ -215,15 +203,15 @@ def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -
     if here is not None:
         out.update(target_status=here["status"], target_n=int(here["n"]))
     if here is not None and here["status"] == "done" and np.isfinite(here["loss"]):
-        loss, se = float(here["loss"]), _se(here["se"])
+        loss, se = float(here["loss"]), float(here["se"])
         out.update(target_loss=loss, target_loss_se=se)
         out["regret_pooled"] = loss - float(pooled["loss"])
-        out["regret_pooled_se"] = math.sqrt(se**2 + _se(pooled["se"]) ** 2)
-        out["tie_pooled"] = _tie(out["regret_pooled"], se, _se(pooled["se"]))
+        out["regret_pooled_se"] = math.sqrt(se**2 + float(pooled["se"]) ** 2)
+        out["tie_pooled"] = _tie(out["regret_pooled"], se, float(pooled["se"]))
         if own is not None:
             out["regret_rule"] = loss - float(own["loss"])
-            out["regret_rule_se"] = math.sqrt(se**2 + _se(own["se"]) ** 2)
-            out["tie_rule"] = _tie(out["regret_rule"], se, _se(own["se"]))
+            out["regret_rule_se"] = math.sqrt(se**2 + float(own["se"]) ** 2)
+            out["tie_rule"] = _tie(out["regret_rule"], se, float(own["se"]))
     elif here is None:
         out["target_status"] = "not in the grid"
     if own is not None:

@@ -1,0 +1,66 @@
+"""A transfer result's two tables, built once as ``Tab``s: the per-class (lr, wd) and tau to
+copy into the target's config, and how each rule fared at the target. ``lwscale transfer``
+prints them with Rich (transfer_cli.py); report.md writes them as Markdown (report.py).
+"""
+from __future__ import annotations
+
+import math
+
+from .tables import Tab
+
+
+def num(x, fmt: str = ".4g") -> str:
+    """A number for a table: ∞ for inf, – for a missing or NaN value."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "∞" if x == math.inf else "–"
+    return format(x, fmt)
+
+
+def plus_minus(e: dict, key: str, tie_key: str | None = None) -> str:
+    """``e[key]`` ± its standard error (``key``_se) when known, marked (tie) when ``e[tie_key]``."""
+    v = e.get(key)
+    if v is None or not math.isfinite(v):
+        return "–"
+    se = e.get(key + "_se")
+    txt = f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and math.isfinite(se) else "")
+    return txt + (" (tie)" if tie_key and e.get(tie_key) else "")
+
+
+def hparam_tab(result: dict) -> Tab:
+    """Per rule and parameter group: (lr, coupled wd, tau) at the proxy and at the target; the
+    rule's base point on its first row and where it came from (grid argmin, refined, given) below."""
+    p, t = result["proxy_width"], result["target_width"]
+    rows = []
+    for e in result["rules"]:
+        point = [f"({e['eta']:.4g}, {e['wd']:.4g})", e["source"]]
+        if len(e["classes"]) == 1:
+            point = [" ".join(point)]
+        for i, c in enumerate(e["classes"]):
+            rows.append([e["rule"] if i == 0 else "", point[i] if i < len(point) else "", c["group"],
+                         num(c["proxy_lr"]), num(c["proxy_wd"]), num(c["proxy_tau"], ",.0f"),
+                         num(c["target_lr"]), num(c["target_wd"]), num(c["target_tau"], ",.0f")])
+    return Tab(f"transfer width {p} -> {t}: per-class AdamW (lr, coupled wd) and tau = 1/(lr*wd) steps",
+               ["rule", "base (η, λ)", "group", f"lr @{p}", f"wd @{p}", f"τ @{p}", f"lr @{t}", f"wd @{t}", f"τ @{t}"],
+               rows, left=3)
+
+
+def metrics_tab(result: dict) -> Tab | None:
+    """Per rule with target cells: the loss at its transferred point, the regrets, the target
+    optimum, the shift and the sigma_max ratio. None when the run has no finished target cell."""
+    measured = [e for e in result["rules"] if "best_loss_pooled" in e]
+    if not measured:
+        return None
+    noisy = any(e.get("target_loss_se") is not None and math.isfinite(e["target_loss_se"]) for e in measured)
+    title = (f"at the target (best cell of any rule: {measured[0]['best_loss_pooled']:.4f}, "
+             f"{measured[0]['best_loss_pooled_rule']}); "
+             + ("ties: within 2 seed standard errors" if noisy else "one seed: no noise estimate, so no ties are called"))
+    rows = []
+    for e in measured:
+        opt = f"({e['target_opt_eta']:.3g}, {e['target_opt_wd']:.3g})" if "target_opt_eta" in e else "–"
+        loss = plus_minus(e, "target_loss") if "target_loss" in e else str(e.get("target_status", "–"))
+        rows.append([e["rule"], loss, plus_minus(e, "regret_pooled", "tie_pooled"),
+                     plus_minus(e, "regret_rule", "tie_rule"), opt]
+                    + [num(e.get(k), "+.2f") for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")]
+                    + [num(e.get("sigma_max_ratio"), ".3f")])
+    return Tab(title, ["rule", "target loss", "regret (pooled)", "regret (own grid)", "target optimum (η, λ)",
+                       "Δlog₂η", "Δlog₂λ", "Δlog₂ηλ", "Δlog₂η/λ", "σ_max ratio"], rows)
