@@ -3,7 +3,7 @@ import pytest
 import torch.nn as nn
 
 from conftest import tiny_cfg
-from lwscale.model import Transformer, build, matrix_type
+from lwscale.model import Transformer, matrix_type
 from lwscale.params import ShapeError, classify, classify_model, group_keys, report
 
 VECTORS = {"embed", "unembed", "norm.weight"}

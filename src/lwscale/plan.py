@@ -10,7 +10,7 @@ it is trained once and shared, and a rerun or an added rule finds it already don
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .data import DATA_VERSION, _digest
 from .model import ModelConfig, parametrization

@@ -20,7 +20,7 @@ import torch
 from . import faults
 from .data import Dataset
 from .diagnostics import Recorder
-from .model import Transformer, build, flops_per_token
+from .model import build, flops_per_token
 from .optim import StackedAdamW
 from .params import classify_model, stack_groups
 from .perf import device_name, peak_flops, throughput

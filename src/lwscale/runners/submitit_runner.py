@@ -15,7 +15,6 @@ All runners write the same run directory, which may sit on a shared filesystem.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
