@@ -3,14 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from lwscale import data
+from lwscale import corpus, data
+from lwscale.teacher import SyntheticStream, Teacher, TeacherConfig
 from lwscale.schedule import factor_sum, lr_factor
 
 
 def test_sotu_split_by_whole_speeches():
-    docs = data.sotu_documents()
+    docs = corpus.sotu_documents()
     assert len(docs) >= 240 and all(len(d) > 1000 for d in docs)
-    train, val = data.split_documents(docs, 10)
+    train, val = corpus.split_documents(docs, 10)
     assert len(val) == len(docs) // 10 and len(train) + len(val) == len(docs)
     assert not set(train) & set(val)
     assert val[0] == docs[9]
@@ -19,10 +20,10 @@ def test_sotu_split_by_whole_speeches():
 def test_bpe_tokenizer_cached_and_deterministic(tmp_path, monkeypatch):
     monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path))
     docs = [f"speech number {i}: the state of the union is strong. " * 20 for i in range(20)]
-    a = data.tokenize_corpus(docs, "bpe", 300, 5)
+    a = corpus.tokenize_corpus(docs, "bpe", 300, 5)
     assert a.tokenizer_path.exists() and a.vocab_size == 300
     assert a.train.max() < 300 and len(a.val) > 0
-    b = data.tokenize_corpus(docs, "bpe", 300, 5)  # from the cache
+    b = corpus.tokenize_corpus(docs, "bpe", 300, 5)  # from the cache
     assert np.array_equal(a.train, b.train) and a.fingerprint == b.fingerprint
     from tokenizers import Tokenizer
 
@@ -32,7 +33,7 @@ def test_bpe_tokenizer_cached_and_deterministic(tmp_path, monkeypatch):
 
 def test_bytes_tokenizer_roundtrip(tmp_path, monkeypatch):
     monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path))
-    t = data.tokenize_corpus(["héllo world"] * 4, "bytes", 4096, 2)
+    t = corpus.tokenize_corpus(["héllo world"] * 4, "bytes", 4096, 2)
     assert t.vocab_size == 256
     assert bytes(np.asarray(t.val, dtype=np.uint8)).decode() == "héllo world\n\nhéllo world"
 
@@ -50,22 +51,22 @@ def test_batches_are_a_function_of_seed_and_step():
 
 
 def test_too_little_validation_is_a_clear_error():
-    with pytest.raises(data.DataError, match="validation split"):
+    with pytest.raises(corpus.DataError, match="validation split"):
         data.load_dataset(_Spec, seq_len=512, batch_size=4, eval_tokens=10**8, device=torch.device("cpu"))
 
 
 def test_synthetic_teacher_stream(tmp_path, monkeypatch):
     monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path))
-    cfg = data.TeacherConfig(vocab_size=64, width=32, depth=1, head_dim=16, seq_len=12, chunk_seqs=8)
-    s = data.SyntheticStream(cfg, torch.device("cpu"), stream_seed=0)
+    cfg = TeacherConfig(vocab_size=64, width=32, depth=1, head_dim=16, seq_len=12, chunk_seqs=8)
+    s = SyntheticStream(cfg, torch.device("cpu"), stream_seed=0)
     x = s.sequences(0, 20)  # spans three chunks
     assert x.shape == (20, 13) and x.max() < 64
     assert len(list(tmp_path.rglob("*.npy"))) == 3
-    again = data.SyntheticStream(cfg, torch.device("cpu"), stream_seed=0).sequences(4, 8)
+    again = SyntheticStream(cfg, torch.device("cpu"), stream_seed=0).sequences(4, 8)
     assert np.array_equal(again, x[4:12])  # cached, and any prefix is the same
-    other = data.SyntheticStream(cfg, torch.device("cpu"), stream_seed=1).sequences(0, 8)
+    other = SyntheticStream(cfg, torch.device("cpu"), stream_seed=1).sequences(0, 8)
     assert not np.array_equal(other, x[:8])
-    teacher = data.Teacher(cfg, torch.device("cpu"))
+    teacher = Teacher(cfg, torch.device("cpu"))
     logits = teacher.model(torch.from_numpy(x[None, :, :-1].astype(np.int64))).float() * teacher.scale
     ent = -(logits.log_softmax(-1).exp() * logits.log_softmax(-1)).sum(-1).mean().item()
     assert ent == pytest.approx(0.5 * np.log(64), rel=0.25)  # calibrated peakiness

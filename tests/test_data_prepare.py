@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from lwscale.data import sotu_documents
+from lwscale.corpus import sotu_documents
 
 DOCS = sotu_documents()[:12]  # a few real speeches, about 100 KB
 
@@ -297,3 +297,16 @@ def test_an_input_that_changes_between_the_bpe_and_tokenizing_passes_is_an_error
     with pytest.raises(dp.PrepareError, match=r"a\.txt changed while it was being prepared"):
         dp.prepare(tiny_inputs, tmp_path / "out", field="text", vocab_size=300)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_data_prepare_never_loads_torch():
+    """Preparing data needs no torch: importing it cost ~180 MiB of the command's peak memory."""
+    import os
+    import subprocess
+    import sys
+
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    code = "import sys, lwscale.cli_data, lwscale.data_prepare; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": src})
+    assert out.stdout.strip() == "False"

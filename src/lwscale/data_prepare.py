@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .data import EOT, _token_dtype, train_bpe
+from .corpus import EOT, _token_dtype, train_bpe
 from .errors import UserError
 
 PIECE_BYTES = 64 << 10         # text files are cut at line ends into pieces of about this size

@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from .data import DATA_VERSION, DataError, Dataset, _digest, cache_dir
+from .corpus import DATA_VERSION, DataError, _digest, cache_dir
+from .data import Dataset
 from .errors import UserError
 
 TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}

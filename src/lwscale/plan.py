@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .data import DATA_VERSION, _digest
+from .corpus import DATA_VERSION, _digest
 from .model import ModelConfig, parametrization
 from .params import GroupKey, classify_model, group_hparams, group_keys
 from .rules import Rule
