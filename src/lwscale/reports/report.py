@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .results import Run
+from .tables import loss_tab
 from .transfer_tables import hparam_tab, metrics_tab
 
 
@@ -68,23 +67,9 @@ def status_counts(run: Run) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
-def _cell_text(r, best_key) -> str:
-    if r.status != "done" or not np.isfinite(r.loss):
-        return {"diverged": "diverged", "failed": "failed"}.get(r.status, "·")
-    txt = f"{r.loss:.4f}" + (f" ± {r.se:.4f}" if r.n > 1 else "")
-    return f"**{txt}** ★" if (r.eta, r.wd) == best_key else txt
-
-
 def loss_table_md(run: Run, rule: str, width: int) -> str:
     """Markdown: rows lambda, columns eta (base coordinates), the best cell starred."""
-    sub = run.stats[(run.stats["rule"] == rule) & (run.stats["width"] == width)]
-    ok = sub[(sub["status"] == "done") & sub["loss"].notna()]
-    best_key = None if ok.empty else tuple(ok.loc[ok["loss"].idxmin(), ["eta", "wd"]])
-    grid = sub.assign(txt=[_cell_text(r, best_key) for r in sub.itertuples()]).pivot(index="wd", columns="eta",
-                                                                                      values="txt").fillna("")
-    lines = ["| λ \\ η | " + " | ".join(f"{e:.3g}" for e in grid.columns) + " |", "|---" * (len(grid.columns) + 1) + "|"]
-    lines += [f"| {w:.3g} | " + " | ".join(row) + " |" for w, row in zip(grid.index, grid.to_numpy())]
-    return "\n".join(lines)
+    return loss_tab(run.stats, rule, width).markdown()
 
 
 def transfer_md(result: dict) -> str:

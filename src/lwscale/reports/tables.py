@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from rich.markup import escape
@@ -21,20 +21,26 @@ class Tab:
     columns: list[str]
     rows: list[list[str]]
     left: int = 1        # leading columns justified left in Rich; the rest (numbers) right
+    # (row, column) -> "best" (bold green in Rich, bold in Markdown, starred) or "bad" (red in Rich)
+    marks: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def rich(self) -> Table:
         # min_width keeps the title on one line: Rich wraps a title to its (narrow) table's width
         table = Table(title=escape(self.title), title_justify="left", min_width=len(self.title))
         for i, c in enumerate(self.columns):
             table.add_column(escape(c), justify="left" if i < self.left else "right")
-        for r in self.rows:
-            table.add_row(*map(escape, r))
+        style = {"best": "[bold green]{} ★[/]", "bad": "[red]{}[/]"}
+        for i, r in enumerate(self.rows):
+            table.add_row(*(style.get(self.marks.get((i, j)), "{}").format(escape(c)) for j, c in enumerate(r)))
         return table
 
     def markdown(self) -> str:
-        def line(cells) -> str:
-            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-        return "\n".join([line(self.columns), "|" + "---|" * len(self.columns)] + [line(r) for r in self.rows])
+        def line(i, cells) -> str:
+            cells = [c.replace("|", "\\|") for c in cells]
+            cells = [f"**{c}** ★" if self.marks.get((i, j)) == "best" else c for j, c in enumerate(cells)]
+            return "| " + " | ".join(cells) + " |"
+        return "\n".join([line(-1, self.columns), "|" + "---|" * len(self.columns)]
+                         + [line(i, r) for i, r in enumerate(self.rows)])
 
 
 def mean_se(values) -> tuple[float, float, int]:
@@ -70,30 +76,36 @@ def best_cells(stats: pd.DataFrame) -> pd.DataFrame:
     return ok.loc[ok.groupby(["rule", "width"])["loss"].idxmin()].reset_index(drop=True)
 
 
-def loss_table(stats: pd.DataFrame, rule: str, width: int) -> Table:
-    """A Rich table: rows lambda, columns eta (base coordinates); the best cell in bold."""
+def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
+    """Rows lambda, columns eta (base coordinates): mean ± se over seeds; the best cell marked,
+    a diverged or failed one named."""
     sub = stats[(stats["rule"] == rule) & (stats["width"] == width)]
     etas, wds = sorted(sub["eta"].unique()), sorted(sub["wd"].unique())
     best = best_cells(sub)
     best_key = (best["eta"].iloc[0], best["wd"].iloc[0]) if not best.empty else None
-    table = Table(title=f"{rule}, width {width}: final validation loss (mean over seeds)", title_justify="left")
-    table.add_column("wd \\ lr", justify="right", style="dim")
-    for e in etas:
-        table.add_column(f"{e:.3g}", justify="right")
     index = {(r.eta, r.wd): r for r in sub.itertuples()}
-    for w in wds:
-        cells = []
-        for e in etas:
+    rows, marks = [], {}
+    for i, w in enumerate(wds):
+        cells = [f"{w:.3g}"]
+        for j, e in enumerate(etas, start=1):
             r = index.get((e, w))
             if r is None:
                 cells.append("")
-            elif r.status != "done" or r.loss is None or (isinstance(r.loss, float) and math.isnan(r.loss)):
-                cells.append({"diverged": "[red]div[/]", "failed": "[red]fail[/]"}.get(r.status, "·"))
+            elif r.status != "done" or not math.isfinite(r.loss):
+                cells.append({"diverged": "diverged", "failed": "failed"}.get(r.status, "·"))
+                marks[(i, j)] = "bad"
             else:
-                txt = f"{r.loss:.4f}" + (f"±{r.se:.3f}" if r.n > 1 else "")
-                cells.append(f"[bold green]{txt}*[/]" if (e, w) == best_key else txt)
-        table.add_row(f"{w:.3g}", *cells)
-    return table
+                cells.append(f"{r.loss:.4f}" + (f" ± {r.se:.4f}" if r.n > 1 else ""))
+                if (e, w) == best_key:
+                    marks[(i, j)] = "best"
+        rows.append(cells)
+    return Tab(f"{rule}, width {width}: final validation loss (mean over seeds)",
+               ["λ \\ η"] + [f"{e:.3g}" for e in etas], rows, marks=marks)
+
+
+def loss_table(stats: pd.DataFrame, rule: str, width: int) -> Table:
+    """``loss_tab`` for the terminal."""
+    return loss_tab(stats, rule, width).rich()
 
 
 def plan_table(plan) -> Table:
