@@ -146,6 +146,10 @@ def test_gpus_runner_without_gpu_falls_back_to_one_cpu_worker(tmp_path):
     assert len(df) == 2 and (df["status"] == "done").all()
     logs = "".join(p.read_text() for p in (tmp_path / "tiny" / "submitit").glob("*_log.out"))
     assert "trained 2 cells" in logs  # the cells were trained by the submitit job, not this process
+    # a rerun starts no worker: nothing is left to train
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path, "--runner", "gpus"], env={"PYTHONPATH": SRC})
+    assert code == 0, err
+    assert "all 2 cells already finished" in out and "worker" not in out
 
 
 def test_slurm_array_script_and_task(tmp_path, monkeypatch):

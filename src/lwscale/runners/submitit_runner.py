@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..spec import Spec, parse_spec, with_overrides
-from .local import RunSummary, SweepResult
+from .local import RunSummary, SweepResult, open_run
 
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # submitit's local jobs are killed after their timeout: a month
 
@@ -49,18 +49,17 @@ def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False,
              log: Callable[[str], None] = lambda s: None) -> SweepResult:
     import torch
 
-    from ..plan import make_plan
-    from ..store import Store
-
     submitit = _import_submitit()
-    plan = make_plan(spec)
-    store = Store.open(spec, out_dir)
+    plan, store, todo = open_run(spec, out_dir, retry_failed, log)
+    if not todo:
+        log(f"run directory {store.root}: all {len(plan.cells)} cells already finished")
+        return SweepResult(store, plan, store.rebuild_table(plan), RunSummary(), False)
     n_gpu = torch.cuda.device_count()
     if n_gpu == 0:
         log("note: no GPU is visible, so the gpus runner falls back to one worker on the CPU")
         workers, device = 1, "cpu"
     else:
-        workers, device = min(spec.runner.workers or n_gpu, n_gpu), "cuda"
+        workers, device = min(spec.runner.workers or n_gpu, n_gpu, len(todo)), "cuda"
     folder = store.root / "submitit"
     executor = submitit.LocalExecutor(folder=folder)
     spec_data = with_overrides(spec, "gpus runner", train={"device": device}).model_dump(mode="json")
