@@ -29,15 +29,16 @@ def with_seed_noise(f, d):
     return lambda e, w, s: f(e, w, s) + (d if s else -d)   # seeds 0, 1: mean f, standard error d
 
 
-def hand_made(tmp_path, d=0.001, sigma=False, name="hand"):
+def hand_made(tmp_path, d=0.001, sigma=False, name="hand", anti=False):
     """Proxy 32 optimum at the centre (-8, -3). Target 128: sqrt-wd's optimum stays at the
     centre (2.50); const-wd's moves to (-7, -4) with the best loss of all (2.45) and 2.60 at
-    the centre."""
+    the centre. Each seed moves every cell alike (as common random numbers do), or with
+    ``anti`` const-wd's target cells the other way."""
     proxy = with_seed_noise(bowl(-8, -3, 3.0), d)
     sqrt_t = with_seed_noise(bowl(-8, -3, 2.5), d)
     const_t = with_seed_noise(lambda e, w, s: 2.45 + (0.15 if (e, w) == (ETAS[1], WDS[1]) else
                                                       0.1 * (math.log2(e) + 7) ** 2 + 0.1 * (math.log2(w) + 4) ** 2
-                                                      + (0.2 if (e, w) != (ETAS[2], WDS[0]) else 0)), d)
+                                                      + (0.2 if (e, w) != (ETAS[2], WDS[0]) else 0)), -d if anti else d)
     rows = (rows_for("sqrt-wd", 32, ETAS, WDS, [0, 1], proxy) + rows_for("const-wd", 32, ETAS, WDS, [0, 1], proxy)
             + rows_for("sqrt-wd", 128, ETAS, WDS, [0, 1], sqrt_t) + rows_for("const-wd", 128, ETAS, WDS, [0, 1], const_t))
     if sigma:
@@ -80,7 +81,8 @@ def test_regret_pooled_and_per_rule_and_shift(tmp_path):
     assert s["regret_pooled"] == pytest.approx(0.05) and s["regret_rule"] == pytest.approx(0.0, abs=1e-12)
     assert c["regret_pooled"] == pytest.approx(0.15) and c["regret_rule"] == pytest.approx(0.15)
     assert s["target_loss_se"] == pytest.approx(0.001)
-    assert s["regret_pooled_se"] == pytest.approx(math.sqrt(2) * 0.001)
+    # each seed moved every cell alike: paired over the 2 seeds, the regrets carry no noise
+    assert s["regret_pooled_se"] == pytest.approx(0.0, abs=1e-12) and s["regret_pooled_paired"] == 2
     # shift of the optimum: sqrt-wd none; const-wd one step up in eta, one down in lambda:
     # across an iso-eta*lambda ridge 0, along it +2
     assert [s[k] for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")] == [0, 0, 0, 0]
@@ -103,9 +105,9 @@ def test_transfer_tables_are_built_once_for_the_terminal_and_report_md(tmp_path)
     assert hp.rows[0] == ["sqrt-wd", "(0.003906, 0.125)", "matrix (m 1->4)", "0.003906", "0.125", "2,048",
                           "0.0009766", "0.25", "4,096"]
     assert hp.rows[1][:3] == ["", "grid argmin", "vector"] and hp.rows[1][5] == "∞"
-    assert m.rows == [["sqrt-wd", "2.5000 ± 0.0010", "0.0500 ± 0.0014", "0.0000 ± 0.0014 (tie)", "(0.00391, 0.125)",
+    assert m.rows == [["sqrt-wd", "2.5000 ± 0.0010", "0.0500 ± 0.0000", "0.0000 ± 0.0000 (tie)", "(0.00391, 0.125)",
                        "+0.00", "+0.00", "+0.00", "+0.00", "1.050"],
-                      ["const-wd", "2.6000 ± 0.0010", "0.1500 ± 0.0014", "0.1500 ± 0.0014", "(0.00781, 0.0625)",
+                      ["const-wd", "2.6000 ± 0.0010", "0.1500 ± 0.0000", "0.1500 ± 0.0000", "(0.00781, 0.0625)",
                        "+1.00", "-1.00", "+0.00", "+2.00", "1.400"]]
     md = transfer_md(res)
     console = Console(width=300, record=True, color_system=None)
@@ -121,11 +123,31 @@ def test_transfer_tables_are_built_once_for_the_terminal_and_report_md(tmp_path)
                                          for e in res["rules"]]}) is None
 
 def test_differences_below_seed_noise_are_ties(tmp_path):
-    res = transfer(load_run(hand_made(tmp_path, d=0.06)), 32, 128)
+    """Seed noise 0.06 per cell, const-wd's target cells moving against sqrt-wd's: paired
+    differences between the rules have se 2 x 0.06."""
+    res = transfer(load_run(hand_made(tmp_path, d=0.06, anti=True)), 32, 128)
     by = {e["rule"]: e for e in res["rules"]}
-    assert by["sqrt-wd"]["tie_pooled"] is True          # 0.05 < 2 x 0.085
-    assert by["const-wd"]["tie_pooled"] is True         # 0.15 < 2 x 0.085
-    assert res["ranking"][1]["tie_with_best"] is True   # 0.10 apart, noise 0.085
+    assert by["sqrt-wd"]["regret_pooled_se"] == pytest.approx(0.12)
+    assert by["sqrt-wd"]["tie_pooled"] is True          # 0.05 < 2 x 0.12
+    assert res["ranking"][1]["tie_with_best"] is True   # 0.10 apart, paired se 0.12
+    assert res["ranking"][1]["gap_se"] == pytest.approx(0.12) and res["ranking"][1]["paired"] == 2
+    # const-wd's regret is against its own rule's best cell, which the seeds move alike
+    assert by["const-wd"]["regret_pooled_se"] == pytest.approx(0.0, abs=1e-12)
+    assert by["const-wd"]["tie_pooled"] is False
+
+
+def test_a_shift_every_seed_shares_is_not_noise(tmp_path):
+    """Common random numbers: seed 1 raises every cell by 0.12 against seed 0. Unpaired, each
+    cell's se is 0.06 and a 0.05 regret looks like noise; paired over the seeds it is exact."""
+    res = transfer(load_run(hand_made(tmp_path, d=0.06)), 32, 128)
+    s = next(e for e in res["rules"] if e["rule"] == "sqrt-wd")
+    assert s["target_loss_se"] == pytest.approx(0.06)
+    assert s["regret_pooled"] == pytest.approx(0.05) and s["tie_pooled"] is False
+    assert res["ranking"][1]["gap"] == pytest.approx(0.10) and res["ranking"][1]["tie_with_best"] is False
+    unpaired = rank({"a": (2.50, 0.06), "b": (2.60, 0.06)})
+    assert unpaired[1]["tie_with_best"] is True and unpaired[1]["paired"] == 0
+    paired = rank({"a": (2.50, 0.06), "b": (2.60, 0.06)}, {"a": {0: 2.44, 1: 2.56}, "b": {0: 2.54, 1: 2.66}})
+    assert paired[1]["tie_with_best"] is False and paired[1]["paired"] == 2
 
 
 def test_rank_without_noise_calls_no_ties():
@@ -250,3 +272,9 @@ def test_train_trains_the_transferred_points(tiny_run, tmp_path):
     assert code == 0, err
     assert set(p.name for p in (root / "cells").iterdir()) - before == new
     assert all(e["trained_n"] == 2 for e in json.loads(out)["rules"])
+
+
+def test_a_seed_only_one_rule_has_does_not_bias_the_gap():
+    r = rank({"a": (2.55, 0.05), "b": (2.64, 0.03)}, {"a": {0: 2.50, 1: 2.60}, "b": {0: 2.55, 1: 2.65, 2: 2.72}})
+    assert [x["rule"] for x in r] == ["a", "b"]
+    assert r[1]["gap"] == pytest.approx(0.05) and r[1]["paired"] == 2 and r[1]["gap_se"] == pytest.approx(0.0)

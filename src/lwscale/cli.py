@@ -315,7 +315,8 @@ def transfer(
                                progress=None if as_json else _RichProgress(run.spec))
         for e in result["rules"]:
             e.update(trained[e["rule"]])
-        result["trained_ranking"] = rank({r: (t["trained_loss"], t["trained_loss_se"]) for r, t in trained.items()})
+        result["trained_ranking"] = rank({r: (t["trained_loss"], t["trained_loss_se"]) for r, t in trained.items()},
+                                         {r: t["trained_seeds"] for r, t in trained.items()})
     atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
     from .store import _clean
 

@@ -9,7 +9,7 @@ import math
 
 from .results import Run
 from .tables import loss_tab
-from .transfer_tables import hparam_tab, metrics_tab
+from .transfer_tables import TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
 
 
 def spec_summary(run: Run) -> str:
@@ -83,13 +83,9 @@ def transfer_md(result: dict) -> str:
                 f"({e0['best_loss_pooled_rule']}, η = {e0['best_loss_pooled_eta']:.4g}, "
                 f"λ = {e0['best_loss_pooled_wd']:.4g}). Regrets within 2 seed standard errors are ties; "
                 "with one seed there is no noise estimate and nothing is called a tie."]
-    trained = result.get("trained_ranking")
-    if trained:
-        out += ["", "Trained at each rule's transferred point (`transfer --train`):", "",
-                "| rank | rule | loss | gap to the best | tie with the best |", "|---|---|---|---|---|"]
-        out += [f"| {r['rank']} | {r['rule']} | {r['loss']:.4f}" + (f" ± {r['se']:.4f}" if r["se"] is not None
-                and math.isfinite(r["se"]) else "") + f" | {r['gap']:+.4f} | {'yes' if r['tie_with_best'] else 'no'} |"
-                for r in trained]
+    trained = ranking_tab(result.get("trained_ranking", []), TRAINED_RANKING)
+    if trained is not None:
+        out += ["", "Trained at each rule's transferred point (`transfer --train`):", "", trained.markdown()]
     for w in result.get("warnings", []):
         out.append(f"\n> warning: {w}")
     return "\n".join(out)

@@ -53,6 +53,8 @@ def train_points(spec: Spec, run_root, target: int, points: dict[str, tuple[floa
         hit = df[(df["rule"] == rule) & (df["width"] == target) & (df["seed"].isin(seeds))
                  & ((df["eta"] - eta).abs() <= 1e-12 * eta) & ((df["wd"] - wd).abs() <= 1e-12 * max(wd, 1e-300))]
         loss, se, n = mean_se(hit["final_val_loss"].where(hit["status"] == "done"))
+        done = hit[hit["status"] == "done"]
         out[rule] = {"trained_loss": loss, "trained_loss_se": se, "trained_n": n,
-                     "trained_statuses": sorted(set(hit["status"]))}
+                     "trained_statuses": sorted(set(hit["status"])),
+                     "trained_seeds": {int(r.seed): float(r.final_val_loss) for r in done.itertuples()}}
     return out

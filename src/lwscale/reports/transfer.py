@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import UserError
 from ..rules import RuleError, get_rule, timescale
 from .results import Run, log2
-from .tables import cell_stats, mean_se
+from .tables import cell_stats, mean_se, paired_se
 
 TIE_SIGMAS = 2.0
 
@@ -148,12 +148,31 @@ def class_rows(spec, rule: str, proxy: int, target: int, eta: float, wd: float) 
 
 
 # ---- metrics ----------------------------------------------------------------------------
-def _tie(diff: float, *ses: float) -> bool | None:
-    """True when ``diff`` is within TIE_SIGMAS of the combined seed noise; None without noise."""
-    noise = math.sqrt(sum(s * s for s in ses))
-    if not math.isfinite(noise) or noise == 0:
+def _tie(diff: float, noise: float) -> bool | None:
+    """True when ``diff`` is within TIE_SIGMAS of its standard error; None without noise
+    (one seed). A paired se of 0 (every seed moved both cells alike) ties only equal losses."""
+    if not math.isfinite(noise):
         return None
     return bool(abs(diff) <= TIE_SIGMAS * noise)
+
+
+def seed_diff(a: dict, b: dict, loss_a: float, loss_b: float, se_a: float, se_b: float) -> tuple[float, float, int]:
+    """loss(a) - loss(b) with its standard error, and the number of seeds it pairs. Seed by
+    seed over the seeds both cells finished (same seed: same batches and init), so a seed
+    only one of them has cannot bias it; from the two means and se's when they share none."""
+    common = [k for k in a if k in b and math.isfinite(a[k]) and math.isfinite(b[k])]
+    if not common:
+        return loss_a - loss_b, math.sqrt(se_a**2 + se_b**2), 0
+    diff = mean_se([a[k] - b[k] for k in common])[0]
+    return diff, paired_se(a, b)[0], len(common)
+
+
+def seed_losses(run: Run, rule: str, width: int, eta: float, wd: float) -> dict[int, float]:
+    """Final validation loss of each finished seed of one grid cell."""
+    d = run.df
+    hit = d[(d["rule"] == rule) & (d["width"] == width) & np.isclose(d["eta"], eta, rtol=1e-9, atol=0)
+            & np.isclose(d["wd"], wd, rtol=1e-9, atol=0) & (d["status"] == "done")]
+    return {int(r.seed): float(r.final_val_loss) for r in hit.itertuples()}
 
 
 def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:
@@ -204,14 +223,15 @@ def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -
         out.update(target_status=here["status"], target_n=int(here["n"]))
     if here is not None and here["status"] == "done" and np.isfinite(here["loss"]):
         loss, se = float(here["loss"]), float(here["se"])
-        out.update(target_loss=loss, target_loss_se=se)
-        out["regret_pooled"] = loss - float(pooled["loss"])
-        out["regret_pooled_se"] = math.sqrt(se**2 + float(pooled["se"]) ** 2)
-        out["tie_pooled"] = _tie(out["regret_pooled"], se, float(pooled["se"]))
-        if own is not None:
-            out["regret_rule"] = loss - float(own["loss"])
-            out["regret_rule_se"] = math.sqrt(se**2 + float(own["se"]) ** 2)
-            out["tie_rule"] = _tie(out["regret_rule"], se, float(own["se"]))
+        mine = seed_losses(run, rule, target, opt.eta, opt.wd)
+        out.update(target_loss=loss, target_loss_se=se, target_seeds=mine)
+        for key, best in (("pooled", pooled), ("rule", own)):
+            if best is None:
+                continue
+            theirs = seed_losses(run, best["rule"], target, best["eta"], best["wd"])
+            diff, d_se, n = seed_diff(mine, theirs, loss, float(best["loss"]), se, float(best["se"]))
+            out.update({f"regret_{key}": diff, f"regret_{key}_se": d_se, f"regret_{key}_paired": n})
+            out[f"tie_{key}"] = _tie(out[f"regret_{key}"], d_se)
     elif here is None:
         out["target_status"] = "not in the grid"
     if own is not None:
@@ -226,15 +246,20 @@ def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -
     return out
 
 
-def rank(losses: dict[str, tuple[float, float]]) -> list[dict]:
-    """Rules ordered by loss, each marked as tied with the best when within the seed noise."""
+def rank(losses: dict[str, tuple[float, float]], seeds: dict[str, dict] | None = None) -> list[dict]:
+    """Rules ordered by loss, each marked as tied with the best when the gap is within the
+    seed noise: paired over common seeds when ``seeds`` (rule -> {seed: loss}) has them."""
     items = sorted(((r, l, s) for r, (l, s) in losses.items() if np.isfinite(l)), key=lambda t: t[1])
     if not items:
         return []
-    _, best, best_se = items[0]
-    return [{"rule": r, "loss": l, "se": s, "rank": i + 1, "gap": l - best,
-             "tie_with_best": i > 0 and bool(_tie(l - best, s, best_se))}
-            for i, (r, l, s) in enumerate(items)]
+    seeds = seeds or {}
+    top, best, best_se = items[0]
+    out = []
+    for i, (r, l, s) in enumerate(items):
+        gap, gap_se, n = seed_diff(seeds.get(r, {}), seeds.get(top, {}), l, best, s, best_se) if i else (0.0, math.nan, 0)
+        out.append({"rule": r, "loss": l, "se": s, "rank": i + 1, "gap": gap, "gap_se": gap_se,
+                    "paired": n, "tie_with_best": i > 0 and bool(_tie(gap, gap_se))})
+    return out
 
 
 # ---- the whole comparison ---------------------------------------------------------------
@@ -279,8 +304,9 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
                  "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
         entry.update(target_metrics(run, rule, proxy, target, opt))
         out["rules"].append(entry)
-    out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan))
-                           for e in out["rules"] if "target_loss" in e})
+    scored = [e for e in out["rules"] if "target_loss" in e]
+    out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan)) for e in scored},
+                          {e["rule"]: e["target_seeds"] for e in scored})
     return out
 
 

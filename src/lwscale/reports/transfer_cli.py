@@ -2,20 +2,7 @@
 the rankings and the warnings."""
 from __future__ import annotations
 
-import math
-
-from .transfer_tables import hparam_tab, metrics_tab
-
-
-def ranking_lines(ranking: list[dict], what: str) -> list[str]:
-    if not ranking:
-        return []
-    out = [f"ranking by {what}:"]
-    for r in ranking:
-        se = f" ± {r['se']:.4f}" if r["se"] is not None and math.isfinite(r["se"]) else ""
-        tie = " (tie with the best: within the seed noise)" if r["tie_with_best"] else ""
-        out.append(f"  {r['rank']}. {r['rule']}: {r['loss']:.4f}{se}, +{r['gap']:.4f}{tie}")
-    return out
+from .transfer_tables import GRID_RANKING, TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
 
 
 def print_transfer(console, result: dict) -> None:
@@ -23,9 +10,9 @@ def print_transfer(console, result: dict) -> None:
     m = metrics_tab(result)
     if m is not None:
         console.print(m.rich())
-    for line in ranking_lines(result.get("ranking", []), "target loss at the transferred point (grid cells)"):
-        console.print(line)
-    for line in ranking_lines(result.get("trained_ranking", []), "loss of the --train runs at the transferred point"):
-        console.print(line)
+    for key, what in (("ranking", GRID_RANKING), ("trained_ranking", TRAINED_RANKING)):
+        tab = ranking_tab(result.get(key, []), what)
+        if tab is not None:
+            console.print(tab.rich())
     for w in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)

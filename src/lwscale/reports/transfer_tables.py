@@ -8,6 +8,9 @@ import math
 
 from .tables import Tab
 
+GRID_RANKING = "target loss at the transferred point (grid cells)"
+TRAINED_RANKING = "loss of the --train runs at the transferred point"
+
 
 def num(x, fmt: str = ".4g") -> str:
     """A number for a table: ∞ for inf, – for a missing or NaN value."""
@@ -64,3 +67,20 @@ def metrics_tab(result: dict) -> Tab | None:
                     + [num(e.get("sigma_max_ratio"), ".3f")])
     return Tab(title, ["rule", "target loss", "regret (pooled)", "regret (own grid)", "target optimum (η, λ)",
                        "Δlog₂η", "Δlog₂λ", "Δlog₂ηλ", "Δlog₂η/λ", "σ_max ratio"], rows)
+
+
+def ranking_tab(ranking: list[dict], what: str) -> Tab | None:
+    """Rules ranked by loss, the gap to the best with its standard error (paired over common
+    seeds where there are), and whether the gap is within the seed noise."""
+    if not ranking:
+        return None
+    rows = []
+    for r in ranking:
+        gap_se = r.get("gap_se")
+        gap = "–" if r["rank"] == 1 else f"+{r['gap']:.4f}" + (
+            f" ± {gap_se:.4f}" + (f" (paired, {r['paired']} seeds)" if r.get("paired") else "")
+            if gap_se is not None and math.isfinite(gap_se) else "")
+        tie = "" if r["rank"] == 1 else {True: "yes", False: "no"}[bool(r["tie_with_best"])] if (
+            gap_se is not None and math.isfinite(gap_se)) else "no noise estimate"
+        rows.append([str(r["rank"]), r["rule"], plus_minus({"v": r["loss"], "v_se": r["se"]}, "v"), gap, tie])
+    return Tab(f"ranking by {what}", ["rank", "rule", "loss", "gap to the best", "tie with the best"], rows, left=2)
