@@ -278,3 +278,31 @@ def test_a_seed_only_one_rule_has_does_not_bias_the_gap():
     r = rank({"a": (2.55, 0.05), "b": (2.64, 0.03)}, {"a": {0: 2.50, 1: 2.60}, "b": {0: 2.55, 1: 2.65, 2: 2.72}})
     assert [x["rule"] for x in r] == ["a", "b"]
     assert r[1]["gap"] == pytest.approx(0.05) and r[1]["paired"] == 2 and r[1]["gap_se"] == pytest.approx(0.0)
+
+
+def test_train_keeps_the_labels_a_wider_grid_gave_to_cells_trained_earlier(tmp_path):
+    """At m = 4 sqrt-wd's target wd is 2 lambda: on a power-of-2 grid its cells are const-wd's.
+    A cell const-wd trained first gets a sqrt-wd label only from a later, wider grid; the
+    table that transfer --train rebuilds from its derived plan must keep that label."""
+    from lwscale.plan import make_plan
+    from lwscale.reports.train_target import derived_spec
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+    from lwscale.store import Store
+
+    base = {"name": "grow", "model": {"widths": [32, 128], "depth": 1, "head_dim": 16, "seq_len": 16},
+            "data": {"source": "sotu", "tokenizer": "bytes"},
+            "train": {"steps": 3, "batch_size": 2, "warmup": 1, "eval_interval": 3, "eval_tokens": 64,
+                      "log_interval": 3, "diagnostics": False},
+            "grid": {"eta": [2**-6], "wd": [0.5, 1.0]}, "rules": ["sqrt-wd", "const-wd"]}
+    run_sweep(parse_spec(base), out_dir=tmp_path)
+    wider = parse_spec({**base, "grid": {"eta": [2**-6], "wd": [0.25, 0.5, 1.0]}})
+    table = run_sweep(wider, out_dir=tmp_path).table
+
+    def sqrt_quarter(df):
+        return df[(df["rule"] == "sqrt-wd") & (df["width"] == 128) & (df["wd"] == 0.25)]
+
+    assert list(sqrt_quarter(table)["status"]) == ["done"]   # const-wd's (0.5) cell, relabelled
+    store = Store(tmp_path / "grow")
+    derived = derived_spec(wider, "const-wd", 128, 2**-6, 1.0, [0], name="grow")
+    assert list(sqrt_quarter(store.rebuild_table(make_plan(derived)))["status"]) == ["done"]

@@ -28,7 +28,7 @@ import yaml
 from . import __version__, faults
 from .diagnostics import SPECTRA_FILE, summary as diagnostics_summary
 from .errors import UserError
-from .plan import Plan, result_settings
+from .plan import Plan, make_plan, result_settings
 from .spec import Spec, SpecError, dump_spec, load_spec
 
 RECORD_SCHEMA = 1
@@ -202,11 +202,20 @@ class Store:
     # ---- the table ----------------------------------------------------------------------
     def rebuild_table(self, plan: Plan) -> pd.DataFrame:
         """Write results.csv: one row per sweep point of the plan (pending where no record),
-        plus every point an existing record was trained for (an earlier spec's, a rule added
-        later, ``transfer --train``'s), each once."""
+        and of the run's own spec when ``plan`` is a derived one (``transfer --train``'s), plus
+        every point an existing record was trained for (an earlier spec's, a rule added later),
+        each once. A cell one rule trained keeps the labels a later grid gives it under another."""
         records = self.records()
-        rows = [_row(label, cid, records.get(cid)) for label, cid in plan.labels]
-        seen = {(r["rule"], r["width"], r["eta"], r["wd"], r["seed"]) for r in rows}
+        labels = list(plan.labels)
+        own = self.read_spec() if (self.root / "spec.yaml").exists() else None
+        if own is not None and own != plan.spec:
+            labels += make_plan(own).labels
+        rows, seen = [], set()
+        for label, cid in labels:
+            key = (label.rule, label.width, label.eta, label.wd, label.seed)
+            if key not in seen:
+                seen.add(key)
+                rows.append(_row(label, cid, records.get(cid)))
         for cid, rec in records.items():
             for lab in rec.get("labels", []):
                 key = (lab["rule"], lab["width"], lab["eta"], lab["wd"], lab["seed"])
