@@ -99,6 +99,23 @@ def test_alpha_and_half_exponent_recovered_from_planted_records():
     assert spec.rules[1].a == 1 and spec.rules[1].g == pytest.approx(2 * pooled.value - 1, abs=1e-3)
 
 
+def test_a_collapsed_ffn_is_named_and_left_out_of_the_fits():
+    """Weight decay can drive a SwiGLU FFN to ~0 (seen at 206 timescales in the CPU study:
+    sigma_max 3e-43); its log would swamp alpha. It is listed and dropped, nothing else."""
+    from lwscale.reports.diagnose import exponent_section
+
+    pts = _planted()
+    dead = (pts["cell_id"] == "64-3") & pts["type"].isin(["gate", "up", "down"])
+    pts.loc[dead, "sigma"] = 3e-43
+    report = Report()
+    exponent_section(pts, report)
+    alpha = report.data["alpha"]["pooled"]
+    assert alpha["value"] == pytest.approx(0.75, abs=0.02) and alpha["n"] == 4 * 4 * 7 - 3
+    assert sorted(c["type"] for c in report.data["collapsed"]) == ["down", "gate", "up"]
+    assert any(n.startswith("collapsed: 3 matrices in 1 steady-state cells") for n in report.notes)
+    assert abs(width_exponent(steady(pts))["pooled"].value - 0.75) > 0.2  # what the fit would do with them
+
+
 def test_steady_state_filter():
     pts = pd.DataFrame(dict(cell_id=list("abcde"), status=["done", "done", "done", "diverged", "done"],
                             timescales=[2.99, 3.0, 10.0, 10.0, 8.0], sigma=[1.0, 1.0, 1.0, 1.0, math.nan]))
