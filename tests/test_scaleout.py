@@ -227,8 +227,9 @@ def test_status_counts_running_failed_pending_and_time_left(tmp_path):
 def test_one_duration_format_for_status_and_dry_run():
     from lwscale.status import fmt_duration
 
-    cases = {-5: "0 s", 0: "0 s", 42.4: "42 s", 89.4: "89 s", 90: "1.5 min", 754: "12.6 min",
-             5399: "90.0 min", 5400: "1.5 h", 7200: "2.0 h", 86400 * 3: "72.0 h"}
+    cases = {-5: "0 s", 0: "0 s", 42.4: "42 s", 89.4: "89 s", 89.6: "1.5 min", 90: "1.5 min", 754: "12.6 min",
+             5390: "89.8 min", 5399: "1.5 h", 5400: "1.5 h", 7200: "2.0 h", 86400 * 3: "72.0 h",
+             float("inf"): "unknown"}
     assert {s: fmt_duration(s) for s in cases} == cases
 
 

@@ -306,3 +306,37 @@ def test_train_keeps_the_labels_a_wider_grid_gave_to_cells_trained_earlier(tmp_p
     store = Store(tmp_path / "grow")
     derived = derived_spec(wider, "const-wd", 128, 2**-6, 1.0, [0], name="grow")
     assert list(sqrt_quarter(store.rebuild_table(make_plan(derived)))["status"]) == ["done"]
+
+
+def test_cells_sharing_fewer_than_two_seeds_are_compared_by_their_means():
+    """One shared seed gives no standard error: the gap is the difference of the means
+    (what the table shows next to it), never a one-seed difference, and a rule ranked
+    second never shows a negative gap as "+-"."""
+    r = rank({"a": (1.25, 0.25), "b": (1.10, math.nan)}, {"a": {0: 1.0, 1: 1.5}, "b": {0: 1.1}})
+    assert [x["rule"] for x in r] == ["b", "a"]
+    assert r[1]["gap"] == pytest.approx(0.15) and r[1]["paired"] == 0 and r[1]["tie_with_best"] is False
+    from lwscale.reports.transfer_tables import ranking_tab
+
+    assert ranking_tab(r, "x").rows[1][3] == "+0.1500"
+
+
+def test_a_ranking_from_an_older_transfer_json_keeps_its_ties():
+    """transfer.json written before the gaps were paired has no gap_se: its stored verdict shows."""
+    from lwscale.reports.transfer_tables import ranking_tab
+
+    old = [{"rule": "a", "loss": 1.33, "se": 0.02, "rank": 1, "gap": 0.0, "tie_with_best": False},
+           {"rule": "b", "loss": 1.35, "se": 0.02, "rank": 2, "gap": 0.02, "tie_with_best": True}]
+    assert ranking_tab(old, "x").rows[1][3:] == ["+0.0200", "yes"]
+
+
+def test_an_unreadable_spec_yaml_costs_a_warning_not_the_table(tmp_path):
+    from lwscale.plan import make_plan
+    from lwscale.store import Store
+
+    run = hand_made(tmp_path)
+    store = Store(run)
+    plan = make_plan(store.read_spec())
+    (run / "spec.yaml").write_text((run / "spec.yaml").read_text() + "bogus_key: 1\n")
+    df = store.rebuild_table(plan)
+    assert len(df) == len(plan.labels) and any("results.csv lists only" in w for w in store.warnings)
+

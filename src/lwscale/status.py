@@ -9,6 +9,8 @@ number of live workers (at least one).
 """
 from __future__ import annotations
 
+import math
+
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -102,11 +104,14 @@ def _seconds_left(records: dict, cells: list, spec) -> float | None:
 
 def fmt_duration(seconds: float) -> str:
     """A duration for people, in the unit that keeps the number under 90: "42 s", "7.5 min",
-    "3.2 h". A negative one (clocks of two machines that disagree) reads as "0 s"."""
+    "3.2 h". A negative one (clocks of two machines that disagree) reads as "0 s", an
+    infinite or NaN one (nothing measured yet) as "unknown"."""
+    if not math.isfinite(seconds):
+        return "unknown"
     s = max(0.0, seconds)
-    if s < 90:
+    if round(s) < 90:
         return f"{s:.0f} s"
-    if s < 90 * 60:
+    if round(s / 60, 1) < 90:
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.1f} h"
 

@@ -206,10 +206,7 @@ class Store:
         every point an existing record was trained for (an earlier spec's, a rule added later),
         each once. A cell one rule trained keeps the labels a later grid gives it under another."""
         records = self.records()
-        labels = list(plan.labels)
-        own = self.read_spec() if (self.root / "spec.yaml").exists() else None
-        if own is not None and own != plan.spec:
-            labels += make_plan(own).labels
+        labels = list(plan.labels) + self._own_labels(plan)
         rows, seen = [], set()
         for label, cid in labels:
             key = (label.rule, label.width, label.eta, label.wd, label.seed)
@@ -226,6 +223,25 @@ class Store:
         df = df.sort_values(["rule", "width", "wd", "eta", "seed"], kind="stable").reset_index(drop=True)
         atomic_write_text(self.root / "results.csv", df.to_csv(index=False))
         return df
+
+
+    def _own_labels(self, plan: Plan) -> list:
+        """The sweep points of the run's own spec.yaml when ``plan`` is another (derived) one;
+        planned once per Store. An unreadable spec.yaml costs a warning, never the table."""
+        if not (self.root / "spec.yaml").exists():
+            return []
+        try:
+            own = self.read_spec()
+        except UserError as exc:
+            msg = f"results.csv lists only this process's cells: {exc}"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+            return []
+        if own == plan.spec:
+            return []
+        if getattr(self, "_own_plan", (None,))[0] != own:
+            self._own_plan = (own, make_plan(own).labels)
+        return self._own_plan[1]
 
 
 class _LabelView:

@@ -282,7 +282,8 @@ def _bars(ax, entries: list[dict], series, width: float, tie_keys: dict | None =
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [e["rule"] for e in entries])
     ax.margins(y=0.15)
-    ax.legend(fontsize=7)
+    # under the axes: inside, it covered the tallest bar's value
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
 
 
 def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path]:

@@ -103,7 +103,8 @@ def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
                 cells.append("")
             elif r.status != "done" or not math.isfinite(r.loss):
                 cells.append({"diverged": "diverged", "failed": "failed"}.get(r.status, "·"))
-                marks[(i, j)] = "bad"
+                if r.status in ("diverged", "failed"):
+                    marks[(i, j)] = "bad"
             else:
                 cells.append(f"{r.loss:.4f}" + (f" ± {r.se:.4f}" if r.n > 1 else ""))
                 if (e, w) == best_key:

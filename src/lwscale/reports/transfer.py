@@ -158,13 +158,13 @@ def _tie(diff: float, noise: float) -> bool | None:
 
 def seed_diff(a: dict, b: dict, loss_a: float, loss_b: float, se_a: float, se_b: float) -> tuple[float, float, int]:
     """loss(a) - loss(b) with its standard error, and the number of seeds it pairs. Seed by
-    seed over the seeds both cells finished (same seed: same batches and init), so a seed
-    only one of them has cannot bias it; from the two means and se's when they share none."""
+    seed when the cells share 2 or more finished seeds (same seed: same batches and init, so
+    what a seed does to both cancels); otherwise the difference of the two means, with the
+    two se's combined (NaN with one seed each)."""
     common = [k for k in a if k in b and math.isfinite(a[k]) and math.isfinite(b[k])]
-    if not common:
+    if len(common) < 2:
         return loss_a - loss_b, math.sqrt(se_a**2 + se_b**2), 0
-    diff = mean_se([a[k] - b[k] for k in common])[0]
-    return diff, paired_se(a, b)[0], len(common)
+    return mean_se([a[k] - b[k] for k in common])[0], paired_se(a, b)[0], len(common)
 
 
 def seed_losses(run: Run, rule: str, width: int, eta: float, wd: float) -> dict[int, float]:
@@ -314,7 +314,7 @@ CSV_COLUMNS = [
     "rule", "source", "eta", "wd", "group", "cls", "proxy_lr", "proxy_wd", "proxy_tau", "target_lr", "target_wd",
     "target_tau", "target_status", "target_n", "target_loss", "target_loss_se", "best_loss_pooled",
     "best_loss_pooled_rule", "regret_pooled", "regret_pooled_se", "tie_pooled", "regret_rule", "regret_rule_se",
-    "tie_rule", "target_opt_eta", "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd",
+    "tie_rule", "regret_pooled_paired", "regret_rule_paired", "target_opt_eta", "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd",
     "d_log2_eta_over_wd", "d_log2_eta_x_wd_se", "d_log2_eta_over_wd_se", "sigma_max_ratio", "trained_loss",
     "trained_loss_se", "trained_n",
 ]

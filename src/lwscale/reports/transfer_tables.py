@@ -76,11 +76,15 @@ def ranking_tab(ranking: list[dict], what: str) -> Tab | None:
         return None
     rows = []
     for r in ranking:
-        gap_se = r.get("gap_se")
-        gap = "–" if r["rank"] == 1 else f"+{r['gap']:.4f}" + (
-            f" ± {gap_se:.4f}" + (f" (paired, {r['paired']} seeds)" if r.get("paired") else "")
-            if gap_se is not None and math.isfinite(gap_se) else "")
-        tie = "" if r["rank"] == 1 else {True: "yes", False: "no"}[bool(r["tie_with_best"])] if (
-            gap_se is not None and math.isfinite(gap_se)) else "no noise estimate"
+        gap_se = r.get("gap_se", math.nan)   # absent in a transfer.json written before pairing
+        known = gap_se is not None and math.isfinite(gap_se)
+        gap = "–" if r["rank"] == 1 else f"{r['gap']:+.4f}" + (
+            f" ± {gap_se:.4f}" + (f" (paired, {r['paired']} seeds)" if r.get("paired") else "") if known else "")
+        if r["rank"] == 1:
+            tie = ""
+        elif known or "gap_se" not in r:
+            tie = "yes" if r["tie_with_best"] else "no"
+        else:
+            tie = "no noise estimate"
         rows.append([str(r["rank"]), r["rule"], plus_minus({"v": r["loss"], "v_se": r["se"]}, "v"), gap, tie])
     return Tab(f"ranking by {what}", ["rank", "rule", "loss", "gap to the best", "tie with the best"], rows, left=2)
