@@ -310,3 +310,29 @@ def test_data_prepare_never_loads_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": src})
     assert out.stdout.strip() == "False"
+
+
+def test_gzipped_text_and_jsonl_give_the_tokens_of_the_plain_files(tmp_path):
+    import gzip
+
+    for i, d in enumerate(DOCS[:2]):
+        (tmp_path / f"p{i}.txt").write_text(d)
+        (tmp_path / f"g{i}.txt.gz").write_bytes(gzip.compress(d.encode()))
+    lines = "".join(json.dumps({"text": d}) + "\n" for d in DOCS[:2])
+    (tmp_path / "docs.jsonl").write_text(lines)
+    (tmp_path / "docs.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    outs = {}
+    for name, args in {"plain": [str(tmp_path / "p?.txt")], "gz": [str(tmp_path / "g?.txt.gz")],
+                       "jsonl": [tmp_path / "docs.jsonl", "--field", "text"],
+                       "jsonl.gz": [tmp_path / "docs.jsonl.gz", "--field", "text"]}.items():
+        code, _, err = run_cli(["data", "prepare", *args, "--bytes", "--out", tmp_path / name])
+        assert code == 0, err
+        outs[name] = tokens_of(tmp_path / name)
+    assert np.array_equal(outs["plain"], outs["gz"]) and np.array_equal(outs["jsonl"], outs["jsonl.gz"])
+    m = json.loads((tmp_path / "jsonl.gz" / "manifest.json").read_text())
+    src = tmp_path / "docs.jsonl.gz"
+    assert m["sources"][0]["format"] == "jsonl"
+    assert m["sources"][0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()  # the file on disk
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(DOCS[0].encode())[:-9])
+    code, out, err = run_cli(["data", "prepare", tmp_path / "cut.txt.gz", "--bytes", "--out", tmp_path / "cut"])
+    assert code == 2 and "not a complete gzip file" in err + out and "Traceback" not in err

@@ -13,7 +13,7 @@ app = typer.Typer(help="Prepare your own corpus for sweeps (then: data: {source:
 @app.command()
 def prepare(
     inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUTS...",
-                                                 help="text, JSONL or Parquet files, or globs (quote them: 'data/*.txt')"),
+                                                 help="text, JSONL (either may be .gz) or Parquet files, or globs (quote them: 'data/*.txt')"),
     out: Path = typer.Option(..., "--out", help="output directory: tokens.bin, tokenizer.json, manifest.json"),
     field: Optional[str] = typer.Option(None, "--field", help="JSONL (and --hf): the key holding each document's text"),
     column: Optional[str] = typer.Option(None, "--column", help="Parquet: the column holding the text (needs pyarrow)"),

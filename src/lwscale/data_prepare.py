@@ -25,11 +25,13 @@ end-of-text token (a blank line for bytes). Output, in ``out``:
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import io
 import json
 import os
 import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -72,14 +74,36 @@ def expand_inputs(patterns: list[str], fmt: str = "auto") -> list[Source]:
             raise PrepareError(f"no input file matches {pat!r}")
         files.extend(Path(h) for h in hits)
     files = list(dict.fromkeys(files))
-    return [Source(f, _format_of(f, fmt), f.stat().st_size) for f in files]
+    return [Source(f, _format_of(f, fmt), _data_size(f)) for f in files]
+
+
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
+def _data_size(path: Path) -> int:
+    """Bytes the reader will see: a gzip file's uncompressed size (its trailer holds it, mod
+    2**32), so the progress bar counts what is read; the file's size otherwise."""
+    size = path.stat().st_size
+    if _gzipped(path) and size >= 18:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            return int.from_bytes(f.read(4), "little") or size
+    return size
+
+
+def _decoded(raw: "_HashingFile", path: Path) -> io.BufferedIOBase:
+    """The bytes of a file as its reader needs them: gunzipped for .gz (the hash stays that of
+    the file on disk, as the manifest's sha256 says)."""
+    buffered = io.BufferedReader(raw)
+    return gzip.GzipFile(fileobj=buffered, mode="rb") if _gzipped(path) else buffered
 
 
 def _format_of(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
     suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith((".jsonl", ".ndjson", ".jsonl.gz")) or path.suffix.lower() == ".json":
+    if suffix.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".json.gz")) or path.suffix.lower() == ".json":
         return "jsonl"
     if path.suffix.lower() in (".parquet", ".pq"):
         return "parquet"
@@ -129,7 +153,7 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
     buf: list[str] = []
     size = 0
     raw = _HashingFile(src.path)
-    with io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace", newline="") as f:
+    with io.TextIOWrapper(_decoded(raw, src.path), encoding="utf-8", errors="replace", newline="") as f:
         for line in f:
             buf.append(line)
             size += len(line)
@@ -146,7 +170,7 @@ def _jsonl_pieces(src: Source, key: str | None, advance: Advance) -> Iterator[tu
     if not key:
         raise PrepareError(f"{src.path}: JSONL input needs --field NAME (the key holding each document's text)")
     hashing = _HashingFile(src.path)
-    with io.BufferedReader(hashing) as f:
+    with _decoded(hashing, src.path) as f:
         for n, raw in enumerate(f, 1):
             advance(len(raw))
             if not raw.strip():
@@ -199,12 +223,15 @@ def _hf_pieces(name: str, split: str, key: str | None) -> Iterator[tuple[str, bo
 
 def pieces(sources: list[Source], field_: str | None, column: str | None, advance: Advance):
     for src in sources:
-        if src.fmt == "jsonl":
-            yield from _jsonl_pieces(src, field_, advance)
-        elif src.fmt == "parquet":
-            yield from _parquet_pieces(src, column, advance)
-        else:
-            yield from _text_pieces(src, advance)
+        try:
+            if src.fmt == "jsonl":
+                yield from _jsonl_pieces(src, field_, advance)
+            elif src.fmt == "parquet":
+                yield from _parquet_pieces(src, column, advance)
+            else:
+                yield from _text_pieces(src, advance)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise PrepareError(f"{src.path}: not a complete gzip file ({exc})") from None
 
 
 # ---- tokenizers ------------------------------------------------------------------------------
