@@ -20,7 +20,7 @@ from .fits import Slope, slope
 from .tables import Tab, best_cells, cell_stats
 
 STEADY_TIMESCALES = 3.0
-COLLAPSED = 0.01  # sigma_max below this share of its type's median at that width: decayed to ~0
+COLLAPSED = 0.01  # sigma_max/sqrt(lr/wd) below this share of its type's median at that width: ~0
 FFN_TYPES = ("gate", "up", "down")
 # Figure 1 of arXiv 2510.15262 (SCIENCE.md section 5), sigma_max relative to base (8.2), read to +-5%
 PAPER_RATIOS = {(1.0, 2.0): "0.68 (5.6/8.2)", (1.0, 0.5): "1.49 (12.2/8.2)"}
@@ -67,12 +67,14 @@ def steady(points: pd.DataFrame, min_timescales: float = STEADY_TIMESCALES) -> p
 
 
 def collapsed(points: pd.DataFrame) -> pd.Series:
-    """Rows whose matrix weight decay drove to (numerically) zero: sigma_max below COLLAPSED
-    of the median of its type at its width. A SwiGLU FFN does this at very many timescales
+    """Rows whose matrix weight decay drove to (numerically) zero: sigma_max / sqrt(lr/wd)
+    below COLLAPSED of its median over the type's cells at that width. A SwiGLU FFN does this at very many timescales
     (gate and up shrink together, their product's gradient with them). Such a matrix left
     the steady state sigma_max ~ sqrt(lr/wd) holds in, and its log would swamp a fit."""
-    med = points.groupby(["width", "type"])["sigma"].transform("median")
-    return points["sigma"] < COLLAPSED * med
+    # against the law's own scale, so a grid's spread of lr/wd does not move the cut
+    scaled = points["sigma"] / np.sqrt(points["lr_matrix"] / points["wd_matrix"])
+    med = scaled.groupby([points["width"], points["type"]]).transform("median")
+    return scaled < COLLAPSED * med
 
 
 def unique_cells(points: pd.DataFrame) -> pd.DataFrame:
@@ -184,8 +186,8 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
     if not gone.empty:
         what = ", ".join(f"{t} x{n}" for t, n in gone["type"].value_counts().reindex(ordered_types(gone["type"])).items())
         report.notes.append(f"collapsed: {len(gone)} matrices in {gone['cell_id'].nunique()} steady-state cells "
-                            f"({what}) ended with sigma_max below {COLLAPSED:.0%} of their type's median at "
-                            "their width (weight decay drove them to ~0); they are left out of the fits")
+                            f"({what}) ended with sigma_max/sqrt(lr/wd) below {COLLAPSED:.0%} of their type's median "
+                            "at their width (weight decay drove them to ~0); they are left out of the fits")
         report.data["collapsed"] = [{"cell_id": r.cell_id, "width": int(r.width), "type": r.type, "sigma": float(r.sigma)}
                                     for r in gone.itertuples()]
         qual = qual[~collapsed(qual)]
