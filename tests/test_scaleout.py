@@ -262,6 +262,29 @@ def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
     assert "│ 32 │ 2 │ 0 │ 0 │ 0 │ 0 │" in flat and "time left: none, every cell is finished" in flat
 
 
+def test_status_replans_only_when_the_run_gets_a_new_spec(tmp_path, monkeypatch):
+    import os
+
+    from lwscale import status
+    from lwscale.spec import parse_spec
+    from lwscale.store import Store
+
+    spec = small_spec()
+    store = Store.open(parse_spec(spec), tmp_path)
+    plans = []
+    make_plan = status.make_plan
+    monkeypatch.setattr(status, "make_plan", lambda s: plans.append(1) or make_plan(s))
+    reader = status.StatusReader(store.root)
+    reader.read()
+    reader.read()
+    assert len(plans) == 1
+    wider = {**spec, "grid": {**spec["grid"], "wd": [0.1, 3.0]}}
+    Store.open(parse_spec(wider), tmp_path)                 # a second sweep widens the run's grid
+    os.utime(store.root / "spec.yaml", ns=(1, 10**18))      # a distinct mtime however fast the test runs
+    reader.read()
+    assert len(plans) == 2 and len(reader.plan.cells) == 2 * len(make_plan(parse_spec(spec)).cells)
+
+
 def test_open_run_lists_the_cells_left_for_every_runner(tmp_path):
     from lwscale.runners.local import open_run
     from lwscale.spec import parse_spec

@@ -41,15 +41,24 @@ class RunStatus:
 
 
 class StatusReader:
-    """A run's spec and plan, read once; ``read()`` rereads only its records and claims,
-    so ``lwscale status --watch`` plans the sweep once however often it refreshes."""
+    """A run's spec and plan, read once and again only when spec.yaml changes (a new sweep
+    into the run, a wider grid); ``read()`` rereads its records and claims, so ``lwscale
+    status --watch`` plans the sweep once however often it refreshes."""
 
     def __init__(self, run_dir: Path):
         self.root = Path(run_dir)
-        self.spec = Store(self.root).read_spec()
-        self.plan = make_plan(self.spec)
+        self._stamp = None
+        self._replan()
+
+    def _replan(self) -> None:
+        stamp = (self.root / "spec.yaml").stat().st_mtime_ns if (self.root / "spec.yaml").exists() else None
+        if stamp != self._stamp or self._stamp is None:
+            self.spec = Store(self.root).read_spec()
+            self.plan = make_plan(self.spec)
+            self._stamp = stamp
 
     def read(self) -> RunStatus:
+        self._replan()
         spec, plan = self.spec, self.plan
         store = Store(self.root)  # fresh each time: its warnings are this reading's
         records = store.records()
