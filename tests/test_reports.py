@@ -115,6 +115,25 @@ def test_colour_scale_is_robust_to_outliers():
     assert 2.0 <= norm.vmin < 2.05 and norm.vmax < 3.0       # the outlier does not wash out the scale
 
 
+def test_relative_colours_measure_each_cell_from_its_panels_best(tmp_path):
+    """Two widths a whole nat apart: on one loss scale the worse width is one flat colour;
+    relative to each panel's best both show their valley on one scale from 0."""
+    import pandas as pd
+
+    stats = pd.DataFrame({"rule": ["r"] * 8, "width": [32] * 4 + [128] * 4, "status": ["done"] * 8,
+                          "loss": [3.0, 3.1, 3.2, 3.4, 2.0, 2.1, 2.2, 2.4]})
+    norm = colour_norm(stats, relative=True)
+    assert norm.vmin == 0.0 and norm.vmax == pytest.approx(np.quantile([0, .1, .2, .4] * 2, 0.65))
+    assert colour_norm(stats).vmin >= 2.0
+    run = make_run(tmp_path / "rel", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss)
+                   + rows_for("sqrt-wd", 128, ETAS, WDS, [0], lambda e, w, s: loss(e, w, s) - 1.0),
+                   [32, 128], ["sqrt-wd"], ETAS, WDS)
+    code, out, err = run_cli(["plot", run, "--relative"])
+    assert code == 0, err
+    img = image(run / "figures" / "heatmaps.png")
+    assert img.std() > 0.05
+
+
 def test_default_run_dir_is_the_latest(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["plot"])

@@ -258,6 +258,8 @@ def plot(
     proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width whose optimum is marked (default: smallest)"),
     target_width: Optional[int] = typer.Option(None, "--target-width", help="target of the transfer figure (default: largest)"),
     pdf: bool = typer.Option(False, "--pdf", help="also write each figure as PDF"),
+    relative: bool = typer.Option(False, "--relative", help="colour the heatmaps by each cell's loss above its panel's "
+                                                            "best cell, so every panel's valley shows"),
 ) -> None:
     """Draw RUN_DIR's heatmaps, slices, transfer comparison and training curves into RUN_DIR/figures/."""
     from .reports.plots import plot_all
@@ -268,7 +270,7 @@ def plot(
     for w, what in ((proxy_width, "proxy"), (target_width, "target")):
         if w is not None:
             check_width(run, w, what)
-    for p in plot_all(run, proxy_width, target_width, pdf, log=note):
+    for p in plot_all(run, proxy_width, target_width, pdf, log=note, relative=relative):
         console.print(str(p))
 
 

@@ -58,15 +58,19 @@ def _ylog(wd: np.ndarray) -> np.ndarray:
     return np.where(wd > 0, log2(np.where(wd > 0, wd, 1.0)), floor)
 
 
-def colour_norm(stats: pd.DataFrame) -> Normalize:
+def colour_norm(stats: pd.DataFrame, relative: bool = False) -> Normalize:
     """One colour scale for every panel, clipped to the CLIP quantiles of the finished losses:
-    the poor cells (often a third of a grid) saturate, so the near-optimal ones stay apart."""
-    ok = stats.loc[(stats["status"] == "done"), "loss"].dropna().to_numpy(float)
-    if len(ok) == 0:
+    the poor cells (often a third of a grid) saturate, so the near-optimal ones stay apart.
+    ``relative``: the scale of each cell's loss above its panel's best cell, from 0."""
+    done = stats[stats["status"] == "done"].dropna(subset=["loss"])
+    if done.empty:
         return Normalize(0, 1)
-    lo, hi = np.quantile(ok, CLIP[0]), np.quantile(ok, CLIP[1])
+    ok = done["loss"].to_numpy(float)
+    if relative:
+        ok = ok - done.groupby(["rule", "width"])["loss"].transform("min").to_numpy(float)
+    lo, hi = (0.0 if relative else np.quantile(ok, CLIP[0])), np.quantile(ok, CLIP[1])
     if hi - lo < 1e-9:
-        lo, hi = lo - 0.05, hi + 0.05
+        lo, hi = (lo, lo + 0.1) if relative else (lo - 0.05, hi + 0.05)
     return Normalize(lo, hi, clip=False)
 
 
@@ -113,8 +117,9 @@ class GridAxes:
 
 
 def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tuple[float, float] | None,
-                  annotate: bool):
-    """One (rule, width) panel; returns the set of bad statuses it drew and the ridge's note."""
+                  annotate: bool, offset: float = 0.0):
+    """One (rule, width) panel, coloured by loss - ``offset``; returns the set of bad statuses
+    it drew and the ridge's note."""
     Z = np.full((len(g.wds), len(g.etas)), np.nan)
     seen = np.zeros(Z.shape, bool)
     bad = set()
@@ -123,13 +128,13 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
         seen[i, j] = True
         ok = r.status == "done" and np.isfinite(r.loss)
         if ok:
-            Z[i, j] = r.loss
+            Z[i, j] = r.loss - offset
         else:
             kind = r.status if r.status in ("diverged", "failed") else "missing"
             bad.add(kind)
             ax.add_patch(g.cell(i, j, lw=0, **BAD[kind]))
         if annotate and ok:
-            rgba = plt.get_cmap(CMAP)(norm(r.loss))
+            rgba = plt.get_cmap(CMAP)(norm(r.loss - offset))
             dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
             ax.text(g.xs[j], g.ys[i] - 0.28 * (g.ye[i + 1] - g.ye[i]), f"{r.loss:.3f}", ha="center", va="center",
                     fontsize=7, color="white" if dark else "black")
@@ -173,9 +178,12 @@ def on_spec_grid(run: Run) -> pd.DataFrame:
     return run.stats[near("eta", grid.axis("eta")) & near("wd", grid.axis("wd"))]
 
 
-def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False) -> list[Path]:
+def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False,
+             relative: bool = False) -> list[Path]:
+    """``relative`` colours each cell by its loss above its panel's best (one scale for all
+    panels): every panel's valley shows even when the widths' losses do not overlap."""
     stats, rules, widths = on_spec_grid(run), run.rules, run.widths
-    norm = colour_norm(stats)
+    norm = colour_norm(stats, relative)
     proxy_width = widths[0] if proxy_width is None else proxy_width
     g = GridAxes(stats)
     annotate = len(g.etas) * len(g.wds) <= 64
@@ -191,7 +199,10 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             if sub.empty:
                 ax.set_axis_off()
                 continue
-            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate)
+            done = sub.loc[sub["status"] == "done", "loss"].dropna()
+            offset = float(done.min()) if relative and not done.empty else 0.0
+            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate,
+                                              offset)
             bad |= drawn
             any_ridge |= not ridge_note.startswith("no ridge")
             ax.set_title(f"{rule}, width {width} (m={width / run.spec.model.d0:g})\n{ridge_note}", fontsize=9)
@@ -201,7 +212,8 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
                 ax.set_ylabel("λ  (base wd, log₂ axis)")
     sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
     cb = fig.colorbar(sm, ax=axes, shrink=0.9, extend="both")
-    cb.set_label("final validation loss (nats/token, mean over seeds)")
+    cb.set_label("loss above the panel's best cell (nats/token)" if relative
+                 else "final validation loss (nats/token, mean over seeds)")
     handles = [plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
                Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum (width {proxy_width}) on the target panels"),
                plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
@@ -213,8 +225,10 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(widths) < 3 else 4),
                fontsize=8, frameon=False)
-    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ)\ncolours shared by all panels, "
-                 f"clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} quantiles of the finished cells (numbers: the loss)",
+    colours = (f"colours: loss above each panel's best cell, one scale, clipped at its {CLIP[1]:.0%} quantile"
+               if relative else f"colours shared by all panels, clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} "
+               "quantiles of the finished cells")
+    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ)\n{colours} (numbers: the loss)",
                  fontsize=10)
     return _save(fig, out, "heatmaps", pdf)
 
@@ -348,12 +362,12 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
 
 
 def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
-             transfer_result: dict | None = None, log=lambda s: None) -> list[Path]:
+             transfer_result: dict | None = None, log=lambda s: None, relative: bool = False) -> list[Path]:
     """Every figure of the run into RUN_DIR/figures; the transfer figure needs two widths."""
     from .transfer import transfer
 
     out = run.root / "figures"
-    paths = heatmaps(run, out, proxy, pdf) + slices(run, out, pdf) + curves(run, out, pdf)
+    paths = heatmaps(run, out, proxy, pdf, relative) + slices(run, out, pdf) + curves(run, out, pdf)
     widths = run.widths
     if transfer_result is None and len(widths) > 1:
         try:
