@@ -20,7 +20,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
-from .results import Run, log2  # noqa: E402
+from .results import Run, at_point, log2  # noqa: E402
 from .ridge import fit_ridge  # noqa: E402
 from .transfer import argmin, panel  # noqa: E402
 
@@ -334,8 +334,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
             sub = panel(run.stats, rule, w)
             near = sub[(sub["status"] == "done") & sub["loss"].notna()].nsmallest(per_panel, "loss")
             for k, r in enumerate(near.itertuples()):
-                rows = df[(df["rule"] == rule) & (df["width"] == w) & np.isclose(df["eta"], r.eta)
-                          & np.isclose(df["wd"], r.wd)]
+                rows = df[at_point(df, rule, w, r.eta, r.wd)]
                 for s, cid in enumerate(rows["cell_id"].dropna()):
                     c = np.array(run.curves(cid), float)
                     if c.ndim != 2 or len(c) == 0:

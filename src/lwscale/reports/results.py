@@ -71,3 +71,17 @@ def log2(x) -> np.ndarray | float:
     """log2 that maps 0 (no weight decay) to -inf without a warning."""
     with np.errstate(divide="ignore"):
         return np.log2(x)
+
+
+def at_point(frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series:
+    """The rows of one sweep point (rule, width, eta, wd) of a results or stats frame: eta and
+    wd match to 1e-9 relative (they went through text)."""
+    return ((frame["rule"] == rule) & (frame["width"] == width)
+            & np.isclose(frame["eta"], eta, rtol=1e-9, atol=0) & np.isclose(frame["wd"], wd, rtol=1e-9, atol=0))
+
+
+def seed_losses(frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> dict[int, float]:
+    """Final validation loss of each finished seed of one sweep point of a results frame."""
+    hit = frame[at_point(frame, rule, width, eta, wd) & (frame["status"] == "done")]
+    return {int(r.seed): float(r.final_val_loss) for r in hit.itertuples()}
+

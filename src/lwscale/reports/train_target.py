@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..spec import Spec, parse_spec
+from .results import at_point, seed_losses
 from .tables import mean_se
 
 
@@ -50,11 +51,10 @@ def train_points(spec: Spec, run_root, target: int, points: dict[str, tuple[floa
         d = derived_spec(spec, rule, target, eta, wd, seeds, name=run_root.name)
         res = run_sweep(d, out_dir=run_root.parent, progress=progress, log=log, update_spec=False)
         df = res.table
-        hit = df[(df["rule"] == rule) & (df["width"] == target) & (df["seed"].isin(seeds))
-                 & ((df["eta"] - eta).abs() <= 1e-12 * eta) & ((df["wd"] - wd).abs() <= 1e-12 * max(wd, 1e-300))]
-        loss, se, n = mean_se(hit["final_val_loss"].where(hit["status"] == "done"))
-        done = hit[hit["status"] == "done"]
+        df = df[df["seed"].isin(seeds)]
+        done = seed_losses(df, rule, target, eta, wd)
+        loss, se, n = mean_se(list(done.values()))
         out[rule] = {"trained_loss": loss, "trained_loss_se": se, "trained_n": n,
-                     "trained_statuses": sorted(set(hit["status"])),
-                     "trained_seeds": {int(r.seed): float(r.final_val_loss) for r in done.itertuples()}}
+                     "trained_statuses": sorted(set(df.loc[at_point(df, rule, target, eta, wd), "status"])),
+                     "trained_seeds": done}
     return out

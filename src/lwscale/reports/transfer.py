@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..rules import RuleError, get_rule, timescale
-from .results import Run, log2
+from .results import Run, at_point, log2, seed_losses
 from .tables import cell_stats, mean_se, paired_se
 
 TIE_SIGMAS = 2.0
@@ -167,17 +167,8 @@ def seed_diff(a: dict, b: dict, loss_a: float, loss_b: float, se_a: float, se_b:
     return mean_se([a[k] - b[k] for k in common])[0], paired_se(a, b)[0], len(common)
 
 
-def seed_losses(run: Run, rule: str, width: int, eta: float, wd: float) -> dict[int, float]:
-    """Final validation loss of each finished seed of one grid cell."""
-    d = run.df
-    hit = d[(d["rule"] == rule) & (d["width"] == width) & np.isclose(d["eta"], eta, rtol=1e-9, atol=0)
-            & np.isclose(d["wd"], wd, rtol=1e-9, atol=0) & (d["status"] == "done")]
-    return {int(r.seed): float(r.final_val_loss) for r in hit.itertuples()}
-
-
 def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:
-    sub = panel(stats, rule, width)
-    hit = sub[np.isclose(sub["eta"], eta, rtol=1e-9, atol=0) & np.isclose(sub["wd"], wd, rtol=1e-9, atol=0)]
+    hit = stats[at_point(stats, rule, width, eta, wd)]
     return None if hit.empty else hit.iloc[0]
 
 
@@ -203,9 +194,7 @@ def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
 
 def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
     d = run.df
-    hit = d[(d["rule"] == rule) & (d["width"] == width) & np.isclose(d["eta"], eta) & np.isclose(d["wd"], wd)
-            & (d["status"] == "done")]
-    return mean_se(hit["sigma_max"])[0]
+    return mean_se(d.loc[at_point(d, rule, width, eta, wd) & (d["status"] == "done"), "sigma_max"])[0]
 
 
 def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -> dict:
@@ -223,12 +212,12 @@ def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -
         out.update(target_status=here["status"], target_n=int(here["n"]))
     if here is not None and here["status"] == "done" and np.isfinite(here["loss"]):
         loss, se = float(here["loss"]), float(here["se"])
-        mine = seed_losses(run, rule, target, opt.eta, opt.wd)
+        mine = seed_losses(run.df, rule, target, opt.eta, opt.wd)
         out.update(target_loss=loss, target_loss_se=se, target_seeds=mine)
         for key, best in (("pooled", pooled), ("rule", own)):
             if best is None:
                 continue
-            theirs = seed_losses(run, best["rule"], target, best["eta"], best["wd"])
+            theirs = seed_losses(run.df, best["rule"], target, best["eta"], best["wd"])
             diff, d_se, n = seed_diff(mine, theirs, loss, float(best["loss"]), se, float(best["se"]))
             out.update({f"regret_{key}": diff, f"regret_{key}_se": d_se, f"regret_{key}_paired": n})
             out[f"tie_{key}"] = _tie(out[f"regret_{key}"], d_se)
