@@ -47,12 +47,12 @@ class StatusReader:
 
     def __init__(self, run_dir: Path):
         self.root = Path(run_dir)
-        self._stamp = None
-        self._replan()
+        self._stamp: int | None = None
+        self._replan(force=True)
 
-    def _replan(self) -> None:
+    def _replan(self, force: bool = False) -> None:
         stamp = (self.root / "spec.yaml").stat().st_mtime_ns if (self.root / "spec.yaml").exists() else None
-        if stamp != self._stamp or self._stamp is None:
+        if force or stamp != self._stamp:
             self.spec = Store(self.root).read_spec()
             self.plan = make_plan(self.spec)
             self._stamp = stamp

@@ -99,6 +99,7 @@ class Store:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.warnings: list[str] = []
+        self._own_plan: tuple[Spec, list] | None = None   # the run's own spec and its labels
 
     # ---- opening ------------------------------------------------------------------------
     @classmethod
@@ -239,7 +240,7 @@ class Store:
             return []
         if own == plan.spec:
             return []
-        if getattr(self, "_own_plan", (None,))[0] != own:
+        if self._own_plan is None or self._own_plan[0] != own:
             self._own_plan = (own, make_plan(own).labels)
         return self._own_plan[1]
 
