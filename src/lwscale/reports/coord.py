@@ -55,10 +55,10 @@ def _no_grad_logits(model, h):
 
 def coord_data(model_cfgs: dict[int, object], rule, eta: float, wd: float, batches, steps: int,
                unembed_class: str = "vector", wd_mode: str = "coupled", vector_lr_mult: float = 1.0,
-               grad_clip: float | None = 1.0, seeds: tuple[int, ...] = (0,)) -> CoordData:
+               grad_clip: float | None = 1.0, seeds: tuple[int, ...] = (0,), adam: dict | None = None) -> CoordData:
     """Mean |activation| per module type at each of ``steps`` training steps at every width,
     averaged over ``seeds`` (init and data). ``model_cfgs``: width -> ModelConfig (K = 1);
-    ``batches(seed, step)`` -> tokens [1, B, T+1]."""
+    ``batches(seed, step)`` -> tokens [1, B, T+1]; ``adam``: the optimizer's betas and eps."""
     from ..rules import get_rule
 
     rule = get_rule(rule)
@@ -67,19 +67,19 @@ def coord_data(model_cfgs: dict[int, object], rule, eta: float, wd: float, batch
     for i, width in enumerate(widths):
         for seed in seeds:
             _follow(model_cfgs[width], rule, eta, wd, lambda step: batches(seed, step), steps, seed, vals, i,
-                    len(seeds), unembed_class, wd_mode, vector_lr_mult, grad_clip)
+                    len(seeds), unembed_class, wd_mode, vector_lr_mult, grad_clip, adam or {})
     return CoordData(rule.label(), rule.mup, widths, vals)
 
 
 def _follow(cfg, rule, eta, wd, batches, steps, seed, vals, i, n_seeds, unembed_class, wd_mode, vector_lr_mult,
-            grad_clip) -> None:
+            grad_clip, adam: dict) -> None:
     """Train one cell for ``steps`` steps, adding its mean |activation| / n_seeds into vals[t][i]."""
     from ..optim import StackedAdamW
     from ..params import classify_model, stack_groups
 
     model = build(cfg, seeds=[seed])
     groups = stack_groups(model, classify_model(model, unembed_class), [(rule, eta, wd)], wd_mode, vector_lr_mult)
-    opt = StackedAdamW(groups, 1, max_grad_norm=grad_clip)
+    opt = StackedAdamW(groups, 1, max_grad_norm=grad_clip, **adam)
     seen: dict[str, list[float]] = defaultdict(list)
 
     def rec(name):
@@ -143,7 +143,8 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
     for rule in spec.rule_objects():
         cfgs = {w: model_config(spec, w, rule, data.vocab_size) for w in m.widths}
         out.append(coord_data(cfgs, rule, eta, wd, batches, steps, m.unembed_class, spec.optimizer.wd_mode,
-                              m.vector_lr_mult, t.grad_clip, seeds))
+                              m.vector_lr_mult, t.grad_clip, seeds,
+                              {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps}))
     return out
 
 

@@ -182,7 +182,8 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
     n_cells, n_qual = done["cell_id"].nunique(), qual["cell_id"].nunique()
     report.notes.append(f"steady state: {n_qual} of {n_cells} finished cells completed at least "
                         f"{STEADY_TIMESCALES:g} timescales sum_t lr_t*wd and enter the fits")
-    gone = unique_cells(qual[collapsed(qual)])
+    dead = collapsed(qual)
+    gone = unique_cells(qual[dead])
     if not gone.empty:
         what = ", ".join(f"{t} x{n}" for t, n in gone["type"].value_counts().reindex(ordered_types(gone["type"])).items())
         report.notes.append(f"collapsed: {len(gone)} matrices in {gone['cell_id'].nunique()} steady-state cells "
@@ -190,7 +191,7 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
                             "at their width (weight decay drove them to ~0); they are left out of the fits")
         report.data["collapsed"] = [{"cell_id": r.cell_id, "width": int(r.width), "type": r.type, "sigma": float(r.sigma)}
                                     for r in gone.itertuples()]
-        qual = qual[~collapsed(qual)]
+        qual = qual[~dead]
     report.data["qualified_cells"], report.data["finished_cells"] = int(n_qual), int(n_cells)
     if qual["width"].nunique() >= 2:
         fits = width_exponent(qual)

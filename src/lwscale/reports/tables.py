@@ -1,7 +1,7 @@
 """Loss tables from results.csv: mean over seeds (and its standard error) per grid cell.
 
 ``mean_se`` is the one place seeds are aggregated; ``cell_stats`` applies it per grid cell,
-``paired_se`` to the difference of two cells seed by seed.
+``paired`` to the difference of two cells seed by seed.
 ``Tab`` is a table built once as plain text and rendered both to Rich and to Markdown.
 """
 from __future__ import annotations
@@ -53,13 +53,12 @@ def mean_se(values) -> tuple[float, float, int]:
     return (float(s.mean()) if n else math.nan, float(s.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan, n)
 
 
-def paired_se(a: dict, b: dict) -> tuple[float, int]:
-    """Standard error of the mean of a[seed] - b[seed] over the seeds both have finished, and
-    that count (NaN below 2). Cells with one seed share its batches and init (common random
+def paired(a: dict, b: dict) -> tuple[float, float, int]:
+    """Mean of a[seed] - b[seed] over the seeds both have finished, its standard error (NaN
+    below 2) and that count. Cells with one seed share its batches and init (common random
     numbers), so a difference between them is far less noisy than their two se's suggest."""
     common = [k for k in a if k in b and math.isfinite(a[k]) and math.isfinite(b[k])]
-    _, se, n = mean_se([a[k] - b[k] for k in common])
-    return se, n
+    return mean_se([a[k] - b[k] for k in common])
 
 
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:

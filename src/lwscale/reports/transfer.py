@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import UserError
 from ..rules import RuleError, get_rule, timescale
 from .results import Run, at_point, log2, seed_losses
-from .tables import cell_stats, mean_se, paired_se
+from .tables import cell_stats, mean_se, paired
 
 TIE_SIGMAS = 2.0
 
@@ -161,10 +161,10 @@ def seed_diff(a: dict, b: dict, loss_a: float, loss_b: float, se_a: float, se_b:
     seed when the cells share 2 or more finished seeds (same seed: same batches and init, so
     what a seed does to both cancels); otherwise the difference of the two means, with the
     two se's combined (NaN with one seed each)."""
-    common = [k for k in a if k in b and math.isfinite(a[k]) and math.isfinite(b[k])]
-    if len(common) < 2:
+    diff, se, n = paired(a, b)
+    if n < 2:
         return loss_a - loss_b, math.sqrt(se_a**2 + se_b**2), 0
-    return mean_se([a[k] - b[k] for k in common])[0], paired_se(a, b)[0], len(common)
+    return diff, se, n
 
 
 def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:

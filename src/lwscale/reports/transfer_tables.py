@@ -19,14 +19,17 @@ def num(x, fmt: str = ".4g") -> str:
     return format(x, fmt)
 
 
-def plus_minus(e: dict, key: str, tie_key: str | None = None) -> str:
-    """``e[key]`` ± its standard error (``key``_se) when known, marked (tie) when ``e[tie_key]``."""
-    v = e.get(key)
+def pm(v, se) -> str:
+    """``v`` ± ``se`` to 4 places, the ± part only when ``se`` is known; – for no value."""
     if v is None or not math.isfinite(v):
         return "–"
-    se = e.get(key + "_se")
-    txt = f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and math.isfinite(se) else "")
-    return txt + (" (tie)" if tie_key and e.get(tie_key) else "")
+    return f"{v:.4f}" + (f" ± {se:.4f}" if se is not None and math.isfinite(se) else "")
+
+
+def plus_minus(e: dict, key: str, tie_key: str | None = None) -> str:
+    """``e[key]`` ± its standard error (``key``_se) when known, marked (tie) when ``e[tie_key]``."""
+    txt = pm(e.get(key), e.get(key + "_se"))
+    return txt + (" (tie)" if txt != "–" and tie_key and e.get(tie_key) else "")
 
 
 def hparam_tab(result: dict) -> Tab:
@@ -78,13 +81,13 @@ def ranking_tab(ranking: list[dict], what: str) -> Tab | None:
     for r in ranking:
         gap_se = r.get("gap_se", math.nan)   # absent in a transfer.json written before pairing
         known = gap_se is not None and math.isfinite(gap_se)
-        gap = "–" if r["rank"] == 1 else f"{r['gap']:+.4f}" + (
-            f" ± {gap_se:.4f}" + (f" (paired, {r['paired']} seeds)" if r.get("paired") else "") if known else "")
+        gap = "–" if r["rank"] == 1 else "+" * (r["gap"] >= 0) + pm(r["gap"], gap_se) + (
+            f" (paired, {r['paired']} seeds)" if known and r.get("paired") else "")
         if r["rank"] == 1:
             tie = ""
         elif known or "gap_se" not in r:
             tie = "yes" if r["tie_with_best"] else "no"
         else:
             tie = "no noise estimate"
-        rows.append([str(r["rank"]), r["rule"], plus_minus({"v": r["loss"], "v_se": r["se"]}, "v"), gap, tie])
+        rows.append([str(r["rank"]), r["rule"], pm(r["loss"], r["se"]), gap, tie])
     return Tab(f"ranking by {what}", ["rank", "rule", "loss", "gap to the best", "tie with the best"], rows, left=2)
