@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from lwscale import diagnostics, train
 from lwscale.data import load_dataset
 from lwscale.plan import make_plan
@@ -48,13 +46,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override train.steps")
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     spec = with_overrides(load_spec(args.spec), "--steps", train={"steps": args.steps})
     device = train.resolve_device(spec.train.device)
     specs = {mode: with_overrides(spec, "benchmark", train={"diagnostics": mode}) for mode in (True, False)}
     plan = make_plan(specs[True])
-    stacks = [s for s in make_stacks(plan.cells, 4)]
+    stacks = make_stacks(plan.cells, 4)
     stacks = [next(s for s in stacks if s[0].width == w) for w in sorted({s[0].width for s in stacks})]
     m, t = spec.model, specs[True].train
     dataset = load_dataset(spec.data, m.seq_len, t.batch_size, t.eval_tokens, device, max_width=max(m.widths),

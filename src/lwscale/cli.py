@@ -376,13 +376,12 @@ def status(
     from rich.live import Live
 
     try:
-        with Live(render(reader.read()), console=console, auto_refresh=False) as live:
-            while True:
+        st = reader.read()
+        with Live(render(st), console=console, auto_refresh=False) as live:
+            while st.total["running"] + st.total["pending"] > 0:
+                time.sleep(interval)
                 st = reader.read()
                 live.update(render(st), refresh=True)
-                if st.total["running"] + st.total["pending"] == 0:
-                    break
-                time.sleep(interval)
     except KeyboardInterrupt:
         pass
 

@@ -157,7 +157,7 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         from .worker import work
 
         try:  # claim -> train -> release, stack by stack; other workers may share the run
-            work(stacks, spec, store, plan, dataset, device, summary, progress, log, retry_failed)
+            work(stacks, spec, store, plan, dataset, device, summary, progress, log)
         except KeyboardInterrupt:
             interrupted = True
     table = store.rebuild_table(plan)

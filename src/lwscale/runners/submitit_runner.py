@@ -119,7 +119,7 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     """Submit one array task per pending stack; return the job ids."""
     import torch
 
-    from .local import make_stacks, open_run
+    from .local import make_stacks
 
     submitit = _import_submitit()
     _, store, todo = open_run(spec, out_dir, retry_failed, log)

@@ -27,7 +27,7 @@ def _stamp(store, cell_id: str) -> int | None:
 
 
 def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: RunSummary, progress,
-         log: Callable[[str], None] = lambda s: None, retry_failed: bool = False) -> None:
+         log: Callable[[str], None] = lambda s: None) -> None:
     r = spec.runner
     timeout_s = r.claim_timeout_minutes * 60
     every_s = None if r.checkpoint_minutes is None else r.checkpoint_minutes * 60
