@@ -238,11 +238,16 @@ class Store:
             if msg not in self.warnings:
                 self.warnings.append(msg)
             return []
-        if own == plan.spec:
+        if _label_fields(own) == _label_fields(plan.spec):   # a worker's device or K override: same points
             return []
         if self._own_plan is None or self._own_plan[0] != own:
             self._own_plan = (own, make_plan(own).labels)
         return self._own_plan[1]
+
+
+def _label_fields(spec: Spec) -> tuple:
+    """What a plan's sweep points (rule, width, eta, wd, seed) follow from."""
+    return spec.grid, spec.rules, spec.model.widths, spec.train.seeds
 
 
 class _LabelView:
