@@ -81,6 +81,24 @@ def test_dry_run_estimates(tmp_path):
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
+def test_pairs_grid_is_sized_by_its_slowest_pair():
+    """SCIENCE.md: a Figure-1 style pairs grid is sized by the cell that completes the fewest
+    timescales, so the plan table and the warning use that pair, not a made-up centre."""
+    from lwscale.plan import centre_cells, make_plan
+    from lwscale.reports.tables import plan_table, timescale_warning
+    from lwscale.spec import parse_spec
+
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["rules"], spec["model"]["widths"] = ["sqrt-wd"], [32]
+    spec["grid"] = {"pairs": [[0.01, 0.1], [0.02, 0.2], [0.005, 0.05]]}
+    plan = make_plan(parse_spec(spec))
+    (_, _, cell), = centre_cells(plan)
+    assert cell.matrix_tau() == pytest.approx(1 / (0.005 * 0.05))      # m = 1: lr = eta, wd = lambda
+    assert cell.matrix_timescales() == min(c.matrix_timescales() for c in plan.cells)
+    assert "the slowest pair" in plan_table(plan).title
+    assert timescale_warning(plan).startswith("the slowest pair completes fewer than 3")
+
+
 def test_command_line_overrides_reach_the_spec(tmp_path):
     path = write_spec(tmp_path / "s.yaml", {**TINY_SPEC, "rules": ["sqrt-wd"]})   # 16 cells, 8 per width
     code, out, err = run_cli(["sweep", path, "--dry-run", "--cells-per-stack", "3", "--device", "cpu",

@@ -184,10 +184,24 @@ def grid_centre(spec: Spec) -> tuple[float, float]:
     return etas[len(etas) // 2], wds[len(wds) // 2]
 
 
+def reference_name(spec: Spec) -> str:
+    """What ``centre_cells`` picks: the grid's centre, or for explicit pairs the slowest pair
+    (the one that completes the fewest timescales, which sizes the run)."""
+    return "the slowest pair" if spec.grid.pairs is not None else "the grid centre"
+
+
 def centre_cells(plan: Plan) -> list[tuple[str, int, Cell]]:
-    """(rule, width, cell) at the grid's centre for every rule and width (seed: the first)."""
-    eta_c, wd_c = grid_centre(plan.spec)
+    """(rule, width, cell) at the grid's centre for every rule and width (seed: the first);
+    for a ``grid.pairs`` spec, the pair whose cell completes the fewest matrix timescales."""
     by_id = plan.by_id()
+    if plan.spec.grid.pairs is not None:
+        slowest: dict[tuple[str, int], Cell] = {}
+        for lab, cid in plan.labels:
+            c, key = by_id[cid], (lab.rule, lab.width)
+            if key not in slowest or c.matrix_timescales() < slowest[key].matrix_timescales():
+                slowest[key] = c
+        return [(rule, width, c) for (rule, width), c in slowest.items()]
+    eta_c, wd_c = grid_centre(plan.spec)
     out, seen = [], set()
     for lab, cid in plan.labels:
         key = (lab.rule, lab.width)

@@ -119,12 +119,13 @@ def loss_table(stats: pd.DataFrame, rule: str, width: int) -> Table:
 
 
 def plan_table(plan) -> Table:
-    """Per rule and width: sweep points, unique cells, steps, tokens, and at the grid centre
-    the matrix timescale tau = 1/(lr*wd) in steps and the timescales completed sum_t lr_t*wd."""
-    from ..plan import centre_cells
+    """Per rule and width: sweep points, unique cells, steps, tokens, and at the grid centre (for
+    explicit pairs: the slowest pair) the matrix timescale tau = 1/(lr*wd) in steps and the
+    timescales completed sum_t lr_t*wd."""
+    from ..plan import centre_cells, reference_name
 
     spec = plan.spec
-    table = Table(title="plan (tau and timescales at the grid centre, matrix params)", title_justify="left")
+    table = Table(title=f"plan (tau and timescales at {reference_name(spec)}, matrix params)", title_justify="left")
     for col in ("rule", "width", "m", "points", "cells", "steps", "tokens/cell", "tau", "timescales"):
         table.add_column(col, justify="right")
     for rule, width, c in centre_cells(plan):
@@ -140,12 +141,13 @@ def plan_table(plan) -> Table:
 
 
 def timescale_warning(plan) -> str | None:
-    """One line naming every (rule, width) whose grid-centre cell completes < 3 timescales."""
-    from ..plan import centre_cells
+    """One line naming every (rule, width) whose grid-centre (or slowest-pair) cell completes
+    < 3 timescales."""
+    from ..plan import centre_cells, reference_name
 
     low = [(rule, width, c.matrix_timescales()) for rule, width, c in centre_cells(plan)]
     low = [f"{rule} d={width} ({ts:.2f})" for rule, width, ts in low if ts < 3]
     if not low:
         return None
-    return ("the grid centre completes fewer than 3 AdamW timescales 1/(lr*wd) at " + ", ".join(low)
+    return (f"{reference_name(plan.spec)} completes fewer than 3 AdamW timescales 1/(lr*wd) at " + ", ".join(low)
             + ": those cells are not in steady state, so the sweep tests eta more than wd; train longer or raise wd")
