@@ -1,27 +1,29 @@
 """Checkpoints of a stack in training, so that a killed stack resumes where it stopped.
 
-``<run>/checkpoints/<stack_id>.pt`` holds the stacked model, the optimizer state, the step,
-the RNG states and the loop state (one dict: partial curves, loss window, initial losses,
-elapsed time; more state can be added to it). The data position is the step: every batch
-is a pure function of (seed, step). The stack id hashes the stack's cell ids, so a
-checkpoint is only ever resumed by the same cells with the same K. Each save goes to a
+``<run>/checkpoints/<stack_id>.pt`` holds the stacked model, the optimizer state and the
+loop state (one dict: step, partial curves, loss window, initial losses, elapsed time; see
+``lwscale.train.LoopState``). No global RNG state is saved: training draws none (the init
+comes from per-cell generators, and every batch is a pure function of (seed, step), so the
+data position is the step). Everything in the file is tensors and plain data, so it is
+loaded with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code. The stack
+id hashes the stack's cell ids, so a checkpoint is only ever resumed by the same cells with
+the same K. Each save goes to a
 temporary file renamed into place, so a kill during a save leaves the previous checkpoint.
 The file is removed once the stack's records are written, unless ``runner.keep_checkpoints``.
 """
 from __future__ import annotations
 
 import hashlib
-import random
+import pickle
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .errors import UserError
 
-VERSION = 1
+VERSION = 2  # 1 also held the global RNG states (numpy's as an array, so not weights_only-loadable)
 
 
 class WriteError(UserError):
@@ -30,21 +32,6 @@ class WriteError(UserError):
 
 def stack_id(cell_ids: list[str]) -> str:
     return hashlib.sha256(",".join(sorted(cell_ids)).encode()).hexdigest()[:16]
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class StackCheckpoint:
@@ -64,7 +51,11 @@ class StackCheckpoint:
         if not self.path.exists():
             return None
         try:
-            state = torch.load(self.path, map_location=device, weights_only=False)
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError:  # weights_only refused it: a version-1 file (or not ours)
+            self.log(f"warning: checkpoint {self.path} was written by an older lwscale (or holds more than "
+                     "tensors and plain data); starting the stack over")
+            return None
         except Exception as exc:  # a damaged checkpoint costs only the time it saved
             self.log(f"warning: cannot read checkpoint {self.path} ({type(exc).__name__}); starting the stack over")
             return None
@@ -73,7 +64,6 @@ class StackCheckpoint:
             return None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
         self.resumed_from = int(state["loop"]["step"])
         self.log(f"resuming a stack of {len(self.cell_ids)} from its checkpoint at step {self.resumed_from}")
         return state["loop"]
@@ -86,7 +76,7 @@ class StackCheckpoint:
 
     def save(self, model: torch.nn.Module, opt, loop: dict) -> None:
         state = {"version": VERSION, "cells": self.cell_ids, "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "rng": _rng_state(), "loop": loop}
+                 "optimizer": opt.state_dict(), "loop": loop}
         from .store import atomic_write
 
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -109,8 +109,30 @@ def build_with_classes(cfg, spec: Spec, seeds: list[int], device: torch.device):
     return model, classify_model(model, spec.model.unembed_class)
 
 
-# the loop variables a checkpoint saves and a resumed stack restores, in this order
-LOOP_KEYS = ("step", "train_curve", "val_curve", "initial", "window", "window_n", "last_finite", "last_train")
+@dataclass
+class LoopState:
+    """The loop variables a checkpoint saves and a resumed stack restores, each by its name
+    (a checkpoint's ``loop`` dict; plain data and tensors, as ``torch.load(weights_only=True)``
+    reads them). A field added here without a default must be passed wherever the state is
+    made, and a checkpoint without it is refused by name, never read into another field."""
+
+    step: int                      # optimizer steps done
+    train_curve: list              # per cell: [step, tokens, loss] so far
+    val_curve: list
+    initial: torch.Tensor | None   # [K] train loss at step 0
+    window: torch.Tensor           # [K] sum of train losses since the last log point
+    window_n: int
+    last_finite: torch.Tensor      # [K] last finite train loss
+    last_train: list               # per cell: the last logged train loss
+    elapsed: float = 0.0           # seconds of training before the save
+    diagnostics: dict = field(default_factory=dict)   # Recorder.state()
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict would deep-copy tensors
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "LoopState":
+        return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 
 def train_stack(
@@ -167,14 +189,17 @@ def train_stack(
     t0 = time.perf_counter()
     start = 0
     if resumed is not None:  # the loop state saved by loop_state() below
-        start, train_curve, val_curve, initial, window, window_n, last_finite, last_train = (
-            resumed[k] for k in LOOP_KEYS)
-        t0 -= resumed["elapsed"]
-        recorder.load_state(resumed["diagnostics"])
+        saved = LoopState.from_dict(resumed)
+        start, train_curve, val_curve = saved.step, saved.train_curve, saved.val_curve
+        initial, window, window_n = saved.initial, saved.window, saved.window_n
+        last_finite, last_train = saved.last_finite, saved.last_train
+        t0 -= saved.elapsed
+        recorder.load_state(saved.diagnostics)
 
     def loop_state() -> dict:
-        values = (done, train_curve, val_curve, initial, window, window_n, last_finite, last_train)
-        return {**dict(zip(LOOP_KEYS, values)), "elapsed": time.perf_counter() - t0, "diagnostics": recorder.state()}
+        return LoopState(step=done, train_curve=train_curve, val_curve=val_curve, initial=initial, window=window,
+                         window_n=window_n, last_finite=last_finite, last_train=last_train,
+                         elapsed=time.perf_counter() - t0, diagnostics=recorder.state()).to_dict()
 
     for step in range(start, steps):
         nan_cells = faults.at_step(step, width, K, first.seed)

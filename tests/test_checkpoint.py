@@ -1,0 +1,59 @@
+"""A stack's checkpoint: plain data and tensors only (torch.load weights_only=True), its loop
+state by name, and an old-format checkpoint discarded with a clear message, never a crash."""
+import numpy as np
+import pytest
+import torch
+
+from test_scaleout import small_spec
+from lwscale.checkpoint import StackCheckpoint
+from lwscale.train import LoopState
+
+
+def test_checkpoint_loads_weights_only_and_resumes(tmp_path):
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec(small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True))
+    res = run_sweep(spec, out_dir=tmp_path)
+    (path,) = (res.store.root / "checkpoints").glob("*.pt")
+    state = torch.load(path, weights_only=True)  # raises if anything in it needs pickle's code execution
+    assert set(state) == {"version", "cells", "model", "optimizer", "loop"}  # no global RNG states
+    assert set(state["loop"]) == {f for f in LoopState.__dataclass_fields__}
+    loop = LoopState.from_dict(state["loop"])
+    assert loop.step == 5 and loop.window_n == 0 and loop.train_curve[0][-1][0] == 5
+
+    # resuming from it (the cell's record removed) gives the same record as the run that was not stopped
+    (cell,) = res.plan.cells
+    before = res.store.read_record(cell.id)
+    res.store.record_path(cell.id).unlink()
+    logs = []
+    again = run_sweep(spec, out_dir=tmp_path, log=logs.append)
+    assert any("resuming a stack of 1 from its checkpoint at step 5" in m for m in logs)
+    after = again.store.read_record(cell.id)
+    for key in ("final_val_loss", "final_train_loss", "initial_loss", "curves", "diagnostics"):
+        assert after[key] == before[key], key
+
+
+def test_old_format_checkpoint_is_discarded_with_a_message(tmp_path):
+    ckpt = StackCheckpoint(tmp_path, ["b", "a"], every_s=0)
+    ckpt.path.parent.mkdir(parents=True)
+    # version 1 also held the global RNG states; numpy's is an array that weights_only refuses
+    torch.save({"version": 1, "cells": ["a", "b"], "model": {}, "optimizer": {}, "loop": {"step": 3},
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}}, ckpt.path)
+    logs = []
+    ckpt.log = logs.append
+    assert ckpt.restore(None, None, torch.device("cpu")) is None  # the stack starts over
+    assert len(logs) == 1 and "older lwscale" in logs[0] and "starting the stack over" in logs[0]
+
+    torch.save({"version": 1, "cells": ["a", "b"], "loop": {"step": 3}}, ckpt.path)  # loadable, but version 1
+    assert ckpt.restore(None, None, torch.device("cpu")) is None and "not this stack's" in logs[-1]
+
+
+def test_loop_state_is_read_by_name():
+    state = LoopState(step=3, train_curve=[[]], val_curve=[[]], initial=torch.ones(1), window=torch.zeros(1),
+                      window_n=2, last_finite=torch.ones(1), last_train=[1.5]).to_dict()
+    reordered = dict(reversed(list(state.items())))
+    loop = LoopState.from_dict(reordered)
+    assert loop.step == 3 and loop.window_n == 2 and loop.last_train == [1.5]
+    with pytest.raises(KeyError):
+        LoopState.from_dict({k: v for k, v in state.items() if k != "window_n"})
