@@ -131,7 +131,8 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
               log: Callable[[str], None] = lambda s: None, update_spec: bool = True,
               cells=None) -> SweepResult:
     """Plan the spec, open its run directory, train every pending cell stack by stack in
-    this process, and rebuild results.csv. Ctrl-C stops after writing what finished.
+    this process, and rebuild results.csv (after each stack, and at the end unless the last
+    stack's rebuild already holds everything). Ctrl-C stops after writing what finished.
     ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
     from ..data import load_dataset
     from ..train import resolve_device
@@ -142,7 +143,7 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
     device = resolve_device(spec.train.device)
     log(f"run directory {store.root}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already finished, "
         f"{len(todo)} to train on {device}")
-    summary, interrupted = RunSummary(), False
+    summary, interrupted, table = RunSummary(), False, None
     if todo:
         m = spec.model
         dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, device,
@@ -157,8 +158,9 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         from .worker import work
 
         try:  # claim -> train -> release, stack by stack; other workers may share the run
-            work(stacks, spec, store, plan, dataset, device, summary, progress, log)
-        except KeyboardInterrupt:
+            table = work(stacks, spec, store, plan, dataset, device, summary, progress, log)
+        except KeyboardInterrupt:  # perhaps between a stack's records and its rebuild
             interrupted = True
-    table = store.rebuild_table(plan)
+    if table is None:
+        table = store.rebuild_table(plan)
     return SweepResult(store, plan, table, summary, interrupted)
