@@ -222,3 +222,44 @@ def test_coord_check_cli_bad_input(tmp_path):
     assert code == 2 and "needs at least 2 widths" in err and len(err.strip().splitlines()) == 1
     code, out, err = run_cli(["coord-check", tmp_path / "missing.yaml"])
     assert code == 2 and "spec file not found" in err
+
+
+def test_recorder_moves_each_call_to_the_host_once_and_reuses_the_end_svd(monkeypatch):
+    from lwscale import diagnostics
+
+    model = build(tiny_cfg(32, n_stack=2), seeds=[0, 1])
+    tokens = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(0))
+    rec = Recorder(model, tokens, mode="full")
+    calls = {"cpu": 0, "sigma_max": 0, "spectrum": 0}
+    cpu = torch.Tensor.cpu
+
+    def counting_cpu(self, *a, **kw):
+        calls["cpu"] += 1
+        return cpu(self, *a, **kw)
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapper
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+    monkeypatch.setattr(diagnostics, "sigma_max", counted("sigma_max", diagnostics.sigma_max))
+    monkeypatch.setattr(diagnostics, "spectrum", counted("spectrum", diagnostics.spectrum))
+    n = len(rec.weights)
+    assert n == 7 * 2
+    rec.at_eval(0)                 # gains and sigma_max of every matrix: one transfer
+    assert calls == {"cpu": 1, "sigma_max": n, "spectrum": 0}
+    rec.at_end()                   # the spectra: one transfer
+    assert calls == {"cpu": 2, "sigma_max": n, "spectrum": n}
+    rec.at_eval(10)                # the last evaluation: gains only; sigma_max from the end's SVDs
+    assert calls == {"cpu": 3, "sigma_max": n, "spectrum": n}
+    monkeypatch.undo()
+    for k in range(2):
+        r = rec.record(k)
+        assert r["sigma_max"]["curve"]["steps"] == [0, 10]
+        last = {t: v[-1] for t, v in r["sigma_max"]["curve"]["by_type"].items()}
+        assert last == r["sigma_max"]["by_type"]
+        # the reused value is the one a separate SVD gives, bit for bit
+        w = dict(model.named_parameters())["blocks.1.mlp.down.weight"]
+        assert r["sigma_max"]["final"]["blocks.1.mlp.down.weight"] == float(sigma_max(w)[k])

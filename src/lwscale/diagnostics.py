@@ -57,6 +57,19 @@ def gain(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return rms(y) / rms(x)
 
 
+def _stack_of(weight: torch.Tensor) -> torch.Tensor:
+    """A stacked weight as [K, out, in] (a user's higher-dimensional weight flattened)."""
+    return weight.flatten(2) if weight.dim() > 3 else weight
+
+
+def to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors (one dtype) on the host, in one device-to-host copy (one sync) for all."""
+    if not tensors:
+        return []
+    flat = torch.cat([t.reshape(-1) for t in tensors]).cpu()
+    return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
 def by_type(values: dict[str, float], type_of=matrix_type, types=MATRIX_TYPES) -> dict[str, float]:
     """Mean over blocks per matrix type ('q' ... 'down', or ``types`` with ``type_of``) of
     {parameter name: value}."""
@@ -104,7 +117,10 @@ class Recorder:
     """Collects the diagnostics of one stacked model during ``train.train_stack``.
 
     ``at_eval(step)`` at every evaluation point (hooks on, one forward of the fixed batch,
-    hooks off); ``at_end()`` once after training.
+    hooks off); ``at_end()`` once after training, when the weights are final. Each call moves
+    its results to the host in one copy. An ``at_eval`` after ``at_end`` (train_stack's last
+    evaluation) reuses the end's singular values for ``full`` mode's sigma_max curve instead
+    of a second SVD of the same weights.
     """
 
     def __init__(self, model: torch.nn.Module, tokens: torch.Tensor, mode="on", autocast=None):
@@ -178,20 +194,26 @@ class Recorder:
             for h in handles:
                 h.remove()
         self.steps.append(step)
-        for name, g in seen.items():
-            self.gains[name].append(g.cpu())
-        if self.mode == "full":
-            for name, w in self.weights.items():
-                self.sigma_curve[name].append(sigma_max(w.flatten(2) if w.dim() > 3 else w).cpu())
+        curve = self.mode == "full" and not self.final_sigma   # after at_end: its sigma_max, below
+        sigmas = [sigma_max(_stack_of(w)) for w in self.weights.values()] if curve else []
+        host = to_host(list(seen.values()) + sigmas)
+        for name, g in zip(seen, host):
+            self.gains[name].append(g)
+        if curve:
+            for name, sig in zip(self.weights, host[len(seen):]):
+                self.sigma_curve[name].append(sig)
+        elif self.mode == "full":
+            for name, sig in self.final_sigma.items():
+                self.sigma_curve[name].append(sig)
 
     @torch.no_grad()
     def at_end(self) -> None:
         if not self.enabled:
             return
-        for name, w in self.weights.items():
-            s = spectrum(w.flatten(2) if w.dim() > 3 else w).cpu()                   # [K, min(out, in)], descending
+        spectra = to_host([spectrum(_stack_of(w)) for w in self.weights.values()])  # [K, min(out, in)], descending
+        for name, s in zip(self.weights, spectra):
             self.final_spectra[name] = s
-            self.final_sigma[name] = s[:, 0]
+            self.final_sigma[name] = s[:, 0]   # = sigma_max(w): matrix_norm(ord=2) is the top of svdvals
 
     # ---- checkpointing: the curves gathered so far travel in the stack's loop state --------
     def state(self) -> dict:
@@ -209,8 +231,7 @@ class Recorder:
             return None
         gains = {n: [float(v[k]) for v in vals] for n, vals in self.gains.items()}
         types = lambda values: by_type(values, self.type_of, self.types)  # noqa: E731
-        gain_by_type = {t: [types({n: g[i] for n, g in gains.items()})[t] for i in range(len(self.steps))]
-                        for t in self.types if any(self.type_of(n) == t for n in gains)}
+        gain_by_type = self._per_step_by_type(gains, [t for t in self.types if any(self.type_of(n) == t for n in gains)])
         sig = {n: float(v[k]) for n, v in self.final_sigma.items()}
         out = {
             "mode": self.mode,
@@ -221,12 +242,15 @@ class Recorder:
         }
         if self.sigma_curve:
             curve = {n: [float(v[k]) for v in vals] for n, vals in self.sigma_curve.items()}
-            out["sigma_max"]["curve"] = {
-                "steps": list(self.steps),
-                "by_type": {t: [types({n: c[i] for n, c in curve.items()})[t] for i in range(len(self.steps))]
-                            for t in types(sig)},
-            }
+            out["sigma_max"]["curve"] = {"steps": list(self.steps), "by_type": self._per_step_by_type(curve, types(sig))}
         return out
+
+    def _per_step_by_type(self, values: dict[str, list[float]], types) -> dict[str, list[float]]:
+        """{type: [block mean at each evaluation step]} of {matrix: [value at each step]},
+        for ``types``; each step's block means computed once for every type."""
+        steps = [by_type({n: v[i] for n, v in values.items()}, self.type_of, self.types)
+                 for i in range(len(self.steps))]
+        return {t: [at[t] for at in steps] for t in types}
 
     def spectra(self, k: int) -> dict[str, np.ndarray]:
         """Cell k's sorted singular values per matrix, float16."""

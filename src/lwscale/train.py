@@ -238,8 +238,8 @@ def train_stack(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
+    recorder.at_end()  # first: the last evaluation's sigma_max (full mode) reuses its SVDs
     final_val = record_eval(steps)
-    recorder.at_end()
 
     died_at = opt.died_at.cpu().tolist()
     init = initial.cpu().tolist()
