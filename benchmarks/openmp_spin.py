@@ -1,5 +1,5 @@
 """Step time of a small CPU cell under OpenMP wait settings, on an idle CPU and next to one
-busy torch process: why lwscale's CLI sets GOMP_SPINCOUNT=10000 (docs/performance.md).
+busy torch process: why importing lwscale sets GOMP_SPINCOUNT=10000 (docs/performance.md).
 
     python benchmarks/openmp_spin.py            # about 2 minutes on 2 cores
 

@@ -1,6 +1,6 @@
 import os
 
-if "OMP_WAIT_POLICY" not in os.environ:  # as the CLI does, before torch loads OpenMP
+if "OMP_WAIT_POLICY" not in os.environ:  # as `import lwscale` does; torch is imported below first
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import pytest  # noqa: E402

@@ -192,3 +192,19 @@ def test_lwscale_exports_exactly_the_api():
     assert all(getattr(lwscale, name) is getattr(api, name) for name in api.__all__)
     with pytest.raises(AttributeError, match="no attribute 'scale'"):
         lwscale.scale
+
+
+def test_library_import_shortens_openmp_spinning_before_torch_loads():
+    """Not only the CLI: a script that imports lwscale.api (and then torch) gets GOMP_SPINCOUNT
+    too, set before torch loads libgomp (docs/performance.md)."""
+    import os
+    import subprocess
+    import sys
+
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    code = ("import os, sys; import lwscale; assert 'torch' not in sys.modules; "
+            "spin = os.environ.get('GOMP_SPINCOUNT'); import lwscale.api; print(spin)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["PYTHONPATH"] = src
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "10000"

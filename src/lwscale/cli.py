@@ -7,15 +7,7 @@ Exit codes of ``sweep``: 0 when every cell is done or diverged, 1 when some fail
 from __future__ import annotations
 
 import math
-import os
 import sys
-
-# Set before torch loads OpenMP (libgomp): idle worker threads spin briefly, then sleep. With
-# libgomp's long default spin, any other busy process on the cores made a small model's step
-# ~100x slower; 10,000 spins cost nothing on an idle CPU (docs/performance.md). A user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from pathlib import Path
 from typing import Optional
 
