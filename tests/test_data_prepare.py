@@ -336,3 +336,27 @@ def test_gzipped_text_and_jsonl_give_the_tokens_of_the_plain_files(tmp_path):
     (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(DOCS[0].encode())[:-9])
     code, out, err = run_cli(["data", "prepare", tmp_path / "cut.txt.gz", "--bytes", "--out", tmp_path / "cut"])
     assert code == 2 and "not a complete gzip file" in err + out and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind,passes", [("given", 1), ("bpe", 2)])
+def test_parquet_is_read_once_per_pass_and_hashed_from_that_read(tmp_path, monkeypatch, kind, passes):
+    pa = pytest.importorskip("pyarrow")
+    import builtins
+
+    import pyarrow.parquet as pq
+
+    import lwscale.data_prepare as dp
+
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"body": DOCS[:4], "n": list(range(4))}), path, row_group_size=2)
+    if kind == "given":
+        dp.prepare([str(path)], tmp_path / "tok", column="body", vocab_size=300)
+    maps, opens, hashed = [], [], []
+    real_map, real_open, real_sha = pa.memory_map, builtins.open, dp.sha256_file
+    monkeypatch.setattr(pa, "memory_map", lambda p, *a, **kw: maps.append(p) or real_map(p, *a, **kw))
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **kw: opens.append(str(f)) or real_open(f, *a, **kw))
+    monkeypatch.setattr(dp, "sha256_file", lambda p, *a, **kw: hashed.append(str(p)) or real_sha(p, *a, **kw))
+    opts = {"tokenizer": tmp_path / "tok" / "tokenizer.json"} if kind == "given" else {"vocab_size": 300}
+    r = dp.prepare([str(path)], tmp_path / kind, column="body", **opts)
+    assert maps == [str(path)] * passes and str(path) not in opens + hashed  # no plain read for the hash
+    assert r.manifest["sources"][0]["sha256"] == sha(path) and r.manifest["documents"] == 4

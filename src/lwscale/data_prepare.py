@@ -9,8 +9,10 @@ tokenizer's and one batch of pieces.
 Each input is read once with a given tokenizer or bytes, twice when a BPE is trained on it
 (training, then tokenizing). Text and JSONL files are hashed as they are read, so the
 manifest's sha256 costs no pass of its own, and a file whose bytes differ between the two
-passes is an error. Parquet files (read by row group, out of byte order) are hashed in a
-plain read of their own.
+passes is an error. Parquet files (read by row group, out of byte order) are memory-mapped:
+each pass hashes the mapping, then pyarrow parses the same pages (from the page cache, not
+a second read of the file), with the same check between passes. The mapped pages are the
+OS's page cache (reclaimed under pressure), not memory the process holds.
 
 The tokenizer is our byte-level BPE (trained on the inputs in a first streaming pass, with
 HF ``tokenizers``), a given ``tokenizer.json``, or raw bytes. Documents are separated by the
@@ -138,9 +140,8 @@ class _HashingFile(io.RawIOBase):
         super().close()
 
 
-def _read_to_end(src: Source, f: _HashingFile) -> None:
+def _read_to_end(src: Source, digest: str) -> None:
     """Record the hash of a file just read whole; a later pass must find the same bytes."""
-    digest = f.hash.hexdigest()
     if src.sha256 is None:
         src.sha256 = digest
     elif src.sha256 != digest:
@@ -161,7 +162,7 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
                 advance(size)
                 yield "".join(buf), False
                 buf, size = [], 0
-        _read_to_end(src, raw)
+        _read_to_end(src, raw.hash.hexdigest())
     advance(size)
     yield "".join(buf), True
 
@@ -184,28 +185,36 @@ def _jsonl_pieces(src: Source, key: str | None, advance: Advance) -> Iterator[tu
             if not isinstance(obj[key], str):
                 raise PrepareError(f"{src.path}:{n}: field {key!r} is {type(obj[key]).__name__}, not text")
             yield obj[key], True
-        _read_to_end(src, hashing)
+        _read_to_end(src, hashing.hash.hexdigest())
 
 
 def _parquet_pieces(src: Source, column: str | None, advance: Advance) -> Iterator[tuple[str, bool]]:
     if not column:
         raise PrepareError(f"{src.path}: Parquet input needs --column NAME (the column holding the text)")
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise PrepareError("Parquet input needs pyarrow: pip install 'lwscale[parquet]'") from None
-    try:
-        pf = pq.ParquetFile(src.path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
+    try:  # one read of the file: hashed from the mapping, which pyarrow then parses
+        mapped = pa.memory_map(str(src.path))
+    except Exception as exc:  # pyarrow raises several types for a file it cannot map
         raise PrepareError(f"{src.path}: cannot read as Parquet ({exc})") from None
-    if column not in pf.schema_arrow.names:
-        raise PrepareError(f"{src.path}: no column {column!r} (columns: {', '.join(pf.schema_arrow.names)})")
-    rows = max(pf.metadata.num_rows, 1)
-    for batch in pf.iter_batches(columns=[column], batch_size=1024):
-        advance(int(src.size * batch.num_rows / rows))
-        for value in batch.column(0).to_pylist():
-            if value is not None:
-                yield str(value), True
+    with mapped:
+        digest = hashlib.sha256(memoryview(mapped.read_buffer())).hexdigest()
+        try:
+            pf = pq.ParquetFile(mapped)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise PrepareError(f"{src.path}: cannot read as Parquet ({exc})") from None
+        if column not in pf.schema_arrow.names:
+            raise PrepareError(f"{src.path}: no column {column!r} (columns: {', '.join(pf.schema_arrow.names)})")
+        _read_to_end(src, digest)
+        rows = max(pf.metadata.num_rows, 1)
+        for batch in pf.iter_batches(columns=[column], batch_size=1024):
+            advance(int(src.size * batch.num_rows / rows))
+            for value in batch.column(0).to_pylist():
+                if value is not None:
+                    yield str(value), True
 
 
 def _hf_pieces(name: str, split: str, key: str | None) -> Iterator[tuple[str, bool]]:
