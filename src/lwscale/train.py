@@ -114,7 +114,8 @@ class LoopState:
     """The loop variables a checkpoint saves and a resumed stack restores, each by its name
     (a checkpoint's ``loop`` dict; plain data and tensors, as ``torch.load(weights_only=True)``
     reads them). A field added here without a default must be passed wherever the state is
-    made, and a checkpoint without it is refused by name, never read into another field."""
+    made, and reading a dict without it raises KeyError naming it, never fills another field
+    (bump ``lwscale.checkpoint.VERSION`` with the fields: older files are then set aside)."""
 
     step: int                      # optimizer steps done
     train_curve: list              # per cell: [step, tokens, loss] so far
