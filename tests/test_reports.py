@@ -210,3 +210,26 @@ def test_tab_renders_the_same_cells_to_rich_and_markdown():
     console.print(tab.rich())
     text = console.export_text()
     assert "alpha [95% CI] per type" in text and "[red]not markup[/]" in text and "0.751 [0.700, 0.802]" in text
+
+
+def test_finished_rows_argmin_and_best_cells():
+    """A row counts when it is done with a finite value; the lowest such loss is the argmin,
+    per (rule, width) in best_cells; a panel with no finished row has none."""
+    from lwscale.reports.tables import argmin, best_cells, finished
+
+    stats = pd.DataFrame({"rule": ["a"] * 4 + ["b"], "width": [32, 32, 32, 64, 32], "eta": [1.0, 2.0, 3.0, 4.0, 5.0],
+                          "wd": [0.1] * 5, "status": ["done", "done", "diverged", "done", "failed"],
+                          "loss": [3.0, math.inf, 1.0, math.nan, math.nan]})
+    assert finished(stats).tolist() == [True, False, False, False, False]
+    assert bool(finished(stats.iloc[0])) and not finished(stats.iloc[2])        # one row
+    assert argmin(stats)["eta"] == 1.0 and argmin(stats[stats["width"] == 64]) is None
+    best = best_cells(stats)
+    assert best[["rule", "width", "eta"]].values.tolist() == [["a", 32, 1.0]]
+    assert best_cells(stats.iloc[3:]).empty
+
+
+def test_number_formats():
+    from lwscale.reports.fmt import num, pm
+
+    assert (num(1234.5678), num(0.5, ".3g"), num(math.inf), num(math.nan), num(None)) == ("1235", "0.5", "∞", "–", "–")
+    assert (pm(2.5, 0.01), pm(2.5, math.nan), pm(math.nan, 0.1), pm(None, None)) == ("2.5000 ± 0.0100", "2.5000", "–", "–")

@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import UserError
 from ..model import MATRIX_TYPES
 from .fits import Slope, slope
+from .fmt import num
 from .tables import Tab, best_cells, cell_stats
 
 STEADY_TIMESCALES = 3.0
@@ -133,10 +134,6 @@ class Report:
         return "\n".join(out) + "\n"
 
 
-def _fmt(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}g}"
-
-
 def _transferred(points: pd.DataFrame) -> list[tuple[str, float, float]]:
     """(rule, eta, wd) of each rule's grid optimum at its smallest width (the proxy)."""
     table = points.drop_duplicates(["rule", "width", "eta", "wd", "seed"])
@@ -167,7 +164,7 @@ def optimum_tables(points: pd.DataFrame, report: Report) -> None:
             for t in types:
                 vals = [mean[col].get((w, t), math.nan) for w in widths]
                 ratio = vals[-1] / vals[0] if len(widths) > 1 and vals[0] else math.nan
-                rows.append([t] + [_fmt(v) for v in vals] + [_fmt(ratio)])
+                rows.append([t] + [num(v, ".3g") for v in vals] + [num(ratio, ".3g")])
                 entry.setdefault(name, {})[t] = {"by_width": dict(zip(map(int, widths), vals)), "ratio": ratio}
             report.tables.append(Tab(f"{rule}: {name} at the transferred optimum (eta {eta:.3g}, wd {wd:.3g})",
                                      ["type"] + [f"d={w}" for w in widths]
@@ -228,7 +225,8 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             report.notes.append(f"Figure-1 check at d={width}: the base pair ({eta0:g}, {wd0:g}) did not finish")
             continue
         s0, g0 = per.loc[(eta0, wd0)]
-        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", _fmt(s0), "1", "1", "1", "", _fmt(g0), "1", _fmt(ts[(eta0, wd0)])]]
+        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", num(s0, ".3g"), "1", "1", "1", "", num(g0, ".3g"), "1",
+                 num(ts[(eta0, wd0)], ".3g")]]
         for eta, wd in pairs[1:]:
             if (eta, wd) not in per.index:
                 rows.append([f"({eta:.3g}, {wd:.3g})", "not finished"] + [""] * 7)
@@ -241,8 +239,9 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             tol = 0.15 if joint else 0.20
             ok = abs(ratio / expect - 1) <= tol
             paper = PAPER_JOINT if joint else PAPER_RATIOS.get((round(fe, 9), round(fw, 9)), "–")
-            rows.append([name, _fmt(s), f"{ratio:.3f}", f"{expect:.3f}", paper,
-                         f"{'pass' if ok else 'FAIL'} (±{tol:.0%})", _fmt(g), f"{g / g0:.3f}", _fmt(ts[(eta, wd)])])
+            rows.append([name, num(s, ".3g"), f"{ratio:.3f}", f"{expect:.3f}", paper,
+                         f"{'pass' if ok else 'FAIL'} (±{tol:.0%})", num(g, ".3g"), f"{g / g0:.3f}",
+                         num(ts[(eta, wd)], ".3g")])
             checks.append({"width": int(width), "cell": name, "eta": eta, "wd": wd, "sigma_max": s, "ratio": ratio,
                            "expected": expect, "tolerance": tol, "pass": bool(ok), "gain_ratio": g / g0})
         report.tables.append(Tab(

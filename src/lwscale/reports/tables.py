@@ -15,6 +15,8 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from .fmt import pm
+
 
 @dataclass
 class Tab:
@@ -117,7 +119,7 @@ def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
                 if r.status in ("diverged", "failed"):
                     marks[(i, j)] = "bad"
             else:
-                cells.append(f"{r.loss:.4f}" + (f" ± {r.se:.4f}" if r.n > 1 else ""))
+                cells.append(pm(r.loss, r.se))   # se is NaN below 2 seeds: no ± part
                 if (e, w) == best_key:
                     marks[(i, j)] = "best"
         rows.append(cells)
