@@ -233,3 +233,36 @@ def test_number_formats():
 
     assert (num(1234.5678), num(0.5, ".3g"), num(math.inf), num(math.nan), num(None)) == ("1235", "0.5", "∞", "–", "–")
     assert (pm(2.5, 0.01), pm(2.5, math.nan), pm(math.nan, 0.1), pm(None, None)) == ("2.5000 ± 0.0100", "2.5000", "–", "–")
+
+
+def test_a_transfer_figure_failure_is_a_warning_not_swallowed(tmp_path):
+    """plot_all draws the other figures and says in one line why the transfer figure is
+    missing: through ``warn`` (the CLI prints `warning: ...`), by default as a Python warning.
+    A run with one width has no target: no transfer figure and nothing to warn about. A width
+    the run lacks is a user error before anything is drawn."""
+    from lwscale.errors import UserError
+    from lwscale.reports.plots import plot_all
+
+    rows = rows_for("sqrt-wd", 32, ETAS[:2], WDS[1:], [0], loss, status=lambda e, w: "diverged") + \
+        rows_for("sqrt-wd", 64, ETAS[:2], WDS[1:], [0], loss)
+    root = make_run(tmp_path / "r", rows, [32, 64], ["sqrt-wd"], ETAS[:2], WDS[1:])
+    said = []
+    paths = plot_all(load_run(root), warn=said.append)
+    assert said == ["no transfer figure: no finished cells at the proxy width 32 for rule sqrt-wd; "
+                    "sweep it first or pass --eta and --wd"]
+    assert [p.name for p in paths] == ["heatmaps.png", "slices.png", "curves.png"]
+    with pytest.warns(UserWarning, match="no transfer figure: no finished cells at the proxy width 32"):
+        plot_all(load_run(root))
+    code, out, err = run_cli(["plot", root])
+    assert code == 0 and "warning: no transfer figure: no finished cells at the proxy width 32" in out, out + err
+
+    one = make_run(tmp_path / "one", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss), [32], ["sqrt-wd"], ETAS, WDS)
+    said = []
+    assert [p.name for p in plot_all(load_run(one), warn=said.append)] == ["heatmaps.png", "slices.png", "curves.png"]
+    assert said == []
+
+    fresh = make_run(tmp_path / "fresh", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss), [32], ["sqrt-wd"], ETAS, WDS)
+    for kw, what in (({"target": 48}, "target"), ({"proxy": 48}, "proxy")):
+        with pytest.raises(UserError, match=f"{what} width 48 is not in the run"):
+            plot_all(load_run(fresh), warn=said.append, **kw)
+    assert said == [] and not (fresh / "figures").exists()

@@ -7,6 +7,7 @@ no contours are interpolated between them.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -359,11 +360,21 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
     return _save(fig, out, "curves", pdf)
 
 
-def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
-             transfer_result: dict | None = None, log=lambda s: None, relative: bool = False) -> list[Path]:
-    """Every figure of the run into RUN_DIR/figures; the transfer figure needs two widths."""
-    from .transfer import transfer
+def _warn(msg: str) -> None:
+    warnings.warn(msg, stacklevel=3)
 
+
+def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
+             transfer_result: dict | None = None, warn=_warn, relative: bool = False) -> list[Path]:
+    """Every figure of the run into RUN_DIR/figures. A ``proxy`` or ``target`` width the run
+    lacks is a user error, raised before anything is drawn. The transfer figure needs two
+    widths; when the transfer cannot be computed (no finished proxy cells, say) the other
+    figures still stand and ``warn`` (default: a Python warning) gets one line saying why."""
+    from .transfer import check_width, transfer
+
+    for w, what in ((proxy, "proxy"), (target, "target")):
+        if w is not None:
+            check_width(run, w, what)
     out = run.root / "figures"
     paths = heatmaps(run, out, proxy, pdf, relative) + slices(run, out, pdf) + curves(run, out, pdf)
     widths = run.widths
@@ -371,8 +382,7 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
         try:
             transfer_result = transfer(run, proxy or widths[0], target or widths[-1])
         except UserError as exc:  # e.g. no finished proxy cells: the other figures still stand
-            log(f"no transfer figure: {exc}")
-            transfer_result = None
+            warn(f"no transfer figure: {exc}")
     if transfer_result is not None:
         paths += transfer_comparison(transfer_result, out, pdf)
     return paths
