@@ -188,10 +188,10 @@ def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
     return mean_se(d.loc[at_point(d, rule, width, eta, wd) & finished(d, "sigma_max"), "sigma_max"])[0]
 
 
-def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -> dict:
-    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target."""
+def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum, pooled: pd.Series | None) -> dict:
+    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target.
+    ``pooled``: the best target cell of any rule (None when no target cell finished)."""
     out: dict = {}
-    pooled = argmin(run.stats[run.stats["width"] == target])
     if pooled is None:
         return out
     here = _at(run.stats, rule, target, opt.eta, opt.wd)
@@ -273,6 +273,7 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
     if eta is not None and not (eta > 0 and wd >= 0):
         raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
     rules = check_rules(run, rules)
+    pooled = argmin(run.stats[run.stats["width"] == target])   # the best target cell of any rule
     out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": run.spec.model.d0,
            "wd_mode": run.spec.optimizer.wd_mode, "rules": [], "warnings": []}
     for rule in rules:
@@ -281,7 +282,7 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
         entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
                  "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se,
                  "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
-        entry.update(target_metrics(run, rule, proxy, target, opt))
+        entry.update(target_metrics(run, rule, proxy, target, opt, pooled))
         out["rules"].append(entry)
     scored = [e for e in out["rules"] if "target_loss" in e]
     out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan)) for e in scored},
