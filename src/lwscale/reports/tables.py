@@ -65,6 +65,12 @@ def paired(a: dict, b: dict) -> tuple[float, float, int]:
     return mean_se([a[k] - b[k] for k in common])
 
 
+def finished(frame: pd.DataFrame, column: str = "loss") -> pd.Series:
+    """Which rows finished (status ``done``) with a finite ``column``: the rows a loss (or a
+    sigma_max) is read from. A boolean mask over a results or stats frame (a bool for one row)."""
+    return (frame["status"] == "done") & np.isfinite(np.asarray(frame[column], dtype=float))
+
+
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (rule, width, eta, wd): mean and standard error of the final validation
     loss over the seeds that finished (``done``), the seed count, and the worst status."""
@@ -81,12 +87,6 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     return out.join(seeds)[keys + ["loss", "n", "status", "timescales", "se"]]
 
 
-def finished(frame: pd.DataFrame, column: str = "loss") -> pd.Series:
-    """Which rows finished (status ``done``) with a finite ``column``: the rows a loss (or a
-    sigma_max) is read from. A boolean mask over a results or stats frame (a bool for one row)."""
-    return (frame["status"] == "done") & np.isfinite(np.asarray(frame[column], dtype=float))
-
-
 def argmin(frame: pd.DataFrame) -> pd.Series | None:
     """The finished row of ``frame`` (a stats frame) with the lowest loss; None when none finished."""
     ok = frame[finished(frame)]
@@ -95,7 +95,7 @@ def argmin(frame: pd.DataFrame) -> pd.Series | None:
 
 def best_cells(stats: pd.DataFrame) -> pd.DataFrame:
     """The grid argmin (mean over seeds) of each (rule, width)."""
-    best = (argmin(panel) for _, panel in stats.groupby(["rule", "width"], sort=True))
+    best = (argmin(sub) for _, sub in stats.groupby(["rule", "width"], sort=True))
     return stats.loc[[b.name for b in best if b is not None]].reset_index(drop=True)
 
 
