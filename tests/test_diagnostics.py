@@ -263,3 +263,22 @@ def test_recorder_moves_each_call_to_the_host_once_and_reuses_the_end_svd(monkey
         # the reused value is the one a separate SVD gives, bit for bit
         w = dict(model.named_parameters())["blocks.1.mlp.down.weight"]
         assert r["sigma_max"]["final"]["blocks.1.mlp.down.weight"] == float(sigma_max(w)[k])
+
+
+def test_transferred_optimum_is_the_seed_mean_argmin_and_the_figures_draw_it():
+    """diagnose computes each rule's transferred point once (the mean over seeds at the
+    smallest finished width) and the spectra and gain figures draw that point's first seed,
+    even where seed 0 alone would pick another cell."""
+    from lwscale.reports.diagnose import rows_at, transferred
+    from lwscale.reports.spectra import chosen_cells
+
+    loss = {(32, 1.0, 0): 3.0, (32, 1.0, 1): 3.4, (32, 2.0, 0): 3.1, (32, 2.0, 1): 3.1}
+    rows = [dict(cell_id=f"{w}-{e}-{s}", rule="r", width=w, eta=e, wd=0.1, seed=s, status="done",
+                 final_val_loss=loss.get((w, e, s), 2.5), timescales=5.0, type="q", sigma=1.0)
+            for w in (16, 32, 64) for e in (1.0, 2.0) for s in (0, 1)]
+    pts = pd.DataFrame(rows)
+    pts.loc[pts["width"] == 16, "status"] = "diverged"        # no finished cell: not the proxy
+    assert transferred(pts) == [("r", 2.0, 0.1)]
+    assert rows_at(pts, "r", 2.0, 0.1)["cell_id"].tolist() == [f"{w}-2.0-{s}" for w in (16, 32, 64) for s in (0, 1)]
+    drawn = chosen_cells(pts, False, transferred(pts))
+    assert drawn["cell_id"].tolist() == ["32-2.0-0", "64-2.0-0"]

@@ -210,3 +210,59 @@ def test_tab_renders_the_same_cells_to_rich_and_markdown():
     console.print(tab.rich())
     text = console.export_text()
     assert "alpha [95% CI] per type" in text and "[red]not markup[/]" in text and "0.751 [0.700, 0.802]" in text
+
+
+def test_finished_rows_argmin_and_best_cells():
+    """A row counts when it is done with a finite value; the lowest such loss is the argmin,
+    per (rule, width) in best_cells; a panel with no finished row has none."""
+    from lwscale.reports.tables import argmin, best_cells, finished
+
+    stats = pd.DataFrame({"rule": ["a"] * 4 + ["b"], "width": [32, 32, 32, 64, 32], "eta": [1.0, 2.0, 3.0, 4.0, 5.0],
+                          "wd": [0.1] * 5, "status": ["done", "done", "diverged", "done", "failed"],
+                          "loss": [3.0, math.inf, 1.0, math.nan, math.nan]})
+    assert finished(stats).tolist() == [True, False, False, False, False]
+    assert bool(finished(stats.iloc[0])) and not finished(stats.iloc[2])        # one row
+    assert argmin(stats)["eta"] == 1.0 and argmin(stats[stats["width"] == 64]) is None
+    best = best_cells(stats)
+    assert best[["rule", "width", "eta"]].values.tolist() == [["a", 32, 1.0]]
+    assert best_cells(stats.iloc[3:]).empty
+
+
+def test_number_formats():
+    from lwscale.reports.fmt import num, pm
+
+    assert (num(1234.5678), num(0.5, ".3g"), num(math.inf), num(math.nan), num(None)) == ("1235", "0.5", "∞", "–", "–")
+    assert (pm(2.5, 0.01), pm(2.5, math.nan), pm(math.nan, 0.1), pm(None, None)) == ("2.5000 ± 0.0100", "2.5000", "–", "–")
+
+
+def test_a_transfer_figure_failure_is_a_warning_not_swallowed(tmp_path):
+    """plot_all draws the other figures and says in one line why the transfer figure is
+    missing: through ``warn`` (the CLI prints `warning: ...`), by default as a Python warning.
+    A run with one width has no target: no transfer figure and nothing to warn about. A width
+    the run lacks is a user error before anything is drawn."""
+    from lwscale.errors import UserError
+    from lwscale.reports.plots import plot_all
+
+    rows = rows_for("sqrt-wd", 32, ETAS[:2], WDS[1:], [0], loss, status=lambda e, w: "diverged") + \
+        rows_for("sqrt-wd", 64, ETAS[:2], WDS[1:], [0], loss)
+    root = make_run(tmp_path / "r", rows, [32, 64], ["sqrt-wd"], ETAS[:2], WDS[1:])
+    said = []
+    paths = plot_all(load_run(root), warn=said.append)
+    assert said == ["no transfer figure: no finished cells at the proxy width 32 for rule sqrt-wd; "
+                    "sweep it first or pass --eta and --wd"]
+    assert [p.name for p in paths] == ["heatmaps.png", "slices.png", "curves.png"]
+    with pytest.warns(UserWarning, match="no transfer figure: no finished cells at the proxy width 32"):
+        plot_all(load_run(root))
+    code, out, err = run_cli(["plot", root])
+    assert code == 0 and "warning: no transfer figure: no finished cells at the proxy width 32" in out, out + err
+
+    one = make_run(tmp_path / "one", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss), [32], ["sqrt-wd"], ETAS, WDS)
+    said = []
+    assert [p.name for p in plot_all(load_run(one), warn=said.append)] == ["heatmaps.png", "slices.png", "curves.png"]
+    assert said == []
+
+    fresh = make_run(tmp_path / "fresh", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss), [32], ["sqrt-wd"], ETAS, WDS)
+    for kw, what in (({"target": 48}, "target"), ({"proxy": 48}, "proxy")):
+        with pytest.raises(UserError, match=f"{what} width 48 is not in the run"):
+            plot_all(load_run(fresh), warn=said.append, **kw)
+    assert said == [] and not (fresh / "figures").exists()

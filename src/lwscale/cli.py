@@ -49,6 +49,10 @@ def note(msg: str) -> None:
     console.print(f"[dim]{msg}[/]", soft_wrap=True)
 
 
+def warn(msg: str) -> None:
+    console.print(f"[yellow]warning:[/] {msg}", soft_wrap=True)
+
+
 @app.command()
 def sweep(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="the sweep spec (YAML); see configs/"),
@@ -256,13 +260,9 @@ def plot(
     """Draw RUN_DIR's heatmaps, slices, transfer comparison and training curves into RUN_DIR/figures/."""
     from .reports.plots import plot_all
     from .reports.results import load_run
-    from .reports.transfer import check_width
 
     run = load_run(run_dir)
-    for w, what in ((proxy_width, "proxy"), (target_width, "target")):
-        if w is not None:
-            check_width(run, w, what)
-    for p in plot_all(run, proxy_width, target_width, pdf, log=note, relative=relative):
+    for p in plot_all(run, proxy_width, target_width, pdf, warn=warn, relative=relative):
         console.print(str(p))
 
 

@@ -59,29 +59,24 @@ def coord_data(model_cfgs: dict[int, object], rule, eta: float, wd: float, batch
     """Mean |activation| per module type at each of ``steps`` training steps at every width,
     averaged over ``seeds`` (init and data). ``model_cfgs``: width -> ModelConfig (K = 1);
     ``batches(seed, step)`` -> tokens [1, B, T+1]; ``adam``: the optimizer's betas and eps."""
+    from ..params import classify_model, stack_groups
     from ..rules import get_rule
 
     rule = get_rule(rule)
     widths = sorted(model_cfgs)
-    vals = {t: np.zeros((len(widths), steps)) for t in COORD_TYPES}
-    for i, width in enumerate(widths):
-        for seed in seeds:
-            _follow(model_cfgs[width], rule, eta, wd, lambda step: batches(seed, step), steps, seed, vals, i,
-                    len(seeds), unembed_class, wd_mode, vector_lr_mult, grad_clip, adam or {})
+
+    def setup(width: int, seed: int):
+        model = build(model_cfgs[width], seeds=[seed])
+        groups = stack_groups(model, classify_model(model, unembed_class), [(rule, eta, wd)], wd_mode, vector_lr_mult)
+        return model, groups, lambda seen: _hooks(model, seen)
+
+    vals = {t: np.zeros((len(widths), steps)) for t in COORD_TYPES}  # every type, in this order
+    follow(widths, seeds, steps, setup, batches, grad_clip, adam or {}, vals)
     return CoordData(rule.label(), rule.mup, widths, vals)
 
 
-def _follow(cfg, rule, eta, wd, batches, steps, seed, vals, i, n_seeds, unembed_class, wd_mode, vector_lr_mult,
-            grad_clip, adam: dict) -> None:
-    """Train one cell for ``steps`` steps, adding its mean |activation| / n_seeds into vals[t][i]."""
-    from ..optim import StackedAdamW
-    from ..params import classify_model, stack_groups
-
-    model = build(cfg, seeds=[seed])
-    groups = stack_groups(model, classify_model(model, unembed_class), [(rule, eta, wd)], wd_mode, vector_lr_mult)
-    opt = StackedAdamW(groups, 1, max_grad_norm=grad_clip, **adam)
-    seen: dict[str, list[float]] = defaultdict(list)
-
+def _hooks(model, seen: dict) -> list:
+    """Forward hooks on our model appending each COORD_TYPES module's mean |output| to seen[type]."""
     def rec(name):
         return lambda mod, inp, out: seen[name].append(_abs_mean(out))
 
@@ -91,11 +86,30 @@ def _follow(cfg, rule, eta, wd, batches, steps, seed, vals, i, n_seeds, unembed_
     hooks += [b.register_forward_hook(rec("block")) for b in model.blocks]
     hooks.append(model.norm.register_forward_hook(
         lambda mod, inp, out: seen["logits"].append(_abs_mean(_no_grad_logits(model, out)))))
-    def record(step: int) -> None:
-        for t in COORD_TYPES:
-            vals[t][i, step] += float(np.mean(seen[t])) / n_seeds
+    return hooks
 
-    train_steps(model, opt, batches, steps, seen, record, hooks)
+
+def follow(widths: list[int], seeds, steps: int, setup, batches, grad_clip: float | None, adam: dict,
+           vals: dict[str, np.ndarray]) -> None:
+    """The coordinate check's loop, for our model and a factory model alike: at every width
+    and seed, ``setup(width, seed)`` gives (a K = 1 model, its AdamW param groups, ``hook``),
+    and ``hook(seen)`` registers forward hooks appending each module type's mean |activation|
+    to seen[type]. The model trains ``steps`` constant-lr steps on ``batches(seed, step)``;
+    after each forward pass the mean over a type's modules / len(seeds) is added into
+    vals[type][width index, step] (a type not yet in ``vals`` gets zeros first)."""
+    from ..optim import StackedAdamW
+
+    for i, width in enumerate(widths):
+        for seed in seeds:
+            model, groups, hook = setup(width, seed)
+            opt = StackedAdamW(groups, 1, max_grad_norm=grad_clip, **adam)
+            seen: dict[str, list[float]] = defaultdict(list)
+
+            def record(step: int) -> None:
+                for t, v in seen.items():
+                    vals.setdefault(t, np.zeros((len(widths), steps)))[i, step] += float(np.mean(v)) / len(seeds)
+
+            train_steps(model, opt, lambda step: batches(seed, step), steps, seen, record, hook(seen))
 
 
 def train_steps(model, opt, batches, steps: int, seen: dict, record, hooks) -> None:

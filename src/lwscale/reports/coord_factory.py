@@ -11,13 +11,11 @@ lacks (for example a readout without its 1/m multiplier: its logits then grow wi
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 
 from ..diagnostics import user_types
-from .coord import CoordData, _abs_mean, train_steps
+from .coord import CoordData, _abs_mean, follow
 
 LOGITS = "logits"
 
@@ -28,50 +26,42 @@ def module_types(module: torch.nn.Module) -> dict[str, str]:
     return {n: t for n, t in zip(owners, user_types([f"{n}.weight" for n in owners]).values())}
 
 
-def _follow(spec, cfg, rule, eta, wd, batches, steps, seed, vals, i, n_widths, n_seeds) -> None:
-    """Train the factory model of ``cfg`` for ``steps`` steps under ``seed``, adding its
-    mean |activation| per module type / n_seeds into vals[type][i]."""
-    from ..factory import build_user_stack
-    from ..optim import StackedAdamW
-    from ..params import stack_groups
-
-    stack, infos = build_user_stack(spec, cfg, [seed], torch.device("cpu"))
-    groups = stack_groups(stack, infos, [(rule, eta, wd)], spec.optimizer.wd_mode, spec.model.vector_lr_mult)
-    opt = StackedAdamW(groups, 1, betas=tuple(spec.optimizer.betas), eps=spec.optimizer.eps,
-                       max_grad_norm=spec.train.grad_clip)
-    seen: dict[str, list[float]] = defaultdict(list)
-
+def _hooks(module: torch.nn.Module, seen: dict) -> list:
+    """Forward hooks appending the mean |output| of every parameter-owning submodule (by
+    type) and of the whole model (``logits``) to seen[type]; non-float outputs are skipped."""
     def rec(name):
         def fn(mod, inp, out):
             if torch.is_tensor(out) and out.is_floating_point():
                 seen[name].append(_abs_mean(out))
         return fn
 
-    modules = dict(stack.module.named_modules())
-    hooks = [modules[n].register_forward_hook(rec(t)) for n, t in module_types(stack.module).items()]
-    hooks.append(stack.module.register_forward_hook(rec(LOGITS)))
-
-    def record(step: int) -> None:
-        for t, v in seen.items():
-            vals.setdefault(t, np.zeros((n_widths, steps)))[i, step] += float(np.mean(v)) / n_seeds
-
-    train_steps(stack, opt, batches, steps, seen, record, hooks)
+    modules = dict(module.named_modules())
+    hooks = [modules[n].register_forward_hook(rec(t)) for n, t in module_types(module).items()]
+    hooks.append(module.register_forward_hook(rec(LOGITS)))
+    return hooks
 
 
 def factory_coord_data(spec, rule, eta: float, wd: float, batches, steps: int, seeds, vocab_size: int,
                        problems: list[str] | None = None) -> CoordData:
-    """CoordData of one rule on the factory model at the spec's widths, averaged over seeds."""
+    """CoordData of one rule on the factory model at the spec's widths, averaged over seeds:
+    the model built as a sweep cell builds it (lwscale.factory.build_user_stack) and trained
+    with the sweep's optimizer settings, through coord.follow."""
+    from ..factory import build_user_stack
+    from ..params import stack_groups
     from ..plan import model_config
     from ..rules import get_rule
 
     rule = get_rule(rule)
     widths = sorted(spec.model.widths)
+
+    def setup(width: int, seed: int):
+        stack, infos = build_user_stack(spec, model_config(spec, width, rule, vocab_size), [seed], torch.device("cpu"))
+        groups = stack_groups(stack, infos, [(rule, eta, wd)], spec.optimizer.wd_mode, spec.model.vector_lr_mult)
+        return stack, groups, lambda seen: _hooks(stack.module, seen)
+
     vals: dict[str, np.ndarray] = {}
-    for i, width in enumerate(widths):
-        cfg = model_config(spec, width, rule, vocab_size)
-        for seed in seeds:
-            _follow(spec, cfg, rule, eta, wd, lambda step: batches(seed, step), steps, seed, vals, i, len(widths),
-                    len(seeds))
+    follow(widths, seeds, steps, setup, batches, spec.train.grad_clip,
+           {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps}, vals)
     return CoordData(rule.label(), rule.mup, widths, vals, list(problems or []))
 
 

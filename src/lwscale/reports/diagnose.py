@@ -1,15 +1,15 @@
 """``lwscale diagnose RUN_DIR``: sigma_max and gain tables, the width-exponent fit, the
 1/2-exponent check, the implied wd exponent as a ``custom`` rule, and the Figure-1 check.
 
-Everything is read from the run directory (results.csv and each cell's record); nothing is
-trained. ``diagnose(root)`` returns the report as a ``Report`` (tables + notes + a JSON-able
-dict), which the CLI prints with Rich and writes as RUN_DIR/diagnose.md and diagnose.json.
+Everything is read from the run directory (the loaded run, ``results.load_run``, and each
+cell's record); nothing is trained. ``diagnose(run, points, optima)`` returns the report as a
+``Report`` (tables + notes + a JSON-able dict), which ``run_diagnose`` prints with Rich and
+writes as RUN_DIR/diagnose.md and diagnose.json, with the figures of spectra.py.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,9 @@ import pandas as pd
 from ..errors import UserError
 from ..model import MATRIX_TYPES
 from .fits import Slope, slope
-from .tables import Tab, best_cells, cell_stats
+from .fmt import num
+from .results import Run
+from .tables import Tab, argmin, cell_stats, finished, mean_se
 
 STEADY_TIMESCALES = 3.0
 COLLAPSED = 0.01  # sigma_max/sqrt(lr/wd) below this share of its type's median at that width: ~0
@@ -35,17 +37,11 @@ def ordered_types(present) -> list[str]:
     return [t for t in MATRIX_TYPES if t in seen] + [t for t in seen if t not in MATRIX_TYPES]
 
 
-def load_points(root: Path, records: dict | None = None) -> pd.DataFrame:
-    """results.csv joined with each record's diagnostics: one row per sweep point and matrix
-    type with ``sigma`` (block-averaged end sigma_max) and ``gain_end`` (last eval's gain).
-    ``records`` (``Store.records()``) saves reading them again when the caller has them."""
-    from ..store import Store
-
-    csv = root / "results.csv"
-    if not csv.exists():
-        raise UserError(f"{root} has no results.csv yet; run `lwscale sweep` first")
-    df = pd.read_csv(csv)
-    records = Store(root).records() if records is None else records
+def load_points(run: Run, records: dict) -> pd.DataFrame:
+    """The run's results joined with each record's diagnostics (``records``: ``Store.records()``):
+    one row per sweep point and matrix type with ``sigma`` (block-averaged end sigma_max) and
+    ``gain_end`` (last eval's gain). A user error when no cell has diagnostics."""
+    df = run.df
     rows = []
     for r in df.itertuples(index=False):
         diag = (records.get(r.cell_id) or {}).get("diagnostics") or {}
@@ -56,14 +52,15 @@ def load_points(root: Path, records: dict | None = None) -> pd.DataFrame:
                 g = gains.get(t) or []
                 rows.append({**r._asdict(), "type": t, "sigma": sig.get(t, math.nan),
                              "gain_end": g[-1] if g else math.nan})
+    if not rows:
+        raise UserError(f"{run.root}: no cell has diagnostics (train.diagnostics was off, or nothing finished yet)")
     cols = list(df.columns) + ["type", "sigma", "gain_end"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def steady(points: pd.DataFrame, min_timescales: float = STEADY_TIMESCALES) -> pd.DataFrame:
     """The rows of finished (``done``) cells that completed at least ``min_timescales``."""
-    ok = (points["status"] == "done") & (points["timescales"] >= min_timescales) & np.isfinite(points["sigma"])
-    return points[ok]
+    return points[finished(points, "sigma") & (points["timescales"] >= min_timescales)]
 
 
 def collapsed(points: pd.DataFrame) -> pd.Series:
@@ -133,32 +130,38 @@ class Report:
         return "\n".join(out) + "\n"
 
 
-def _fmt(v, digits=3) -> str:
-    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}g}"
+def done_cells(points: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the cells that trained to the end (status ``done``), whatever their
+    sigma_max and gain: a missing one is skipped where it is averaged."""
+    return points[points["status"] == "done"]
 
 
-def _transferred(points: pd.DataFrame) -> list[tuple[str, float, float]]:
-    """(rule, eta, wd) of each rule's grid optimum at its smallest width (the proxy)."""
-    table = points.drop_duplicates(["rule", "width", "eta", "wd", "seed"])
-    stats = cell_stats(table)
+def transferred(points: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(rule, eta, wd) of each rule's grid optimum (mean over seeds) at the smallest width
+    with finished cells (the proxy): the points the tables and figures show."""
+    stats = cell_stats(done_cells(points).drop_duplicates(["rule", "width", "eta", "wd", "seed"]))
     out = []
     for rule, sub in stats.groupby("rule"):
-        proxy = sub[sub["width"] == sub["width"].min()]
-        best = best_cells(proxy)
-        if not best.empty:
-            out.append((rule, float(best["eta"].iloc[0]), float(best["wd"].iloc[0])))
+        best = argmin(sub[sub["width"] == sub["width"].min()])
+        if best is not None:
+            out.append((rule, float(best["eta"]), float(best["wd"])))
     return out
 
 
-def optimum_tables(points: pd.DataFrame, report: Report) -> None:
-    """sigma_max and gain per width and type at each rule's transferred optimum, with the
-    target/proxy ratio (largest width over smallest)."""
-    done = points[points["status"] == "done"]
-    for rule, eta, wd in _transferred(done):
-        sub = done[(done["rule"] == rule) & (done["eta"] == eta) & (done["wd"] == wd)]
+def rows_at(points: pd.DataFrame, rule: str, eta: float, wd: float) -> pd.DataFrame:
+    """The rows of ``rule`` at base (eta, wd), every width (values from the table itself)."""
+    return points[(points["rule"] == rule) & (points["eta"] == eta) & (points["wd"] == wd)]
+
+
+def optimum_tables(points: pd.DataFrame, optima: list[tuple[str, float, float]], report: Report) -> None:
+    """sigma_max and gain per width and type at each rule's transferred optimum (``optima``,
+    from ``transferred``), with the target/proxy ratio (largest width over smallest)."""
+    done = done_cells(points)
+    for rule, eta, wd in optima:
+        sub = rows_at(done, rule, eta, wd)
         if sub.empty:
             continue
-        mean = sub.groupby(["width", "type"])[["sigma", "gain_end"]].mean()
+        mean = sub.groupby(["width", "type"])[["sigma", "gain_end"]].agg(lambda v: mean_se(v)[0])  # over seeds
         widths = sorted(sub["width"].unique())
         types = ordered_types(sub["type"])
         entry = {}
@@ -167,7 +170,7 @@ def optimum_tables(points: pd.DataFrame, report: Report) -> None:
             for t in types:
                 vals = [mean[col].get((w, t), math.nan) for w in widths]
                 ratio = vals[-1] / vals[0] if len(widths) > 1 and vals[0] else math.nan
-                rows.append([t] + [_fmt(v) for v in vals] + [_fmt(ratio)])
+                rows.append([t] + [num(v, ".3g") for v in vals] + [num(ratio, ".3g")])
                 entry.setdefault(name, {})[t] = {"by_width": dict(zip(map(int, widths), vals)), "ratio": ratio}
             report.tables.append(Tab(f"{rule}: {name} at the transferred optimum (eta {eta:.3g}, wd {wd:.3g})",
                                      ["type"] + [f"d={w}" for w in widths]
@@ -177,7 +180,7 @@ def optimum_tables(points: pd.DataFrame, report: Report) -> None:
 
 
 def exponent_section(points: pd.DataFrame, report: Report) -> None:
-    done = unique_cells(points[points["status"] == "done"])
+    done = unique_cells(done_cells(points))
     qual = steady(points)
     n_cells, n_qual = done["cell_id"].nunique(), qual["cell_id"].nunique()
     report.notes.append(f"steady state: {n_qual} of {n_cells} finished cells completed at least "
@@ -219,7 +222,8 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
 def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], report: Report) -> None:
     """Ratios of the FFN matrices' sigma_max and gain to the base pair (the first), next to the paper's."""
     eta0, wd0 = pairs[0]
-    ffn = points[(points["status"] == "done") & points["type"].isin(FFN_TYPES)]
+    ffn = done_cells(points)
+    ffn = ffn[ffn["type"].isin(FFN_TYPES)]
     checks = []
     for width, sub in ffn.groupby("width"):
         per = sub.groupby(["eta", "wd"])[["sigma", "gain_end"]].mean()
@@ -228,7 +232,8 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             report.notes.append(f"Figure-1 check at d={width}: the base pair ({eta0:g}, {wd0:g}) did not finish")
             continue
         s0, g0 = per.loc[(eta0, wd0)]
-        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", _fmt(s0), "1", "1", "1", "", _fmt(g0), "1", _fmt(ts[(eta0, wd0)])]]
+        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", num(s0, ".3g"), "1", "1", "1", "", num(g0, ".3g"), "1",
+                 num(ts[(eta0, wd0)], ".3g")]]
         for eta, wd in pairs[1:]:
             if (eta, wd) not in per.index:
                 rows.append([f"({eta:.3g}, {wd:.3g})", "not finished"] + [""] * 7)
@@ -241,8 +246,9 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             tol = 0.15 if joint else 0.20
             ok = abs(ratio / expect - 1) <= tol
             paper = PAPER_JOINT if joint else PAPER_RATIOS.get((round(fe, 9), round(fw, 9)), "–")
-            rows.append([name, _fmt(s), f"{ratio:.3f}", f"{expect:.3f}", paper,
-                         f"{'pass' if ok else 'FAIL'} (±{tol:.0%})", _fmt(g), f"{g / g0:.3f}", _fmt(ts[(eta, wd)])])
+            rows.append([name, num(s, ".3g"), f"{ratio:.3f}", f"{expect:.3f}", paper,
+                         f"{'pass' if ok else 'FAIL'} (±{tol:.0%})", num(g, ".3g"), f"{g / g0:.3f}",
+                         num(ts[(eta, wd)], ".3g")])
             checks.append({"width": int(width), "cell": name, "eta": eta, "wd": wd, "sigma_max": s, "ratio": ratio,
                            "expected": expect, "tolerance": tol, "pass": bool(ok), "gain_ratio": g / g0})
         report.tables.append(Tab(
@@ -252,19 +258,14 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
     report.data["figure1"] = checks
 
 
-def diagnose(root: Path, spec=None, points: pd.DataFrame | None = None) -> Report:
-    from ..store import Store
-
-    spec = Store(root).read_spec() if spec is None else spec
-    points = load_points(root) if points is None else points
+def diagnose(run: Run, points: pd.DataFrame, optima: list[tuple[str, float, float]]) -> Report:
+    """The report of ``points`` (``load_points``) at the transferred optima (``transferred``)."""
     report = Report()
-    if points.empty:
-        raise UserError(f"{root}: no cell has diagnostics (train.diagnostics was off, or nothing finished yet)")
-    optimum_tables(points, report)
+    optimum_tables(points, optima, report)
     exponent_section(points, report)
-    if spec.grid.pairs is not None:
-        figure1_section(points, spec.grid.points(), report)
-    report.data["run"] = str(root)
+    if run.spec.grid.pairs is not None:
+        figure1_section(points, run.spec.grid.points(), report)
+    report.data["run"] = str(run.root)
     return report
 
 
@@ -272,14 +273,16 @@ def run_diagnose(run_dir, console) -> Report:
     """The ``lwscale diagnose`` command: print the report, write diagnose.md/.json and figures."""
     import json
 
-    from ..store import Store, _clean, _json_default, atomic_write_text, find_run
+    from ..store import Store, _clean, _json_default, atomic_write_text
+    from .results import load_run
     from .spectra import write_figures
 
-    root = find_run(run_dir)
-    store = Store(root)
-    spec, records = store.read_spec(), store.records()  # read once for the report and the figures
-    points = load_points(root, records)
-    report = diagnose(root, spec, points)
+    run = load_run(run_dir)
+    root = run.root
+    records = Store(root).records()  # read once for the report and the figures
+    points = load_points(run, records)
+    optima = transferred(points)
+    report = diagnose(run, points, optima)
     for tab in report.tables:
         console.print(tab.rich())
     for n in report.notes:
@@ -287,7 +290,7 @@ def run_diagnose(run_dir, console) -> Report:
     if report.snippet:
         console.print("implied wd exponent as a rule for your spec:")
         console.print(report.snippet, markup=False, soft_wrap=True)
-    figures = write_figures(root, points, records, spec.grid.pairs is not None)
+    figures = write_figures(root, points, records, run.spec.grid.pairs is not None, optima)
     report.data["figures"] = [str(p.relative_to(root)) for p in figures]
     atomic_write_text(root / "diagnose.md", report.markdown(f"lwscale diagnose: {root.name}")
                       + "\n" + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures) + "\n")

@@ -7,6 +7,7 @@ no contours are interpolated between them.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +21,9 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
-from .results import Run, at_point, log2  # noqa: E402
+from .results import Run, at_point, log2, panel  # noqa: E402
 from .ridge import fit_ridge  # noqa: E402
-from .transfer import argmin, panel  # noqa: E402
+from .tables import argmin, finished  # noqa: E402
 
 CMAP = "viridis_r"   # low loss = bright
 CLIP = (0.02, 0.65)  # colour-scale quantiles of the finished losses
@@ -62,7 +63,7 @@ def colour_norm(stats: pd.DataFrame, relative: bool = False) -> Normalize:
     """One colour scale for every panel, clipped to the CLIP quantiles of the finished losses:
     the poor cells (often a third of a grid) saturate, so the near-optimal ones stay apart.
     ``relative``: the scale of each cell's loss above its panel's best cell, from 0."""
-    done = stats[stats["status"] == "done"].dropna(subset=["loss"])
+    done = stats[finished(stats)]
     if done.empty:
         return Normalize(0, 1)
     ok = done["loss"].to_numpy(float)
@@ -123,10 +124,9 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
     Z = np.full((len(g.wds), len(g.etas)), np.nan)
     seen = np.zeros(Z.shape, bool)
     bad = set()
-    for r in sub.itertuples():
+    for r, ok in zip(sub.itertuples(), finished(sub)):
         i, j = g.index(r.eta, r.wd)
         seen[i, j] = True
-        ok = r.status == "done" and np.isfinite(r.loss)
         if ok:
             Z[i, j] = r.loss - offset
         else:
@@ -161,7 +161,7 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
         else:
             py = float(log2(proxy[1])) if proxy[1] > 0 else g.ys[0]
             ax.plot(float(log2(proxy[0])), py, marker="s", ms=12, mfc="none", mec="red", mew=2.2, zorder=6)
-    ridge = fit_ridge(sub.assign(loss=sub["loss"].where(sub["status"] == "done")))
+    ridge = fit_ridge(sub.assign(loss=sub["loss"].where(finished(sub))))
     if ridge.ok:
         yy = np.linspace(g.ye[0], g.ye[-1], 20)
         ax.plot(ridge.intercept + ridge.slope * yy, yy, color="red", lw=1.6, zorder=4)
@@ -199,7 +199,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             if sub.empty:
                 ax.set_axis_off()
                 continue
-            done = sub.loc[sub["status"] == "done", "loss"].dropna()
+            done = sub.loc[finished(sub), "loss"]
             offset = float(done.min()) if relative and not done.empty else 0.0
             drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate,
                                               offset)
@@ -254,7 +254,7 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
                 if best is None:
                     continue
                 line = sub[np.isclose(sub[fixed], best[fixed])].sort_values(along)
-                line = line[(line["status"] == "done") & line["loss"].notna()]
+                line = line[finished(line)]
                 x = g.coord(along, line[along])
                 se = line["se"].where(line["n"] > 1).to_numpy(float)
                 fixed_txt = f"{'λ' if fixed == 'wd' else 'η'}={best[fixed]:.3g}"
@@ -332,7 +332,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
         for j, w in enumerate(widths):
             ax = axes[i, j]
             sub = panel(run.stats, rule, w)
-            near = sub[(sub["status"] == "done") & sub["loss"].notna()].nsmallest(per_panel, "loss")
+            near = sub[finished(sub)].nsmallest(per_panel, "loss")
             for k, r in enumerate(near.itertuples()):
                 rows = df[at_point(df, rule, w, r.eta, r.wd)]
                 for s, cid in enumerate(rows["cell_id"].dropna()):
@@ -360,11 +360,21 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
     return _save(fig, out, "curves", pdf)
 
 
-def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
-             transfer_result: dict | None = None, log=lambda s: None, relative: bool = False) -> list[Path]:
-    """Every figure of the run into RUN_DIR/figures; the transfer figure needs two widths."""
-    from .transfer import transfer
+def _warn(msg: str) -> None:
+    warnings.warn(msg, stacklevel=3)
 
+
+def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
+             transfer_result: dict | None = None, warn=_warn, relative: bool = False) -> list[Path]:
+    """Every figure of the run into RUN_DIR/figures. A ``proxy`` or ``target`` width the run
+    lacks is a user error, raised before anything is drawn. The transfer figure needs two
+    widths; when the transfer cannot be computed (no finished proxy cells, say) the other
+    figures still stand and ``warn`` (default: a Python warning) gets one line saying why."""
+    from .transfer import check_width, transfer
+
+    for w, what in ((proxy, "proxy"), (target, "target")):
+        if w is not None:
+            check_width(run, w, what)
     out = run.root / "figures"
     paths = heatmaps(run, out, proxy, pdf, relative) + slices(run, out, pdf) + curves(run, out, pdf)
     widths = run.widths
@@ -372,8 +382,7 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
         try:
             transfer_result = transfer(run, proxy or widths[0], target or widths[-1])
         except UserError as exc:  # e.g. no finished proxy cells: the other figures still stand
-            log(f"no transfer figure: {exc}")
-            transfer_result = None
+            warn(f"no transfer figure: {exc}")
     if transfer_result is not None:
         paths += transfer_comparison(transfer_result, out, pdf)
     return paths

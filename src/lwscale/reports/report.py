@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from .results import Run
-from .tables import loss_tab
+from .results import Run, panel
+from .tables import best_cells, finished, loss_tab
 from .transfer_tables import TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
 
 
@@ -35,8 +35,6 @@ def spec_summary(run: Run) -> str:
 def findings(run: Run, result: dict | None) -> str:
     """A few sentences a reader can take away: each width's best cell, the transfer verdict,
     and whether the cells reached AdamW's steady state."""
-    from .tables import best_cells
-
     lines = []
     best = best_cells(run.stats)
     for rule in run.rules:
@@ -52,7 +50,7 @@ def findings(run: Run, result: dict | None) -> str:
                      + (f", tied within the seed noise with {', '.join(ties)}" if ties else "")
                      + ("" if top["se"] is not None and math.isfinite(top["se"]) else
                         " (one seed: the gaps are not tested against the seed noise)") + ".")
-    ts = run.df.loc[run.df["status"] == "done", "timescales"].dropna() if "timescales" in run.df else []
+    ts = run.df.loc[finished(run.df, "timescales"), "timescales"] if "timescales" in run.df else []
     if len(ts):
         low = float((ts < 3).mean())
         lines.append(f"- AdamW timescales completed Σ lr·wd (matrices): median {ts.median():.2f}"
@@ -115,7 +113,7 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
              "cell of each table; rows λ and columns η in base coordinates."]
     for rule in run.rules:
         for width in run.widths:
-            if not run.stats[(run.stats["rule"] == rule) & (run.stats["width"] == width)].empty:
+            if not panel(run.stats, rule, width).empty:
                 parts += ["", f"### {rule}, width {width}", loss_table_md(run, rule, width)]
     parts += ["", "## Transfer"]
     parts.append(transfer_md(transfer_result) if transfer_result else "Needs two widths with finished cells.")

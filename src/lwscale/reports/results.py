@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import UserError
 from ..spec import Spec
 from ..store import Store, find_run
-from .tables import cell_stats
+from .tables import cell_stats, finished
 
 
 @dataclass
@@ -80,8 +80,13 @@ def at_point(frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float) 
             & np.isclose(frame["eta"], eta, rtol=1e-9, atol=0) & np.isclose(frame["wd"], wd, rtol=1e-9, atol=0))
 
 
+def panel(stats: pd.DataFrame, rule: str, width: int) -> pd.DataFrame:
+    """The rows of one (rule, width) of a results or stats frame: one heatmap panel."""
+    return stats[(stats["rule"] == rule) & (stats["width"] == width)]
+
+
 def seed_losses(frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> dict[int, float]:
     """Final validation loss of each finished seed of one sweep point of a results frame."""
-    hit = frame[at_point(frame, rule, width, eta, wd) & (frame["status"] == "done")]
+    hit = frame[at_point(frame, rule, width, eta, wd) & finished(frame, "final_val_loss")]
     return {int(r.seed): float(r.final_val_loss) for r in hit.itertuples()}
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..diagnostics import SPECTRA_FILE, load_spectra
-from .diagnose import FFN_TYPES, _transferred
+from .diagnose import FFN_TYPES, done_cells, rows_at
 
 FIGURES = ("diagnose-gain.png", "diagnose-spectra.png", "diagnose-sigma-width.png")
 
@@ -42,16 +42,14 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
     _plt().close(fig)
 
 
-def chosen_cells(points: pd.DataFrame, pairs: bool) -> pd.DataFrame:
-    """One row per drawn cell (first seed): see the module docstring."""
-    done = points[points["status"] == "done"]
+def chosen_cells(points: pd.DataFrame, pairs: bool, optima: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """One row per drawn cell (first seed; ``optima``: diagnose.transferred): see the module docstring."""
+    done = done_cells(points)
     done = done[done["seed"] == done["seed"].min()] if not done.empty else done
     if pairs:
         sel = done[done["width"] == done["width"].min()]
     else:
-        keys = _transferred(done)
-        sel = pd.concat([done[(done["rule"] == r) & (done["eta"] == e) & (done["wd"] == w)] for r, e, w in keys]) \
-            if keys else done.iloc[:0]
+        sel = pd.concat([rows_at(done, r, e, w) for r, e, w in optima]) if optima else done.iloc[:0]
     # rules share a physical cell where they agree (every rule at the base width): name them all
     rules = sel.groupby("cell_id")["rule"].agg(lambda r: "/".join(sorted(set(r))))
     return sel.drop_duplicates("cell_id").assign(rule=lambda d: d["cell_id"].map(rules))
@@ -93,12 +91,12 @@ def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> 
             "FFN spectra at the end (block and type mean)", path)
 
 
-def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
+def sigma_width_figure(points: pd.DataFrame, optima: list[tuple[str, float, float]], path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    done = points[points["status"] == "done"]
-    for rule, eta, wd in _transferred(done):
-        sub = done[(done["rule"] == rule) & (done["eta"] == eta) & (done["wd"] == wd)]
+    done = done_cells(points)
+    for rule, eta, wd in optima:
+        sub = rows_at(done, rule, eta, wd)
         s = sub.groupby("width")["sigma"].mean()  # mean over types and seeds
         ax.plot(s.index, s.values, marker="o", label=f"{rule} (eta {eta:.3g}, wd {wd:.3g})")
     ax.set_xscale("log", base=2)
@@ -111,12 +109,13 @@ def sigma_width_figure(points: pd.DataFrame, path: Path) -> None:
             "top singular value vs width at the transferred optimum", path)
 
 
-def write_figures(root: Path, points: pd.DataFrame, records: dict, pairs: bool) -> list[Path]:
+def write_figures(root: Path, points: pd.DataFrame, records: dict, pairs: bool,
+                  optima: list[tuple[str, float, float]]) -> list[Path]:
     out = root / "figures"
     out.mkdir(exist_ok=True)
-    cells = chosen_cells(points, pairs)
+    cells = chosen_cells(points, pairs, optima)
     paths = [out / name for name in FIGURES]
     gain_figure(cells, records, pairs, paths[0])
     spectra_figure(root, cells, pairs, paths[1])
-    sigma_width_figure(points, paths[2])
+    sigma_width_figure(points, optima, paths[2])
     return paths

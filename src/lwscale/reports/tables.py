@@ -1,7 +1,8 @@
 """Loss tables from results.csv: mean over seeds (and its standard error) per grid cell.
 
 ``mean_se`` is the one place seeds are aggregated; ``cell_stats`` applies it per grid cell,
-``paired`` to the difference of two cells seed by seed.
+``paired`` to the difference of two cells seed by seed. ``finished`` says which rows count
+(done, with a finite loss) and ``argmin`` picks the lowest-loss one of them.
 ``Tab`` is a table built once as plain text and rendered both to Rich and to Markdown.
 """
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from rich.markup import escape
 from rich.table import Table
+
+from .fmt import pm
 
 
 @dataclass
@@ -61,6 +65,12 @@ def paired(a: dict, b: dict) -> tuple[float, float, int]:
     return mean_se([a[k] - b[k] for k in common])
 
 
+def finished(frame: pd.DataFrame, column: str = "loss") -> pd.Series:
+    """Which rows finished (status ``done``) with a finite ``column``: the rows a loss (or a
+    sigma_max) is read from. A boolean mask over a results or stats frame (a bool for one row)."""
+    return (frame["status"] == "done") & np.isfinite(np.asarray(frame[column], dtype=float))
+
+
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (rule, width, eta, wd): mean and standard error of the final validation
     loss over the seeds that finished (``done``), the seed count, and the worst status."""
@@ -71,18 +81,22 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
         return "done"
 
     keys = ["rule", "width", "eta", "wd"]
-    g = df.assign(_done=df["final_val_loss"].where(df["status"] == "done")).groupby(keys, sort=True)
+    g = df.assign(_done=df["final_val_loss"].where(finished(df, "final_val_loss"))).groupby(keys, sort=True)
     out = g.agg(status=("status", status), timescales=("timescales", "mean")).reset_index()
     seeds = pd.DataFrame([mean_se(v) for _, v in g["_done"]], columns=["loss", "se", "n"], index=out.index)
     return out.join(seeds)[keys + ["loss", "n", "status", "timescales", "se"]]
 
 
+def argmin(frame: pd.DataFrame) -> pd.Series | None:
+    """The finished row of ``frame`` (a stats frame) with the lowest loss; None when none finished."""
+    ok = frame[finished(frame)]
+    return None if ok.empty else ok.loc[ok["loss"].idxmin()]
+
+
 def best_cells(stats: pd.DataFrame) -> pd.DataFrame:
     """The grid argmin (mean over seeds) of each (rule, width)."""
-    ok = stats[stats["status"] == "done"].dropna(subset=["loss"])
-    if ok.empty:
-        return ok
-    return ok.loc[ok.groupby(["rule", "width"])["loss"].idxmin()].reset_index(drop=True)
+    best = (argmin(sub) for _, sub in stats.groupby(["rule", "width"], sort=True))
+    return stats.loc[[b.name for b in best if b is not None]].reset_index(drop=True)
 
 
 def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
@@ -90,9 +104,9 @@ def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
     a diverged or failed one named."""
     sub = stats[(stats["rule"] == rule) & (stats["width"] == width)]
     etas, wds = sorted(sub["eta"].unique()), sorted(sub["wd"].unique())
-    best = best_cells(sub)
-    best_key = (best["eta"].iloc[0], best["wd"].iloc[0]) if not best.empty else None
-    index = {(r.eta, r.wd): r for r in sub.itertuples()}
+    best = argmin(sub)
+    best_key = (best["eta"], best["wd"]) if best is not None else None
+    index = {(r.eta, r.wd): r for r in sub.assign(ok=finished(sub)).itertuples()}
     rows, marks = [], {}
     for i, w in enumerate(wds):
         cells = [f"{w:.3g}"]
@@ -100,12 +114,12 @@ def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
             r = index.get((e, w))
             if r is None:
                 cells.append("")
-            elif r.status != "done" or not math.isfinite(r.loss):
+            elif not r.ok:
                 cells.append({"diverged": "diverged", "failed": "failed"}.get(r.status, "·"))
                 if r.status in ("diverged", "failed"):
                     marks[(i, j)] = "bad"
             else:
-                cells.append(f"{r.loss:.4f}" + (f" ± {r.se:.4f}" if r.n > 1 else ""))
+                cells.append(pm(r.loss, r.se))   # se is NaN below 2 seeds: no ± part
                 if (e, w) == best_key:
                     marks[(i, j)] = "best"
         rows.append(cells)

@@ -22,8 +22,8 @@ import pandas as pd
 
 from ..errors import UserError
 from ..rules import RuleError, get_rule, timescale
-from .results import Run, at_point, log2, seed_losses
-from .tables import cell_stats, mean_se, paired
+from .results import Run, at_point, log2, panel, seed_losses
+from .tables import argmin, cell_stats, finished, mean_se, paired
 
 TIE_SIGMAS = 2.0
 
@@ -51,15 +51,6 @@ class ClassRow:
 
 
 # ---- reading the grid -------------------------------------------------------------------
-def panel(stats: pd.DataFrame, rule: str, width: int) -> pd.DataFrame:
-    return stats[(stats["rule"] == rule) & (stats["width"] == width)]
-
-
-def argmin(sub: pd.DataFrame) -> pd.Series | None:
-    ok = sub[(sub["status"] == "done") & sub["loss"].notna()]
-    return None if ok.empty else ok.loc[ok["loss"].idxmin()]
-
-
 def edge_warnings(sub: pd.DataFrame, eta: float, wd: float, what: str) -> list[str]:
     """Which way to widen the grid when (eta, wd) sits on its edge."""
     out = []
@@ -77,7 +68,7 @@ def edge_warnings(sub: pd.DataFrame, eta: float, wd: float, what: str) -> list[s
 def _quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float] | None:
     """Vertex of a quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``,
     clipped to that neighbourhood; None when the fit is not a bowl."""
-    ok = sub[(sub["status"] == "done") & sub["loss"].notna() & (sub["wd"] > 0)]
+    ok = sub[finished(sub) & (sub["wd"] > 0)]
     etas, wds = sorted(ok["eta"].unique()), sorted(ok["wd"].unique())
     if centre["wd"] <= 0 or centre["eta"] not in etas or centre["wd"] not in wds:
         return None
@@ -113,7 +104,7 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False) -> Opt
         else:
             opt = Optimum(2.0 ** v[0], 2.0 ** v[1], "refined", warnings=opt.warnings)
             per_seed = []
-            for _, d in run.df[(run.df["rule"] == rule) & (run.df["width"] == width)].groupby("seed"):
+            for _, d in panel(run.df, rule, width).groupby("seed"):
                 s = cell_stats(d)
                 b = argmin(s)
                 pv = _quadratic_vertex(s, b) if b is not None else None
@@ -194,23 +185,22 @@ def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
 
 def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
     d = run.df
-    return mean_se(d.loc[at_point(d, rule, width, eta, wd) & (d["status"] == "done"), "sigma_max"])[0]
+    return mean_se(d.loc[at_point(d, rule, width, eta, wd) & finished(d, "sigma_max"), "sigma_max"])[0]
 
 
-def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum) -> dict:
-    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target."""
+def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum, pooled: pd.Series | None) -> dict:
+    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target.
+    ``pooled``: the best target cell of any rule (None when no target cell finished)."""
     out: dict = {}
-    tgt = run.stats[(run.stats["width"] == target) & (run.stats["status"] == "done") & run.stats["loss"].notna()]
-    if tgt.empty:
+    if pooled is None:
         return out
     here = _at(run.stats, rule, target, opt.eta, opt.wd)
-    pooled = tgt.loc[tgt["loss"].idxmin()]
     out.update(best_loss_pooled=float(pooled["loss"]), best_loss_pooled_rule=pooled["rule"],
                best_loss_pooled_eta=float(pooled["eta"]), best_loss_pooled_wd=float(pooled["wd"]))
     own = argmin(panel(run.stats, rule, target))
     if here is not None:
         out.update(target_status=here["status"], target_n=int(here["n"]))
-    if here is not None and here["status"] == "done" and np.isfinite(here["loss"]):
+    if here is not None and finished(here):
         loss, se = float(here["loss"]), float(here["se"])
         mine = seed_losses(run.df, rule, target, opt.eta, opt.wd)
         out.update(target_loss=loss, target_loss_se=se, target_seeds=mine)
@@ -283,6 +273,7 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
     if eta is not None and not (eta > 0 and wd >= 0):
         raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
     rules = check_rules(run, rules)
+    pooled = argmin(run.stats[run.stats["width"] == target])   # the best target cell of any rule
     out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": run.spec.model.d0,
            "wd_mode": run.spec.optimizer.wd_mode, "rules": [], "warnings": []}
     for rule in rules:
@@ -291,7 +282,7 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
         entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
                  "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se,
                  "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
-        entry.update(target_metrics(run, rule, proxy, target, opt))
+        entry.update(target_metrics(run, rule, proxy, target, opt, pooled))
         out["rules"].append(entry)
     scored = [e for e in out["rules"] if "target_loss" in e]
     out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan)) for e in scored},
