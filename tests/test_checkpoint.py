@@ -17,7 +17,8 @@ def test_checkpoint_loads_weights_only_and_resumes(tmp_path):
     res = run_sweep(spec, out_dir=tmp_path)
     (path,) = (res.store.root / "checkpoints").glob("*.pt")
     state = torch.load(path, weights_only=True)  # raises if anything in it needs pickle's code execution
-    assert set(state) == {"version", "cells", "model", "optimizer", "loop"}  # no global RNG states
+    assert set(state) == {"version", "cells", "model", "optimizer", "rng", "loop"}
+    assert set(state["rng"]) <= {"torch", "cuda"}  # torch's generators (tensors); not numpy's or Python's
     assert set(state["loop"]) == {f for f in LoopState.__dataclass_fields__}
     loop = LoopState.from_dict(state["loop"])
     assert loop.step == 5 and loop.window_n == 0 and loop.train_curve[0][-1][0] == 5
@@ -57,3 +58,55 @@ def test_loop_state_is_read_by_name():
     assert loop.step == 3 and loop.window_n == 2 and loop.last_train == [1.5]
     with pytest.raises(KeyError):
         LoopState.from_dict({k: v for k, v in state.items() if k != "window_n"})
+
+
+DROPOUT_LM = '''
+import torch.nn as nn
+
+
+class DropLM(nn.Module):
+    def __init__(self, width, vocab_size):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, width)
+        self.fc = nn.Linear(width, width)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(width, vocab_size, bias=False)
+
+    def forward(self, idx):
+        return self.head(self.drop(self.fc(self.tok(idx)).relu()))
+
+
+def build(width, vocab_size=256):
+    return DropLM(width, vocab_size)
+'''
+
+
+def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_path, monkeypatch):
+    """A user's model may draw from torch's global RNG (dropout): the checkpoint keeps that
+    generator's state (a tensor, weights_only-loadable), so the resumed stack draws the same
+    masks as the run that was not stopped."""
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    (tmp_path / "dropout_lm_ckpt.py").write_text(DROPOUT_LM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = parse_spec({
+        "name": "drop", "model": {"factory": "dropout_lm_ckpt:build", "widths": [32], "seq_len": 16},
+        "data": {"source": "sotu", "tokenizer": "bytes"},
+        "train": {"steps": 6, "batch_size": 4, "warmup": 1, "eval_interval": 6, "eval_tokens": 256,
+                  "log_interval": 2, "diagnostics": False},
+        "grid": {"eta": [0.01], "wd": [0.1]}, "rules": ["sqrt-wd"],
+        "runner": {"checkpoint_minutes": 0, "keep_checkpoints": True},
+    })
+    torch.manual_seed(1234)
+    res = run_sweep(spec, out_dir=tmp_path / "runs")
+    (cell,) = res.plan.cells
+    before = res.store.read_record(cell.id)
+    res.store.record_path(cell.id).unlink()
+    torch.manual_seed(99)  # this process's global RNG has moved on (as a new process's would differ)
+    logs = []
+    again = run_sweep(spec, out_dir=tmp_path / "runs", log=logs.append)
+    assert any("from its checkpoint at step 5" in m for m in logs)
+    after = again.store.read_record(cell.id)
+    for key in ("final_val_loss", "final_train_loss", "curves"):
+        assert after[key] == before[key], key

@@ -2,10 +2,13 @@
 
 ``<run>/checkpoints/<stack_id>.pt`` holds the stacked model, the optimizer state and the
 loop state (one dict: step, partial curves, loss window, initial losses, elapsed time; see
-``lwscale.train.LoopState``). No global RNG state is saved: training draws none (the init
-comes from per-cell generators, and every batch is a pure function of (seed, step), so the
-data position is the step). Everything in the file is tensors and plain data, so it is
-loaded with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code. The stack
+``lwscale.train.LoopState``) and torch's global RNG states. lwscale's own training draws
+nothing from those (the init comes from per-cell generators, and every batch is a pure
+function of (seed, step), so the data position is the step), but a ``model.factory`` model
+may (dropout): restoring them makes its resume exact too. Everything in the file is tensors
+and plain data (the RNG states are uint8 tensors; numpy's and Python's generators, which
+training never uses, are not saved), so it is loaded with
+``torch.load(..., weights_only=True)``: a checkpoint cannot run code. The stack
 id hashes the stack's cell ids, so a checkpoint is only ever resumed by the same cells with
 the same K. Each save goes to a
 temporary file renamed into place, so a kill during a save leaves the previous checkpoint.
@@ -23,7 +26,25 @@ import torch
 
 from .errors import UserError
 
-VERSION = 2  # 1 also held the global RNG states (numpy's as an array, so not weights_only-loadable)
+VERSION = 2  # 1 also held numpy's and Python's RNG states (numpy's as an array, so not weights_only-loadable)
+
+
+def _rng_state() -> dict:
+    """torch's global generators (CPU, and every CUDA device's): uint8 tensors."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    """Restore ``_rng_state()``. The states come back on ``map_location``'s device, and the
+    setters take CPU tensors only. A file without them (saved before they were kept) leaves
+    the generators as they are."""
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 class WriteError(UserError):
@@ -64,6 +85,7 @@ class StackCheckpoint:
             return None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        _set_rng_state(state.get("rng", {}))
         self.resumed_from = int(state["loop"]["step"])
         self.log(f"resuming a stack of {len(self.cell_ids)} from its checkpoint at step {self.resumed_from}")
         return state["loop"]
@@ -76,7 +98,7 @@ class StackCheckpoint:
 
     def save(self, model: torch.nn.Module, opt, loop: dict) -> None:
         state = {"version": VERSION, "cells": self.cell_ids, "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "loop": loop}
+                 "optimizer": opt.state_dict(), "rng": _rng_state(), "loop": loop}
         from .store import atomic_write
 
         try:
