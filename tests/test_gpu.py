@@ -116,3 +116,27 @@ def test_training_step_never_waits_for_the_gpu():
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()
+
+
+def test_checkpoint_of_a_cuda_stack_resumes(tmp_path):
+    """A checkpoint of a CUDA stack (CUDA tensors in the model, the optimizer state, the loop
+    state and torch's RNG states) loads with weights_only=True onto the device and resumes."""
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec({**TINY_SPEC, "model": {**TINY_SPEC["model"], "widths": [32]}, "rules": ["sqrt-wd"],
+                       "grid": {"eta": [2**-6], "wd": [0.1]},
+                       "train": {**TINY_SPEC["train"], "device": "cuda", "seeds": [0], "steps": 6},
+                       "runner": {"checkpoint_minutes": 0, "keep_checkpoints": True}})
+    res = run_sweep(spec, out_dir=tmp_path)
+    (path,) = (res.store.root / "checkpoints").glob("*.pt")
+    state = torch.load(path, map_location="cuda", weights_only=True)
+    assert state["loop"]["window"].is_cuda and "cuda" in state["rng"]
+    (cell,) = res.plan.cells
+    before = res.store.read_record(cell.id)
+    res.store.record_path(cell.id).unlink()
+    logs = []
+    after = run_sweep(spec, out_dir=tmp_path, log=logs.append).store.read_record(cell.id)
+    assert any("from its checkpoint at step 5" in m for m in logs), logs
+    assert after["curves"]["val"][:-1] == before["curves"]["val"][:-1]  # the steps the checkpoint holds
+    assert after["final_val_loss"] == pytest.approx(before["final_val_loss"], rel=1e-3)

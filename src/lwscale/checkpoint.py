@@ -30,9 +30,10 @@ VERSION = 2  # 1 also held numpy's and Python's RNG states (numpy's as an array,
 
 
 def _rng_state() -> dict:
-    """torch's global generators (CPU, and every CUDA device's): uint8 tensors."""
+    """torch's global generators (CPU, and every CUDA device's once CUDA is in use: asking
+    before would start CUDA in a CPU sweep): uint8 tensors."""
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
