@@ -56,6 +56,38 @@ def write_spec(path, spec: dict):
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
+DROPOUT_LM = '''
+import torch.nn as nn
+
+
+class DropLM(nn.Module):
+    def __init__(self, width, vocab_size):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, width)
+        self.fc = nn.Linear(width, width)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(width, vocab_size, bias=False)
+
+    def forward(self, idx):
+        return self.head(self.drop(self.fc(self.tok(idx)).relu()))
+
+
+def build(width, vocab_size=256):
+    return DropLM(width, vocab_size)
+'''
+
+
+def dropout_factory_spec(tmp_path, monkeypatch, module: str, **train) -> dict:
+    """A one-cell spec of a model.factory model with dropout (it draws from torch's global
+    RNG), written to tmp_path as ``module`` and importable; ``train`` adds to its train section."""
+    (tmp_path / f"{module}.py").write_text(DROPOUT_LM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return {"name": "drop", "model": {"factory": f"{module}:build", "widths": [32], "seq_len": 16},
+            "data": {"source": "sotu", "tokenizer": "bytes"},
+            "train": {"batch_size": 4, "warmup": 1, "eval_tokens": 256, **train},
+            "grid": {"eta": [0.01], "wd": [0.1]}, "rules": ["sqrt-wd"]}
+
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):

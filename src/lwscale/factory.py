@@ -10,7 +10,8 @@ meta device at the base width, at the cell's width and at twice it, and the shap
 Such a model trains one cell at a time (K = 1; stacking needs lwscale's own stacked layers)
 through the very same loop as the built-in model (``lwscale.train.train_stack``): its
 parameters are held with a leading K = 1 axis and the module runs on them through
-``torch.func.functional_call``.
+``torch.func.functional_call``. It trains in training mode and is evaluated (the validation
+loss, the diagnostics' gains) in eval mode, so dropout is off there.
 """
 from __future__ import annotations
 
@@ -116,6 +117,13 @@ class UserStack(nn.Module):
             p.data = torch.empty(0, dtype=p.dtype, device=p.device)
         self.loss_fn = loss_fn
         self.flops_per_token = 6.0 * n_params  # the usual 6N estimate (attention not counted)
+
+    def train(self, mode: bool = True) -> "UserStack":
+        """Also switches the user's module (not a child, so ``nn.Module.train`` would not reach
+        it): its dropout or batch norm then evaluates in eval mode (``train.train_stack``)."""
+        super().train(mode)
+        self.module.train(mode)
+        return self
 
     def output(self, idx: torch.Tensor):
         """The user's module on tokens [1, B, T], with the stacked parameters: its own output."""

@@ -173,8 +173,13 @@ def train_stack(
     recorder = Recorder(model, val[:eval_bs, :-1], t_spec.diagnostics, lambda: autocast(device, precision))
 
     def record_eval(step: int) -> torch.Tensor:
-        v = evaluate(fwd, val, K, eval_bs, device, precision).cpu()
-        recorder.at_eval(step)
+        if spec.model.factory:  # a user's model may have dropout: off for evaluation (ours has none; a
+            model.eval()        # mode switch would only cost its compiled graph a second variant)
+        try:
+            v = evaluate(fwd, val, K, eval_bs, device, precision).cpu()
+            recorder.at_eval(step)
+        finally:
+            model.train()
         for k in range(K):
             val_curve[k].append([step, step * B * T, float(v[k])])
         return v
