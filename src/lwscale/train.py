@@ -98,6 +98,16 @@ def evaluate(model: torch.nn.Module, val: torch.Tensor, K: int, batch_size: int,
     return total / n
 
 
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """``model`` in eval mode inside the block, in training mode again after it."""
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train()
+
+
 def build_with_classes(cfg, spec: Spec, seeds: list[int], device: torch.device):
     """The stacked model of ``cfg`` and its parameter classes; a spec's ``model.factory``
     gives the user's model instead (K = 1, lwscale.factory)."""
@@ -173,13 +183,11 @@ def train_stack(
     recorder = Recorder(model, val[:eval_bs, :-1], t_spec.diagnostics, lambda: autocast(device, precision))
 
     def record_eval(step: int) -> torch.Tensor:
-        if spec.model.factory:  # a user's model may have dropout: off for evaluation (ours has none; a
-            model.eval()        # mode switch would only cost its compiled graph a second variant)
-        try:
+        # a user's model may have dropout: off for evaluation (ours has none, and a mode switch
+        # would only give its compiled graph a second variant)
+        with eval_mode(model) if spec.model.factory else contextlib.nullcontext():
             v = evaluate(fwd, val, K, eval_bs, device, precision).cpu()
             recorder.at_eval(step)
-        finally:
-            model.train()
         for k in range(K):
             val_curve[k].append([step, step * B * T, float(v[k])])
         return v
