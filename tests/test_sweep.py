@@ -97,6 +97,9 @@ def test_pairs_grid_is_sized_by_its_slowest_pair():
     assert cell.matrix_timescales() == min(c.matrix_timescales() for c in plan.cells)
     assert "the slowest pair" in plan_table(plan).title
     assert timescale_warning(plan).startswith("the slowest pair completes fewer than 3")
+    spec["grid"]["pairs"].append([0.01, 0.0])          # no weight decay: not the pair that sizes the run
+    (_, _, cell), = centre_cells(make_plan(parse_spec(spec)))
+    assert cell.matrix_tau() == pytest.approx(1 / (0.005 * 0.05))
 
 
 def test_command_line_overrides_reach_the_spec(tmp_path):

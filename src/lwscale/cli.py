@@ -83,7 +83,7 @@ def sweep(
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
     if warning:
-        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        warn(warning)
     if dry_run:
         _dry_run(spec, plan, resolve_device(spec.train.device))
         return

@@ -192,13 +192,17 @@ def reference_name(spec: Spec) -> str:
 
 def centre_cells(plan: Plan) -> list[tuple[str, int, Cell]]:
     """(rule, width, cell) at the grid's centre for every rule and width (seed: the first);
-    for a ``grid.pairs`` spec, the pair whose cell completes the fewest matrix timescales."""
+    for a ``grid.pairs`` spec, the pair whose cell completes the fewest matrix timescales (a
+    pair with wd = 0 only when every pair has it: it has no steady state to reach)."""
     by_id = plan.by_id()
     if plan.spec.grid.pairs is not None:
+        def pace(c: Cell) -> tuple[bool, float]:  # a pair without wd never reaches steady state: last
+            return c.matrix_timescales() == 0, c.matrix_timescales()
+
         slowest: dict[tuple[str, int], Cell] = {}
         for lab, cid in plan.labels:
             c, key = by_id[cid], (lab.rule, lab.width)
-            if key not in slowest or c.matrix_timescales() < slowest[key].matrix_timescales():
+            if key not in slowest or pace(c) < pace(slowest[key]):
                 slowest[key] = c
         return [(rule, width, c) for (rule, width), c in slowest.items()]
     eta_c, wd_c = grid_centre(plan.spec)
