@@ -340,3 +340,43 @@ def test_an_unreadable_spec_yaml_costs_a_warning_not_the_table(tmp_path):
     df = store.rebuild_table(plan)
     assert len(df) == len(plan.labels) and any("results.csv lists only" in w for w in store.warnings)
 
+
+
+@pytest.mark.parametrize("per_unit,verdict", [(4.0, True), (1.0, False), (None, None)])
+def test_validity_gate_reads_wider_is_better_and_the_optimum_timescales(tmp_path, per_unit, verdict):
+    """The study's gate, above every transfer result: wider is better at the optimum (2.45 at
+    width 128 against 3.00 at 32), and the target's optimum cells (the pooled best and each
+    rule's own) complete >= 3 timescales: here timescales = per_unit * eta*wd / 2^-11, so both
+    target optima (eta*wd = 2^-11) complete ``per_unit``; no timescales column: unknown."""
+    from lwscale.reports.gate import gate_tab
+
+    root = hand_made(tmp_path)
+    if per_unit is not None:
+        df = pd.read_csv(root / "results.csv")
+        df["timescales"] = per_unit * df["eta"] * df["wd"] / 2.0**-11
+        df.to_csv(root / "results.csv", index=False)
+    res = transfer(load_run(root), 32, 128)
+    g = res["gate"]
+    assert g["wider_is_better"]["holds"] is True
+    assert g["wider_is_better"]["target_best"]["loss"] == pytest.approx(2.45)
+    assert g["wider_is_better"]["proxy_best"]["loss"] == pytest.approx(3.0)
+    assert set(g["steady_state"]["optima"]) == {"pooled", "sqrt-wd", "const-wd"}
+    assert g["steady_state"]["holds"] is verdict and g["holds"] is verdict
+    if per_unit is not None:
+        assert g["steady_state"]["min_timescales"] == pytest.approx(per_unit)
+    tab = gate_tab(res)
+    word = {True: "holds", False: "FAILS", None: "unknown"}[verdict]
+    assert tab.title.endswith(word) and tab.rows[1][1] == word and tab.rows[0][1] == "holds"
+    assert ((1, 1) in tab.marks) is (verdict is False)
+    assert tab.markdown() in transfer_md(res)
+    assert json.loads(json.dumps(res))["gate"] == g          # plain data: it goes into transfer.json
+
+
+def test_the_gate_fails_when_the_narrower_model_wins(tmp_path):
+    rows = (rows_for("sqrt-wd", 32, ETAS, WDS, [0], bowl(-8, -3, 2.0))
+            + rows_for("sqrt-wd", 128, ETAS, WDS, [0], bowl(-8, -3, 2.5)))
+    res = transfer(load_run(make_run(tmp_path / "r", rows, [32, 128], ["sqrt-wd"], ETAS, WDS)), 32, 128)
+    assert res["gate"]["wider_is_better"]["holds"] is False and res["gate"]["holds"] is False
+    failed = rows[:9] + rows_for("sqrt-wd", 128, ETAS, WDS, [0], bowl(-8, -3, 2.5), status=lambda e, w: "failed")
+    no_target = make_run(tmp_path / "p", failed, [32, 128], ["sqrt-wd"], ETAS, WDS)
+    assert transfer(load_run(no_target), 32, 128)["gate"] is None   # no finished target cell: nothing to gate

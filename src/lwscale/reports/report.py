@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from .gate import gate_tab
 from .results import Run, panel
 from .tables import best_cells, finished, loss_tab
 from .transfer_tables import TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
@@ -74,6 +75,9 @@ def transfer_md(result: dict) -> str:
     p, t = result["proxy_width"], result["target_width"]
     out = [f"Proxy width {p} → target width {t}; (η, λ) in base coordinates; wd is PyTorch-coupled "
            f"({result['wd_mode']} mode in the spec). τ = 1/(lr·wd) steps.", "", hparam_tab(result).markdown()]
+    g = gate_tab(result)
+    if g is not None:
+        out += ["", f"**{g.title}**", "", g.markdown()]
     metrics = metrics_tab(result)
     if metrics is not None:
         e0 = next(e for e in result["rules"] if "best_loss_pooled" in e)

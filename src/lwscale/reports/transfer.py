@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..rules import RuleError, get_rule, timescale
+from .gate import gate
 from .results import Run, at_point, log2, panel, seed_losses
 from .tables import argmin, cell_stats, finished, mean_se, paired
 
@@ -284,6 +285,7 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
                  "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
         entry.update(target_metrics(run, rule, proxy, target, opt, pooled))
         out["rules"].append(entry)
+    out["gate"] = gate(run, proxy, target, rules)
     scored = [e for e in out["rules"] if "target_loss" in e]
     out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan)) for e in scored},
                           {e["rule"]: e["target_seeds"] for e in scored})

@@ -2,11 +2,15 @@
 the rankings and the warnings."""
 from __future__ import annotations
 
+from .gate import gate_tab
 from .transfer_tables import GRID_RANKING, TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
 
 
 def print_transfer(console, result: dict) -> None:
     console.print(hparam_tab(result).rich())
+    g = gate_tab(result)
+    if g is not None:
+        console.print(g.rich())
     m = metrics_tab(result)
     if m is not None:
         console.print(m.rich())
