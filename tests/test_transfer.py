@@ -370,6 +370,11 @@ def test_validity_gate_reads_wider_is_better_and_the_optimum_timescales(tmp_path
     assert ((1, 1) in tab.marks) is (verdict is False)
     assert tab.markdown() in transfer_md(res)
     assert json.loads(json.dumps(res))["gate"] == g          # plain data: it goes into transfer.json
+    from lwscale.reports.report import findings
+
+    said = findings(load_run(root), res)
+    assert f"- Validity gate: {word} (wider is better at the optimum: holds;" in said
+    assert ("outside the regime" in said) is (verdict is not True)
 
 
 def test_the_gate_fails_when_the_narrower_model_wins(tmp_path):

@@ -56,8 +56,7 @@ def gate(run: Run, proxy: int, target: int, rules: list[str]) -> dict | None:
             "holds": overall}
 
 
-def _verdict(holds: bool | None) -> str:
-    return {True: "holds", False: "FAILS", None: "unknown"}[holds]
+VERDICT = {True: "holds", False: "FAILS", None: "unknown"}
 
 
 def gate_tab(result: dict) -> Tab | None:
@@ -74,8 +73,8 @@ def gate_tab(result: dict) -> Tab | None:
     need = g["min_timescales_required"]
     steady = "; ".join(
         f"{name} {num(o['timescales'], '.2f')} (η {o['eta']:.3g}, λ {o['wd']:.3g})" for name, o in s["optima"].items())
-    rows = [["wider is better at the optimum", _verdict(w["holds"]), wider],
-            [f"the target's optimum completes ≥ {need:g} timescales Σ lr·wd", _verdict(s["holds"]), steady]]
+    rows = [["wider is better at the optimum", VERDICT[w["holds"]], wider],
+            [f"the target's optimum completes ≥ {need:g} timescales Σ lr·wd", VERDICT[s["holds"]], steady]]
     marks = {(i, 1): "bad" for i, holds in enumerate((w["holds"], s["holds"])) if holds is False}
-    return Tab(f"validity gate, read before the transfer results: {_verdict(g['holds'])}",
+    return Tab(f"validity gate, read before the transfer results: {VERDICT[g['holds']]}",
                ["check", "result", "numbers"], rows, left=3, marks=marks)

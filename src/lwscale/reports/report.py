@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from .gate import gate_tab
+from .fmt import num
+from .gate import VERDICT, gate_tab
 from .results import Run, panel
 from .tables import best_cells, finished, loss_tab
 from .transfer_tables import TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
@@ -43,6 +44,14 @@ def findings(run: Run, result: dict | None) -> str:
         if len(b):
             lines.append(f"- {rule}: best cell per width " + "; ".join(
                 f"{int(r.width)}: η = {r.eta:.3g}, λ = {r.wd:.3g} (loss {r.loss:.4f})" for r in b.itertuples()))
+    g = (result or {}).get("gate")
+    if g:
+        w, st = g["wider_is_better"], g["steady_state"]
+        lines.append(f"- Validity gate: {VERDICT[g['holds']]} (wider is better at the optimum: {VERDICT[w['holds']]}; "
+                     f"the target's optimum completes ≥ {g['min_timescales_required']:g} timescales: "
+                     f"{VERDICT[st['holds']]}, least {num(st['min_timescales'], '.2f')})"
+                     + ("" if g["holds"] else ": read the transfer below as a measurement outside the regime "
+                        "the rules are derived for") + ".")
     if result and result.get("ranking"):
         top = result["ranking"][0]
         ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
