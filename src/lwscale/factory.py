@@ -115,6 +115,8 @@ class UserStack(nn.Module):
             self.register_parameter(flat_name(n), nn.Parameter(p.detach().unsqueeze(0).clone()))
         for p in module.parameters():  # the module runs on the stacked copies: free its own
             p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+        for n, b in module.named_buffers():  # its own tensors (e.g. batch-norm running stats), also
+            self.register_buffer("buffer__" + flat_name(n), b)  # here so checkpoints hold them
         self.loss_fn = loss_fn
         self.flops_per_token = 6.0 * n_params  # the usual 6N estimate (attention not counted)
 
