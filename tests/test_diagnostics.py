@@ -282,3 +282,21 @@ def test_transferred_optimum_is_the_seed_mean_argmin_and_the_figures_draw_it():
     assert rows_at(pts, "r", 2.0, 0.1)["cell_id"].tolist() == [f"{w}-2.0-{s}" for w in (16, 32, 64) for s in (0, 1)]
     drawn = chosen_cells(pts, False, transferred(pts))
     assert drawn["cell_id"].tolist() == ["32-2.0-0", "64-2.0-0"]
+
+
+def test_resumed_curves_come_back_to_the_host_in_one_copy_each(monkeypatch):
+    """A checkpoint loaded onto the training device brings the saved curves there; load_state
+    moves the gains and the sigma_max curve back in one copy each, values and plain floats kept."""
+    from lwscale import diagnostics
+
+    model = build(tiny_cfg(32, n_stack=2), seeds=[0, 1])
+    rec = Recorder(model, torch.zeros(4, 16, dtype=torch.long), mode="full")
+    copies = []
+    real = diagnostics.to_host
+    monkeypatch.setattr(diagnostics, "to_host", lambda ts: copies.append(len(ts)) or real(ts))
+    gains = {"a": [torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])], "b": [torch.tensor([5.0, 6.0])]}
+    rec.load_state({"steps": [0, 10], "gains": gains, "sigma_curve": {"c": [torch.tensor([7.0, 8.0]), 9.0]}})
+    assert copies == [3, 1] and rec.steps == [0, 10]
+    assert {n: [v.tolist() for v in vals] for n, vals in rec.gains.items()} == {"a": [[1, 2], [3, 4]], "b": [[5, 6]]}
+    assert rec.sigma_curve["c"][0].tolist() == [7, 8] and rec.sigma_curve["c"][1] == 9.0
+    assert all(v.device.type == "cpu" for vals in rec.gains.values() for v in vals)

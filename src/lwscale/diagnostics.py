@@ -70,6 +70,15 @@ def to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
 
+def _on_host(curves: dict[str, list]) -> dict[str, list]:
+    """{name: [value per step]} with every tensor value on the host, in one copy."""
+    cells = [(n, i) for n, vals in curves.items() for i, v in enumerate(vals) if torch.is_tensor(v)]
+    out = {n: list(vals) for n, vals in curves.items()}
+    for (n, i), v in zip(cells, to_host([curves[n][i] for n, i in cells])):
+        out[n][i] = v
+    return out
+
+
 def by_type(values: dict[str, float], type_of=matrix_type, types=MATRIX_TYPES) -> dict[str, float]:
     """Mean over blocks per matrix type ('q' ... 'down', or ``types`` with ``type_of``) of
     {parameter name: value}."""
@@ -220,9 +229,10 @@ class Recorder:
         return {"steps": list(self.steps), "gains": dict(self.gains), "sigma_curve": dict(self.sigma_curve)}
 
     def load_state(self, state: dict) -> None:
+        """The curves of ``state()``, back on the host: a checkpoint loaded onto the training
+        device brings its tensors there (map_location), which would cost the records a sync each."""
         self.steps = list(state["steps"])
-        self.gains = defaultdict(list, state["gains"])
-        self.sigma_curve = defaultdict(list, state["sigma_curve"])
+        self.gains, self.sigma_curve = (defaultdict(list, _on_host(state[key])) for key in ("gains", "sigma_curve"))
 
     # ---- per-cell results ----------------------------------------------------------------
     def record(self, k: int) -> dict | None:
