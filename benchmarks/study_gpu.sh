@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reproduction study (issue 9) on one GPU, as one resumable command for the device tool:
 #   bash benchmarks/study_gpu.sh [SECONDS]     # default 540: stops cleanly before a 10-minute limit
-# Trains configs/study.yaml into runs/ (resumable: rerun with runs/ carried back to continue),
+# Trains configs/study.yaml into runs/ (resumable by finished cells: copy the returned $OUT/runs
+# into runs/ and carry it to continue; a stack in flight restarts, its checkpoint is not returned),
 # then configs/figure1.yaml if time is left (the sweep's own plan table replaces a dry run,
 # which would measure K and step times a second time), and writes figures, transfer, diagnose and report.
 # Everything except checkpoints is copied to $OUT/runs for docs/results.md.
