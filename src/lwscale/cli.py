@@ -287,7 +287,9 @@ def transfer(
 
     Prints, for each rule and parameter class, the proxy's and the target's (lr, wd) and tau.
 
-    With target cells: the regret against the best target cell, the shift of the optimum, the sigma_max ratio.
+    With target cells: first the validity gate (wider is better at the optimum, and the target's optimum completes
+    at least 3 AdamW timescales), then the regret against the best target cell, the shift of the optimum, the
+    sigma_max ratio.
 
     Writes transfer.csv and transfer.json into RUN_DIR.
     """
