@@ -61,6 +61,27 @@ def test_loop_state_is_read_by_name():
         LoopState.from_dict({k: v for k, v in state.items() if k != "window_n"})
 
 
+def test_a_checkpoint_lacking_a_loop_field_starts_the_stack_over(tmp_path):
+    """A loop field added without a VERSION bump: the stack retrains (nothing loaded), it does
+    not fail its cells."""
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec(small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True))
+    res = run_sweep(spec, out_dir=tmp_path)
+    (path,) = (res.store.root / "checkpoints").glob("*.pt")
+    state = torch.load(path, weights_only=True)
+    del state["loop"]["window_n"]
+    torch.save(state, path)
+    (cell,) = res.plan.cells
+    before = res.store.read_record(cell.id)
+    res.store.record_path(cell.id).unlink()
+    logs = []
+    after = run_sweep(spec, out_dir=tmp_path, log=logs.append).store.read_record(cell.id)
+    assert any("lacks the loop state window_n; starting the stack over" in m for m in logs)
+    assert after["status"] == "done" and after["final_val_loss"] == before["final_val_loss"]
+
+
 def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_path, monkeypatch):
     """A user's model may draw from torch's global RNG (dropout): the checkpoint keeps that
     generator's state (a tensor, weights_only-loadable), so the resumed stack draws the same

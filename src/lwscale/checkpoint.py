@@ -68,9 +68,9 @@ class StackCheckpoint:
         self.resumed_from: int | None = None
 
     # ---- called by train.train_stack --------------------------------------------------------
-    def restore(self, model: torch.nn.Module, opt, device: torch.device) -> dict | None:
+    def restore(self, model: torch.nn.Module, opt, device: torch.device, loop_keys=()) -> dict | None:
         """Load the saved state into ``model`` and ``opt``; return the loop dict (with
-        ``step``), or None when there is no checkpoint to resume."""
+        ``step`` and every name of ``loop_keys``), or None when there is no checkpoint to resume."""
         if not self.path.exists():
             return None
         try:
@@ -84,6 +84,11 @@ class StackCheckpoint:
             return None
         if state.get("version") != VERSION or state.get("cells") != self.cell_ids:
             self.log(f"warning: checkpoint {self.path} is not this stack's; starting the stack over")
+            return None
+        missing = sorted(set(loop_keys) - set(state.get("loop", {})))
+        if missing:  # a loop field added without a VERSION bump: nothing is loaded, nothing fails
+            self.log(f"warning: checkpoint {self.path} lacks the loop state {', '.join(missing)}; "
+                     "starting the stack over")
             return None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

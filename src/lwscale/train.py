@@ -125,7 +125,8 @@ class LoopState:
     (a checkpoint's ``loop`` dict; plain data and tensors, as ``torch.load(weights_only=True)``
     reads them). A field added here without a default must be passed wherever the state is
     made, and reading a dict without it raises KeyError naming it, never fills another field
-    (bump ``lwscale.checkpoint.VERSION`` with the fields: older files are then set aside)."""
+    (bump ``lwscale.checkpoint.VERSION`` with the fields; a checkpoint that lacks one is set
+    aside by ``StackCheckpoint.restore`` anyway, and the stack starts over)."""
 
     step: int                      # optimizer steps done
     train_curve: list              # per cell: [step, tokens, loss] so far
@@ -192,7 +193,8 @@ def train_stack(
             val_curve[k].append([step, step * B * T, float(v[k])])
         return v
 
-    resumed = checkpoint.restore(model, opt, device) if checkpoint is not None else None
+    resumed = (checkpoint.restore(model, opt, device, [f.name for f in fields(LoopState)])
+               if checkpoint is not None else None)
     if resumed is None:
         record_eval(0)
     initial = None
