@@ -41,10 +41,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     """Restore ``_rng_state()``. The states come back on ``map_location``'s device, and the
-    setters take CPU tensors only. A file without them (saved before they were kept) leaves
-    the generators as they are."""
-    if "torch" in state:
-        torch.set_rng_state(state["torch"].cpu())
+    setters take CPU tensors only."""
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
@@ -92,7 +90,7 @@ class StackCheckpoint:
             return None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state.get("rng", {}))
+        _set_rng_state(state["rng"])
         self.resumed_from = int(state["loop"]["step"])
         self.log(f"resuming a stack of {len(self.cell_ids)} from its checkpoint at step {self.resumed_from}")
         return state["loop"]

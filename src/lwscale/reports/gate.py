@@ -19,7 +19,6 @@ import math
 import pandas as pd
 
 from .fmt import num
-from .results import Run, panel
 from .tables import Tab, argmin
 
 MIN_TIMESCALES = 3.0
@@ -31,21 +30,17 @@ def _cell(row: pd.Series) -> dict:
             "timescales": float(ts) if ts is not None and math.isfinite(ts) else None}
 
 
-def gate(run: Run, proxy: int, target: int, rules: list[str]) -> dict | None:
+def gate(stats: pd.DataFrame, proxy: int, best_target: pd.Series | None,
+         rule_optima: dict[str, pd.Series | None]) -> dict | None:
     """Both checks, each with ``holds`` (True, False, or None when it cannot be read), or None
-    when no target cell has finished."""
-    stats = run.stats
-    best_target = argmin(stats[stats["width"] == target])
+    when no target cell has finished. ``best_target``: the best target cell of any rule;
+    ``rule_optima``: each rule's best target cell (``transfer.transfer`` finds them once)."""
     if best_target is None:
         return None
     best_proxy = argmin(stats[stats["width"] == proxy])
     wider = {"holds": None if best_proxy is None else bool(best_target["loss"] < best_proxy["loss"]),
              "proxy_best": None if best_proxy is None else _cell(best_proxy), "target_best": _cell(best_target)}
-    optima = {"pooled": _cell(best_target)}
-    for rule in rules:
-        own = argmin(panel(stats, rule, target))
-        if own is not None:
-            optima[rule] = _cell(own)
+    optima = {"pooled": _cell(best_target)} | {r: _cell(o) for r, o in rule_optima.items() if o is not None}
     known = [o["timescales"] for o in optima.values() if o["timescales"] is not None]
     low = min(known) if known else None
     steady = {"holds": None if low is None or len(known) < len(optima) else bool(low >= MIN_TIMESCALES),

@@ -189,16 +189,17 @@ def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
     return mean_se(d.loc[at_point(d, rule, width, eta, wd) & finished(d, "sigma_max"), "sigma_max"])[0]
 
 
-def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum, pooled: pd.Series | None) -> dict:
+def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum, pooled: pd.Series | None,
+                   own: pd.Series | None) -> dict:
     """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target.
-    ``pooled``: the best target cell of any rule (None when no target cell finished)."""
+    ``pooled``: the best target cell of any rule (None when no target cell finished); ``own``:
+    the best target cell of the rule's own grid."""
     out: dict = {}
     if pooled is None:
         return out
     here = _at(run.stats, rule, target, opt.eta, opt.wd)
     out.update(best_loss_pooled=float(pooled["loss"]), best_loss_pooled_rule=pooled["rule"],
                best_loss_pooled_eta=float(pooled["eta"]), best_loss_pooled_wd=float(pooled["wd"]))
-    own = argmin(panel(run.stats, rule, target))
     if here is not None:
         out.update(target_status=here["status"], target_n=int(here["n"]))
     if here is not None and finished(here):
@@ -275,6 +276,7 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
         raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
     rules = check_rules(run, rules)
     pooled = argmin(run.stats[run.stats["width"] == target])   # the best target cell of any rule
+    own = {rule: argmin(panel(run.stats, rule, target)) for rule in rules}   # ... and of each rule's grid
     out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": run.spec.model.d0,
            "wd_mode": run.spec.optimizer.wd_mode, "rules": [], "warnings": []}
     for rule in rules:
@@ -283,9 +285,9 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
         entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
                  "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se,
                  "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
-        entry.update(target_metrics(run, rule, proxy, target, opt, pooled))
+        entry.update(target_metrics(run, rule, proxy, target, opt, pooled, own[rule]))
         out["rules"].append(entry)
-    out["gate"] = gate(run, proxy, target, rules)
+    out["gate"] = gate(run.stats, proxy, pooled, own)
     scored = [e for e in out["rules"] if "target_loss" in e]
     out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan)) for e in scored},
                           {e["rule"]: e["target_seeds"] for e in scored})
