@@ -118,7 +118,10 @@ def test_transfer_tables_are_built_once_for_the_terminal_and_report_md(tmp_path)
     for tab in (hp, m):
         assert tab.markdown() in md
         assert all(row in rich_rows for row in tab.rows)
-    assert m.title in shown and "Best target cell over all rules: loss 2.4500 (const-wd" in md
+    assert m.title in shown and "Best target cell over all rules: const-wd, η = 0.007812, λ = 0.0625 (loss 2.4500)" in md
+    # the seeds that picked the optima also read the losses: said once, in both outputs
+    assert "losses on the grid's seeds 0, 1, which also picked the optima (selection-biased)" in m.title
+    assert "selection-biased estimate" in shown and "--train --seeds 3" in shown and "selection-biased estimate" in md
     assert metrics_tab({**res, "rules": [{k: v for k, v in e.items() if k != "best_loss_pooled"}
                                          for e in res["rules"]]}) is None
 
@@ -144,14 +147,13 @@ def test_a_shift_every_seed_shares_is_not_noise(tmp_path):
     assert s["target_loss_se"] == pytest.approx(0.06)
     assert s["regret_pooled"] == pytest.approx(0.05) and s["tie_pooled"] is False
     assert res["ranking"][1]["gap"] == pytest.approx(0.10) and res["ranking"][1]["tie_with_best"] is False
-    unpaired = rank({"a": (2.50, 0.06), "b": (2.60, 0.06)})
-    assert unpaired[1]["tie_with_best"] is True and unpaired[1]["paired"] == 0
-    paired = rank({"a": (2.50, 0.06), "b": (2.60, 0.06)}, {"a": {0: 2.44, 1: 2.56}, "b": {0: 2.54, 1: 2.66}})
-    assert paired[1]["tie_with_best"] is False and paired[1]["paired"] == 2
+    paired = rank({"a": {0: 2.44, 1: 2.56}, "b": {0: 2.54, 1: 2.66}})
+    assert paired[1]["tie_with_best"] is False and paired[1]["paired"] == 2 and paired[1]["seeds"] == [0, 1]
+    assert paired[1]["gap"] == pytest.approx(0.10) and paired[1]["gap_se"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_rank_without_noise_calls_no_ties():
-    r = rank({"a": (2.0, math.nan), "b": (2.0001, math.nan)})
+    r = rank({"a": {0: 2.0}, "b": {0: 2.0001}})
     assert [x["rule"] for x in r] == ["a", "b"] and r[1]["tie_with_best"] is False
 
 
@@ -241,43 +243,69 @@ def test_not_a_run_directory(tmp_path):
 
 
 # ---- --train: the target trained at each rule's transferred point ----------------------------
-def test_train_trains_the_transferred_points(tiny_run, tmp_path):
+def test_train_evaluates_every_competitor_on_fresh_paired_seeds(tiny_run, tmp_path):
+    """--train --seeds 2 on a grid of seeds 0, 1: the transferred point, the best target cell of
+    any rule and the rule's own best are trained on seeds 2, 3, and every loss, regret and rank
+    is read there, paired; the grid's tables (seeds 0, 1) do not change."""
     root = tmp_path / "tiny"
     shutil.copytree(tiny_run.store.root, root)
     before = set(p.name for p in (root / "cells").iterdir())
     spec_before = (root / "spec.yaml").read_text()
-    # an off-grid point: sqrt-wd trains 2 new cells (2 seeds) at width 64
+    stats_before = load_run(root).stats
+    grid = transfer(load_run(root), 32, 64, ["sqrt-wd"], eta=2**-6, wd=0.3)
+    # an off-grid point: sqrt-wd trains it at width 64 on the two fresh seeds
     code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--eta", 2**-6,
-                              "--wd", 0.3, "--rule", "sqrt-wd", "--train", "--json"])
+                              "--wd", 0.3, "--rule", "sqrt-wd", "--train", "--seeds", 2, "--json"])
     assert code == 0, err
     res = json.loads(out)
-    new = set(p.name for p in (root / "cells").iterdir()) - before
-    assert len(new) == 2
+    assert res["evaluation"]["fresh"] is True and res["evaluation"]["seeds"] == [2, 3]
+    assert res["evaluation"]["selection_seeds"] == [0, 1]
     assert (root / "spec.yaml").read_text() == spec_before        # the swept spec is kept
     df = pd.read_csv(root / "results.csv")
-    pts = df[(df.eta == 2**-6) & (df.wd == 0.3)]
-    assert len(pts) == 2 and set(pts.status) == {"done"} and set(pts.width) == {64} and set(pts.rule) == {"sqrt-wd"}
-    assert len(df[df.status == "done"]) == len(tiny_run.table) + 2    # the sweep's rows are all still there
-    e = res["rules"][0]
+    assert set(df.seed) == {0, 1, 2, 3} and set(df[df.seed >= 2].width) == {64}
+    assert len(df[df.seed < 2]) == len(tiny_run.table)              # the sweep's rows are all still there
+    pd.testing.assert_frame_equal(load_run(root).stats, stats_before)   # tables and argmins: grid seeds only
+    e, g = res["rules"][0], grid["rules"][0]
+    # the competitors were picked on the grid's seeds, as without --train
+    for k in ("best_loss_pooled_rule", "best_loss_pooled_eta", "best_loss_pooled_wd", "target_opt_eta", "target_opt_wd"):
+        assert e[k] == g[k]
+    trained = {(r.rule, r.eta, r.wd) for r in df[df.seed >= 2].itertuples()}
+    assert ("sqrt-wd", 2**-6, 0.3) in trained and ("sqrt-wd", e["target_opt_eta"], e["target_opt_wd"]) in trained
+    assert (e["best_loss_pooled_rule"], e["best_loss_pooled_eta"], e["best_loss_pooled_wd"]) in trained
+    pts = df[(df.eta == 2**-6) & (df.wd == 0.3)].sort_values("seed")
+    assert list(pts.seed) == [2, 3] and set(pts.status) == {"done"}
     sub = pts["final_val_loss"]
-    assert e["trained_n"] == 2 and e["trained_loss"] == pytest.approx(sub.mean())
-    assert e["trained_loss_se"] == pytest.approx(sub.std(ddof=1) / math.sqrt(2))
-    assert e["trained_loss"] < 5.0 and [r["rule"] for r in res["trained_ranking"]] == ["sqrt-wd"]
+    assert e["target_loss"] == pytest.approx(sub.mean()) and e["target_n"] == 2
+    assert e["target_loss_se"] == pytest.approx(sub.std(ddof=1) / math.sqrt(2))
+    pooled = df[(df.rule == e["best_loss_pooled_rule"]) & (df.width == 64) & (df.eta == e["best_loss_pooled_eta"])
+                & (df.wd == e["best_loss_pooled_wd"]) & (df.seed >= 2)].sort_values("seed")
+    assert e["regret_pooled"] == pytest.approx((sub.to_numpy() - pooled["final_val_loss"].to_numpy()).mean())
+    assert e["regret_pooled_paired"] == 2 and e["regret_pooled_seeds"] == [2, 3] and e["regret_rule_paired"] == 2
+    assert math.isfinite(e["regret_pooled_se"]) and res["ranking"][0]["seeds"] == [2, 3]
     assert "NaN" not in out                                         # strict JSON: missing values are null
+    # the grid argmins of both rules, trained the same way; report.md then reads the fresh seeds
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--train", "--seeds", 2,
+                              "--json"])
+    assert code == 0, err
+    assert all(e["regret_pooled_paired"] == 2 and e["target_n"] == 2 for e in json.loads(out)["rules"])
     code, _, err = run_cli(["report", root])
     assert code == 0, err
-    assert "Trained at each rule's transferred point" in (root / "report.md").read_text()
-    # grid points the sweep trained are found done, not trained again
-    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--train", "--json"])
+    md = (root / "report.md").read_text()
+    assert "read on the fresh seeds 2, 3" in md and "losses on the fresh seeds 2, 3" in md
+    # a second --train finds every competitor done and trains nothing
+    new = set(p.name for p in (root / "cells").iterdir()) - before
+    code, out, err = run_cli(["transfer", root, "--proxy-width", 32, "--target-width", 64, "--train", "--seeds", 2])
     assert code == 0, err
     assert set(p.name for p in (root / "cells").iterdir()) - before == new
-    assert all(e["trained_n"] == 2 for e in json.loads(out)["rules"])
 
 
-def test_a_seed_only_one_rule_has_does_not_bias_the_gap():
-    r = rank({"a": (2.55, 0.05), "b": (2.64, 0.03)}, {"a": {0: 2.50, 1: 2.60}, "b": {0: 2.55, 1: 2.65, 2: 2.72}})
-    assert [x["rule"] for x in r] == ["a", "b"]
-    assert r[1]["gap"] == pytest.approx(0.05) and r[1]["paired"] == 2 and r[1]["gap_se"] == pytest.approx(0.0)
+def test_a_seed_only_one_rule_has_does_not_bias_the_gap_or_the_losses():
+    """b's seed 2 (0.72 worse than its others' mean) is left out of both b's loss and the gap:
+    every number of the ranking reads the seeds all ranked rules share."""
+    r = rank({"a": {0: 2.50, 1: 2.60}, "b": {0: 2.55, 1: 2.65, 2: 2.72}})
+    assert [x["rule"] for x in r] == ["a", "b"] and all(x["seeds"] == [0, 1] for x in r)
+    assert r[1]["loss"] == pytest.approx(2.60) and r[1]["gap"] == pytest.approx(0.05)
+    assert r[1]["paired"] == 2 and r[1]["gap_se"] == pytest.approx(0.0)
 
 
 def test_train_keeps_the_labels_a_wider_grid_gave_to_cells_trained_earlier(tmp_path):
@@ -304,20 +332,25 @@ def test_train_keeps_the_labels_a_wider_grid_gave_to_cells_trained_earlier(tmp_p
 
     assert list(sqrt_quarter(table)["status"]) == ["done"]   # const-wd's (0.5) cell, relabelled
     store = Store(tmp_path / "grow")
-    derived = derived_spec(wider, "const-wd", 128, 2**-6, 1.0, [0], name="grow")
+    derived = derived_spec(wider, "const-wd", 128, [(2**-6, 1.0)], [0], name="grow")
     assert list(sqrt_quarter(store.rebuild_table(make_plan(derived)))["status"]) == ["done"]
 
 
-def test_cells_sharing_fewer_than_two_seeds_are_compared_by_their_means():
-    """One shared seed gives no standard error: the gap is the difference of the means
-    (what the table shows next to it), never a one-seed difference, and a rule ranked
-    second never shows a negative gap as "+-"."""
-    r = rank({"a": (1.25, 0.25), "b": (1.10, math.nan)}, {"a": {0: 1.0, 1: 1.5}, "b": {0: 1.1}})
-    assert [x["rule"] for x in r] == ["b", "a"]
-    assert r[1]["gap"] == pytest.approx(0.15) and r[1]["paired"] == 0 and r[1]["tie_with_best"] is False
+def test_cells_sharing_one_seed_are_compared_on_it_alone():
+    """The issue's reproduction: a's seeds 1.30, 1.30, 1.40 against b's one seed 1.31. The
+    mean of a's three (1.333) minus b's one would call a 0.023 worse; on the shared seed 0 it
+    is 0.010 better, with no standard error, and a ranked second never shows a negative gap."""
+    from lwscale.reports.transfer import seed_diff
     from lwscale.reports.transfer_tables import ranking_tab
 
-    assert ranking_tab(r, "x").rows[1][3] == "+0.1500"
+    a, b = {0: 1.30, 1: 1.30, 2: 1.40}, {0: 1.31}
+    diff, se, seeds = seed_diff(a, b)
+    assert diff == pytest.approx(-0.01) and math.isnan(se) and seeds == [0]
+    assert math.isnan(seed_diff({1: 1.0}, {0: 1.0})[0])       # no shared seed: no difference at all
+    r = rank({"a": a, "b": b})
+    assert [x["rule"] for x in r] == ["a", "b"] and r[0]["loss"] == pytest.approx(1.30)
+    assert r[1]["gap"] == pytest.approx(0.01) and r[1]["paired"] == 1 and r[1]["tie_with_best"] is False
+    assert ranking_tab(r).rows[1][3:] == ["+0.0100", "no noise estimate"]
 
 
 def test_a_ranking_from_an_older_transfer_json_keeps_its_ties():

@@ -278,9 +278,10 @@ def transfer(
                                        "PyTorch-coupled) instead of the proxy's optimum; needs --eta"),
     refined: bool = typer.Option(False, "--refined", help="refine the proxy optimum by a local quadratic fit in "
                                  "(log2 eta, log2 lambda) instead of the grid argmin"),
-    train: bool = typer.Option(False, "--train", help="train the target once per rule at its transferred point "
-                               "(into the same run) and rank the rules"),
-    seeds: int = typer.Option(2, "--seeds", min=1, help="seeds per rule for --train"),
+    train: bool = typer.Option(False, "--train", help="train the competitors at the target on fresh seeds (not the "
+                               "grid's): each rule's transferred point, the best target cell of any rule and each "
+                               "rule's own best; regrets and the ranking are then read on those seeds"),
+    seeds: int = typer.Option(3, "--seeds", min=2, help="fresh seeds for --train (at least 2, for a standard error)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
     """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
@@ -291,12 +292,15 @@ def transfer(
     at least 3 AdamW timescales), then the regret against the best target cell, the shift of the optimum, the
     sigma_max ratio.
 
+    The optima are picked on the grid's seeds. Without --train the regrets are read on those same seeds (a
+    selection-biased estimate); with --train on fresh seeds. Every difference is paired seed by seed.
+
     Writes transfer.csv and transfer.json into RUN_DIR.
     """
     import json
 
     from .reports.results import load_run
-    from .reports.transfer import rank, to_frame
+    from .reports.transfer import competitors, to_frame
     from .reports.transfer import transfer as do_transfer
     from .reports.transfer_cli import print_transfer
     from .store import atomic_write_text
@@ -304,15 +308,14 @@ def transfer(
     run = load_run(run_dir)
     result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined)
     if train:
-        from .reports.train_target import train_points
+        from .reports.train_target import fresh_seeds, train_points
 
-        trained = train_points(run.spec, run.root, target_width, {e["rule"]: (e["eta"], e["wd"]) for e in result["rules"]},
-                               seeds, log=note if not as_json else (lambda s: None),
-                               progress=None if as_json else _RichProgress(run.spec))
-        for e in result["rules"]:
-            e.update(trained[e["rule"]])
-        result["trained_ranking"] = rank({r: (t["trained_loss"], t["trained_loss_se"]) for r, t in trained.items()},
-                                         {r: t["trained_seeds"] for r, t in trained.items()})
+        fresh = fresh_seeds(run.spec, seeds)
+        train_points(run.spec, run.root, target_width, competitors(result), fresh,
+                     log=note if not as_json else (lambda s: None),
+                     progress=None if as_json else _RichProgress(run.spec))
+        run = load_run(run.root)
+        result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined, eval_seeds=fresh)
     atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
     from .store import _clean
 
@@ -332,7 +335,7 @@ def report(
     target_width: Optional[int] = typer.Option(None, "--target-width", help="transfer table's target (default: largest)"),
 ) -> None:
     """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics."""
-    from .reports.report import write_report
+    from .reports.report import evaluation_seeds, write_report
     from .reports.results import load_run
     from .reports.transfer import transfer as do_transfer
 
@@ -340,8 +343,9 @@ def report(
     widths = run.widths
     result = None
     if len(widths) > 1:
+        p, t = proxy_width or widths[0], target_width or widths[-1]
         try:
-            result = do_transfer(run, proxy_width or widths[0], target_width or widths[-1])
+            result = do_transfer(run, p, t, eval_seeds=evaluation_seeds(run, p, t))
         except UserError as exc:
             if proxy_width or target_width:
                 raise

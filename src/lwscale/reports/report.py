@@ -11,7 +11,7 @@ from .fmt import num
 from .gate import VERDICT, gate_tab
 from .results import Run, panel
 from .tables import best_cells, finished, loss_tab
-from .transfer_tables import TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
+from .transfer_tables import hparam_tab, metrics_tab, ranking_tab, seeds_text
 
 
 def spec_summary(run: Run) -> str:
@@ -55,11 +55,15 @@ def findings(run: Run, result: dict | None) -> str:
     if result and result.get("ranking"):
         top = result["ranking"][0]
         ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
+        ev = result.get("evaluation") or {}
         lines.append(f"- Transferring the width-{result['proxy_width']} optimum to width {result['target_width']}, "
                      f"{top['rule']} lands on the lowest target loss ({top['loss']:.4f})"
                      + (f", tied within the seed noise with {', '.join(ties)}" if ties else "")
                      + ("" if top["se"] is not None and math.isfinite(top["se"]) else
-                        " (one seed: the gaps are not tested against the seed noise)") + ".")
+                        " (one seed: the gaps are not tested against the seed noise)")
+                     + ("" if not ev else f"; read on the {'fresh ' if ev['fresh'] else 'grid '}"
+                        f"{seeds_text(ev['seeds'])}" + ("" if ev["fresh"] else ", which also picked the optima, so "
+                                                        "the regrets are selection-biased")) + ".")
     ts = run.df.loc[finished(run.df, "timescales"), "timescales"] if "timescales" in run.df else []
     if len(ts):
         low = float((ts < 3).mean())
@@ -90,35 +94,37 @@ def transfer_md(result: dict) -> str:
     metrics = metrics_tab(result)
     if metrics is not None:
         e0 = next(e for e in result["rules"] if "best_loss_pooled" in e)
-        out += ["", metrics.markdown(), "", f"Best target cell over all rules: loss {e0['best_loss_pooled']:.4f} "
-                f"({e0['best_loss_pooled_rule']}, η = {e0['best_loss_pooled_eta']:.4g}, "
-                f"λ = {e0['best_loss_pooled_wd']:.4g}). Regrets within 2 seed standard errors are ties; "
-                "with one seed there is no noise estimate and nothing is called a tie."]
-    trained = ranking_tab(result.get("trained_ranking", []), TRAINED_RANKING)
-    if trained is not None:
-        out += ["", "Trained at each rule's transferred point (`transfer --train`):", "", trained.markdown()]
+        ev = result.get("evaluation") or {}
+        out += ["", metrics.title + ":", "", metrics.markdown(), "", f"Best target cell over all rules: {e0['best_loss_pooled_rule']}, "
+                f"η = {e0['best_loss_pooled_eta']:.4g}, λ = {e0['best_loss_pooled_wd']:.4g} (loss "
+                f"{num(e0['best_loss_pooled'], '.4f')}). Regrets are paired seed by seed; within 2 seed standard "
+                "errors they are ties; with one seed there is no noise estimate and nothing is called a tie."]
+        if ev.get("note"):
+            out += ["", ("" if ev["fresh"] else "Note: ") + ev["note"][0].upper() + ev["note"][1:] + "."]
+    ranking = ranking_tab(result.get("ranking", []))
+    if ranking is not None:
+        out += ["", ranking.markdown()]
     for w in result.get("warnings", []):
         out.append(f"\n> warning: {w}")
     return "\n".join(out)
 
 
-def _with_trained(run: Run, result: dict | None) -> dict | None:
-    """Add the ranking of an earlier ``transfer --train`` (transfer.json) for the same widths."""
+def evaluation_seeds(run: Run, proxy: int, target: int) -> list[int] | None:
+    """The fresh seeds of an earlier ``transfer --train`` between the same widths (transfer.json),
+    so report.md reads the same evaluation; None when there was none."""
     import json
 
     path = run.root / "transfer.json"
-    if result is None or not path.exists():
-        return result
     try:
         old = json.loads(path.read_text())
-    except ValueError:
-        return result
-    same = (old.get("proxy_width"), old.get("target_width")) == (result["proxy_width"], result["target_width"])
-    return {**result, "trained_ranking": old["trained_ranking"]} if same and old.get("trained_ranking") else result
+    except (OSError, ValueError):
+        return None
+    ev = old.get("evaluation") or {}
+    same = (old.get("proxy_width"), old.get("target_width")) == (proxy, target)
+    return list(ev["seeds"]) if same and ev.get("fresh") else None
 
 
 def write_report(run: Run, transfer_result: dict | None) -> str:
-    transfer_result = _with_trained(run, transfer_result)
     parts = [f"# lwscale report: {run.spec.name}", "",
              f"Run directory `{run.root}`. Cells: {status_counts(run)}.", "", "## What was run", spec_summary(run),
              "", "## What it showed", findings(run, transfer_result),

@@ -22,8 +22,15 @@ from .tables import cell_stats, finished
 class Run:
     root: Path
     spec: Spec
-    df: pd.DataFrame      # results.csv, one row per sweep point
-    stats: pd.DataFrame   # cell_stats: mean and se over seeds per (rule, width, eta, wd)
+    df: pd.DataFrame      # results.csv, one row per sweep point and seed
+    stats: pd.DataFrame   # cell_stats over the grid's seeds: mean and se per (rule, width, eta, wd)
+
+    @property
+    def grid_seeds(self) -> list[int]:
+        """The seeds the sweep's grid was trained on (the run's spec.yaml). Every grid cell has
+        them, so every heatmap, table and argmin reads the same seed set; seeds that
+        ``transfer --train`` adds to a few cells are kept out of ``stats``."""
+        return [int(s) for s in self.spec.train.seeds]
 
     @property
     def widths(self) -> list[int]:
@@ -64,7 +71,7 @@ def load_run(run_dir: str | Path | None) -> Run:
     if df.empty:
         raise UserError(f"{path} has no rows")
     df["final_val_loss"] = df["final_val_loss"].astype(float)
-    return Run(root, spec, df, cell_stats(df))
+    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]))
 
 
 def log2(x) -> np.ndarray | float:

@@ -1,5 +1,5 @@
 """Proxy -> target transfer: the proxy's optimum, each rule's (lr, wd) at both widths, and,
-where the run has target cells, regret, shift and the sigma_max ratio (SCIENCE.md section 6).
+where the run has target cells, regret, shift and the sigma_max ratio (docs/transfer.md).
 
 All (eta, lambda) are base coordinates: the values at the base width. A rule maps them to
 per-class (lr, wd) at any width, so the transferred point of a rule at the target is the
@@ -11,6 +11,13 @@ same base (eta, lambda); under every muP rule it is a measured target cell of th
 - shift = target optimum - proxy optimum in log2 base coordinates: (d log2 eta, d log2 lam),
   and d log2(eta*lam) (across an iso-eta*lambda ridge) and d log2(eta/lam) (along it).
 - differences within 2 standard errors of the seed noise are ties.
+
+Select on one noise, evaluate on another: every optimum (the proxy's, the best target cell
+of any rule, each rule's own) is picked on the grid's seeds. Picking the lowest of many noisy
+cells biases its loss low, so a regret read on those same seeds is biased high. With
+``transfer --train --seeds N`` the competitors are trained on N fresh seeds and every loss,
+regret and rank is read there. Either way, differences are paired seed by seed over the seeds
+both sides finished, and each number carries the seeds it used.
 """
 from __future__ import annotations
 
@@ -148,15 +155,14 @@ def _tie(diff: float, noise: float) -> bool | None:
     return bool(abs(diff) <= TIE_SIGMAS * noise)
 
 
-def seed_diff(a: dict, b: dict, loss_a: float, loss_b: float, se_a: float, se_b: float) -> tuple[float, float, int]:
-    """loss(a) - loss(b) with its standard error, and the number of seeds it pairs. Seed by
-    seed when the cells share 2 or more finished seeds (same seed: same batches and init, so
-    what a seed does to both cancels); otherwise the difference of the two means, with the
-    two se's combined (NaN with one seed each)."""
-    diff, se, n = paired(a, b)
-    if n < 2:
-        return loss_a - loss_b, math.sqrt(se_a**2 + se_b**2), 0
-    return diff, se, n
+def seed_diff(a: dict, b: dict) -> tuple[float, float, list[int]]:
+    """loss(a) - loss(b) paired seed by seed over the seeds both cells finished, its standard
+    error (NaN below 2 seeds) and those seeds. The same seed gives both cells the same batches
+    and init, so what a seed does to both cancels. Means over different seed sets are never
+    subtracted: with no shared seed the difference is NaN."""
+    common = sorted(k for k in a if k in b and math.isfinite(a[k]) and math.isfinite(b[k]))
+    diff, se, _ = paired({k: a[k] for k in common}, {k: b[k] for k in common})
+    return diff, se, common
 
 
 def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:
@@ -165,15 +171,16 @@ def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd
 
 
 def shift(p_eta: float, p_wd: float, t_eta: float, t_wd: float) -> dict:
-    de, dw = float(log2(t_eta) - log2(p_eta)), float(log2(t_wd) - log2(p_wd))
-    de, dw = (v if math.isfinite(v) else math.nan for v in (de, dw))   # wd = 0 has no log
+    with np.errstate(invalid="ignore"):                                # wd = 0 has no log
+        de, dw = float(log2(t_eta) - log2(p_eta)), float(log2(t_wd) - log2(p_wd))
+    de, dw = (v if math.isfinite(v) else math.nan for v in (de, dw))
     return {"d_log2_eta": de, "d_log2_wd": dw, "d_log2_eta_x_wd": de + dw, "d_log2_eta_over_wd": de - dw}
 
 
 def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
-    """Standard errors of the shift over seeds (each seed's own argmins), when > 1 seed."""
+    """Standard errors of the shift over the grid's seeds (each seed's own argmins), when > 1."""
     per = []
-    d = run.df[run.df["rule"] == rule]
+    d = run.df[(run.df["rule"] == rule) & run.df["seed"].isin(run.grid_seeds)]
     for seed, ds in d.groupby("seed"):
         p = argmin(cell_stats(ds[ds["width"] == proxy]))
         t = argmin(cell_stats(ds[ds["width"] == target]))
@@ -185,36 +192,44 @@ def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
 
 
 def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
-    d = run.df
+    d = run.df[run.df["seed"].isin(run.grid_seeds)]
     return mean_se(d.loc[at_point(d, rule, width, eta, wd) & finished(d, "sigma_max"), "sigma_max"])[0]
 
 
-def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum, pooled: pd.Series | None,
-                   own: pd.Series | None) -> dict:
+def _losses(ev: pd.DataFrame, cell: pd.Series | dict, width: int) -> dict[int, float]:
+    return seed_losses(ev, cell["rule"], width, float(cell["eta"]), float(cell["wd"]))
+
+
+def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: int, opt: Optimum,
+                   pooled: pd.Series | None, own: pd.Series | None) -> dict:
     """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target.
-    ``pooled``: the best target cell of any rule (None when no target cell finished); ``own``:
-    the best target cell of the rule's own grid."""
+    ``pooled``: the best target cell of any rule, ``own``: the best of the rule's own grid, both
+    picked on the grid's seeds (None when no target cell finished). Losses and regrets are read
+    from ``ev``, the results rows of the evaluation seeds, paired seed by seed."""
     out: dict = {}
     if pooled is None:
         return out
-    here = _at(run.stats, rule, target, opt.eta, opt.wd)
-    out.update(best_loss_pooled=float(pooled["loss"]), best_loss_pooled_rule=pooled["rule"],
+    pooled_losses = _losses(ev, pooled, target)
+    out.update(best_loss_pooled=mean_se(list(pooled_losses.values()))[0], best_loss_pooled_rule=pooled["rule"],
                best_loss_pooled_eta=float(pooled["eta"]), best_loss_pooled_wd=float(pooled["wd"]))
-    if here is not None:
-        out.update(target_status=here["status"], target_n=int(here["n"]))
-    if here is not None and finished(here):
-        loss, se = float(here["loss"]), float(here["se"])
-        mine = seed_losses(run.df, rule, target, opt.eta, opt.wd)
-        out.update(target_loss=loss, target_loss_se=se, target_seeds=mine)
+    mine = seed_losses(ev, rule, target, opt.eta, opt.wd)
+    statuses = ev.loc[at_point(ev, rule, target, opt.eta, opt.wd), "status"]
+    if mine:
+        loss, se, n = mean_se(list(mine.values()))
+        out.update(target_status="done", target_n=n, target_loss=loss, target_loss_se=se, target_seeds=mine)
         for key, best in (("pooled", pooled), ("rule", own)):
             if best is None:
                 continue
-            theirs = seed_losses(run.df, best["rule"], target, best["eta"], best["wd"])
-            diff, d_se, n = seed_diff(mine, theirs, loss, float(best["loss"]), se, float(best["se"]))
-            out.update({f"regret_{key}": diff, f"regret_{key}_se": d_se, f"regret_{key}_paired": n})
-            out[f"tie_{key}"] = _tie(out[f"regret_{key}"], d_se)
-    elif here is None:
+            diff, d_se, seeds = seed_diff(mine, _losses(ev, best, target))
+            out.update({f"regret_{key}": diff, f"regret_{key}_se": d_se, f"regret_{key}_paired": len(seeds),
+                        f"regret_{key}_seeds": seeds, f"tie_{key}": _tie(diff, d_se)})
+    elif len(statuses):
+        worst = [s for s in ("failed", "diverged", "running", "pending") if (statuses == s).any()]
+        out.update(target_status=worst[0] if worst else "done", target_n=0)
+    elif ev["seed"].isin(run.grid_seeds).all() or ev.empty:
         out["target_status"] = "not in the grid"
+    else:
+        out["target_status"] = "not trained on these seeds"
     if own is not None:
         out.update(target_opt_eta=float(own["eta"]), target_opt_wd=float(own["wd"]))
         out.update(shift(opt.eta, opt.wd, own["eta"], own["wd"]))
@@ -227,19 +242,24 @@ def target_metrics(run: Run, rule: str, proxy: int, target: int, opt: Optimum, p
     return out
 
 
-def rank(losses: dict[str, tuple[float, float]], seeds: dict[str, dict] | None = None) -> list[dict]:
-    """Rules ordered by loss, each marked as tied with the best when the gap is within the
-    seed noise: paired over common seeds when ``seeds`` (rule -> {seed: loss}) has them."""
-    items = sorted(((r, l, s) for r, (l, s) in losses.items() if np.isfinite(l)), key=lambda t: t[1])
-    if not items:
+def rank(seeds: dict[str, dict[int, float]]) -> list[dict]:
+    """Rules ordered by their loss at the transferred point (``seeds``: rule -> {seed: loss}),
+    on the seeds every ranked rule finished, so each mean and each gap reads one seed set. A
+    gap is paired seed by seed and a tie with the best when within the seed noise."""
+    have = {r: s for r, s in seeds.items() if s}
+    if not have:
         return []
-    seeds = seeds or {}
-    top, best, best_se = items[0]
+    common = sorted(set.intersection(*(set(s) for s in have.values())))
+    if not common:
+        return []
+    stats = {r: mean_se([s[k] for k in common]) for r, s in have.items()}
+    order = sorted(have, key=lambda r: stats[r][0])
+    top = order[0]
     out = []
-    for i, (r, l, s) in enumerate(items):
-        gap, gap_se, n = seed_diff(seeds.get(r, {}), seeds.get(top, {}), l, best, s, best_se) if i else (0.0, math.nan, 0)
-        out.append({"rule": r, "loss": l, "se": s, "rank": i + 1, "gap": gap, "gap_se": gap_se,
-                    "paired": n, "tie_with_best": i > 0 and bool(_tie(gap, gap_se))})
+    for i, r in enumerate(order):
+        gap, gap_se, _ = seed_diff(*({k: have[x][k] for k in common} for x in (r, top))) if i else (0.0, math.nan, [])
+        out.append({"rule": r, "loss": stats[r][0], "se": stats[r][1], "rank": i + 1, "gap": gap, "gap_se": gap_se,
+                    "paired": len(common), "seeds": common, "tie_with_best": i > 0 and bool(_tie(gap, gap_se))})
     return out
 
 
@@ -265,9 +285,44 @@ def check_width(run: Run, width: int, what: str) -> None:
         raise UserError(f"{what} width {width} is not in the run (widths: {', '.join(map(str, run.widths))})")
 
 
+def competitors(result: dict) -> dict[str, set[tuple[float, float]]]:
+    """The target cells a fresh-seed evaluation trains, per rule: each rule's transferred point,
+    the best target cell of any rule and each rule's own best target cell (as picked on the
+    grid's seeds). Cells that coincide (the same physical lr and wd) train once."""
+    out: dict[str, set[tuple[float, float]]] = {}
+    for e in result["rules"]:
+        out.setdefault(e["rule"], set()).add((e["eta"], e["wd"]))
+        if "target_opt_eta" in e:
+            out[e["rule"]].add((e["target_opt_eta"], e["target_opt_wd"]))
+        if "best_loss_pooled_rule" in e:
+            out.setdefault(e["best_loss_pooled_rule"], set()).add((e["best_loss_pooled_eta"], e["best_loss_pooled_wd"]))
+    return out
+
+
+def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None) -> dict:
+    """Which seeds the target losses and regrets read, and what that means for them."""
+    grid = run.grid_seeds
+    if seeds is None:
+        n = "seed" if len(grid) == 1 else "seeds"
+        return {"seeds": grid, "fresh": False, "selection_seeds": grid,
+                "note": f"regrets are read on the grid's {n} {', '.join(map(str, grid))}, the same noise that picked "
+                        "the best target cells: a selection-biased estimate (the lowest of many noisy cells is "
+                        "biased low, so a regret against it is biased high). For an unbiased one, train the "
+                        f"competitors on fresh seeds: lwscale transfer {run.root} --proxy-width {proxy} "
+                        f"--target-width {target} --train --seeds 3"}
+    return {"seeds": list(seeds), "fresh": True, "selection_seeds": grid,
+            "note": f"the best cells were picked on the grid's seeds {', '.join(map(str, grid))}; every target loss "
+                    f"and regret is read on the fresh seeds {', '.join(map(str, seeds))} (transfer --train), paired "
+                    "seed by seed"}
+
+
 def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, eta: float | None = None,
-             wd: float | None = None, refined: bool = False) -> dict:
-    """Everything ``lwscale transfer`` reports, as plain data (also transfer.json)."""
+             wd: float | None = None, refined: bool = False, eval_seeds: list[int] | None = None) -> dict:
+    """Everything ``lwscale transfer`` reports, as plain data (also transfer.json).
+
+    Optima are picked on the grid's seeds (``run.stats``). Target losses, regrets and the
+    ranking are read on ``eval_seeds`` (fresh seeds trained by ``transfer --train``), or on the
+    grid's seeds when None, and every difference is paired over the seeds both sides share."""
     check_width(run, proxy, "proxy")
     check_width(run, target, "target")
     if (eta is None) != (wd is None):
@@ -277,20 +332,20 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
     rules = check_rules(run, rules)
     pooled = argmin(run.stats[run.stats["width"] == target])   # the best target cell of any rule
     own = {rule: argmin(panel(run.stats, rule, target)) for rule in rules}   # ... and of each rule's grid
+    ev_info = evaluation(run, proxy, target, eval_seeds)
+    ev = run.df[run.df["seed"].isin(ev_info["seeds"])]
     out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": run.spec.model.d0,
-           "wd_mode": run.spec.optimizer.wd_mode, "rules": [], "warnings": []}
+           "wd_mode": run.spec.optimizer.wd_mode, "evaluation": ev_info, "rules": [], "warnings": []}
     for rule in rules:
         opt = Optimum(eta, wd, "given") if eta is not None else proxy_optimum(run, rule, proxy, refined)
         out["warnings"].extend(opt.warnings)
         entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
                  "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se,
                  "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
-        entry.update(target_metrics(run, rule, proxy, target, opt, pooled, own[rule]))
+        entry.update(target_metrics(run, ev, rule, proxy, target, opt, pooled, own[rule]))
         out["rules"].append(entry)
     out["gate"] = gate(run.stats, proxy, pooled, own)
-    scored = [e for e in out["rules"] if "target_loss" in e]
-    out["ranking"] = rank({e["rule"]: (e["target_loss"], e.get("target_loss_se", math.nan)) for e in scored},
-                          {e["rule"]: e["target_seeds"] for e in scored})
+    out["ranking"] = rank({e["rule"]: e.get("target_seeds", {}) for e in out["rules"]})
     return out
 
 
@@ -298,16 +353,18 @@ CSV_COLUMNS = [
     "rule", "source", "eta", "wd", "group", "cls", "proxy_lr", "proxy_wd", "proxy_tau", "target_lr", "target_wd",
     "target_tau", "target_status", "target_n", "target_loss", "target_loss_se", "best_loss_pooled",
     "best_loss_pooled_rule", "regret_pooled", "regret_pooled_se", "tie_pooled", "regret_rule", "regret_rule_se",
-    "tie_rule", "regret_pooled_paired", "regret_rule_paired", "target_opt_eta", "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd",
-    "d_log2_eta_over_wd", "d_log2_eta_x_wd_se", "d_log2_eta_over_wd_se", "sigma_max_ratio", "trained_loss",
-    "trained_loss_se", "trained_n",
+    "tie_rule", "regret_pooled_paired", "regret_rule_paired", "eval_seeds", "fresh_seeds", "target_opt_eta",
+    "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd", "d_log2_eta_x_wd_se",
+    "d_log2_eta_over_wd_se", "sigma_max_ratio",
 ]
 
 
 def to_frame(result: dict) -> pd.DataFrame:
     """transfer.csv: one row per rule and parameter group."""
     rows = []
+    ev = result.get("evaluation", {})
+    seeds = {"eval_seeds": " ".join(map(str, ev.get("seeds", []))), "fresh_seeds": ev.get("fresh")}
     for e in result["rules"]:
         for c in e["classes"]:
-            rows.append({**{k: v for k, v in e.items() if k != "classes"}, **c})
+            rows.append({**{k: v for k, v in e.items() if k != "classes"}, **seeds, **c})
     return pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)

@@ -3,7 +3,7 @@ the rankings and the warnings."""
 from __future__ import annotations
 
 from .gate import gate_tab
-from .transfer_tables import GRID_RANKING, TRAINED_RANKING, hparam_tab, metrics_tab, ranking_tab
+from .transfer_tables import hparam_tab, metrics_tab, ranking_tab
 
 
 def print_transfer(console, result: dict) -> None:
@@ -14,9 +14,11 @@ def print_transfer(console, result: dict) -> None:
     m = metrics_tab(result)
     if m is not None:
         console.print(m.rich())
-    for key, what in (("ranking", GRID_RANKING), ("trained_ranking", TRAINED_RANKING)):
-        tab = ranking_tab(result.get(key, []), what)
-        if tab is not None:
-            console.print(tab.rich())
+        ev = result.get("evaluation") or {}
+        if ev.get("note"):
+            console.print(("" if ev["fresh"] else "[yellow]note:[/] ") + ev["note"], soft_wrap=True)
+    tab = ranking_tab(result.get("ranking", []))
+    if tab is not None:
+        console.print(tab.rich())
     for w in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)

@@ -9,8 +9,22 @@ import math
 from .fmt import num, pm
 from .tables import Tab
 
-GRID_RANKING = "target loss at the transferred point (grid cells)"
-TRAINED_RANKING = "loss of the --train runs at the transferred point"
+
+
+def seeds_text(seeds) -> str:
+    seeds = list(seeds or [])
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds)) if seeds else "no shared seed"
+
+
+def evaluation_text(result: dict) -> str:
+    """Which seeds picked the optima and which seeds read the losses (a transfer.json written
+    before the evaluation was recorded says nothing)."""
+    ev = result.get("evaluation")
+    if not ev:
+        return ""
+    if ev["fresh"]:
+        return f"losses on the fresh {seeds_text(ev['seeds'])}; optima picked on the grid's {seeds_text(ev['selection_seeds'])}"
+    return f"losses on the grid's {seeds_text(ev['seeds'])}, which also picked the optima (selection-biased)"
 
 
 def plus_minus(e: dict, key: str, tie_key: str | None = None) -> str:
@@ -44,26 +58,39 @@ def metrics_tab(result: dict) -> Tab | None:
     if not measured:
         return None
     noisy = any(e.get("target_loss_se") is not None and math.isfinite(e["target_loss_se"]) for e in measured)
-    title = (f"at the target (best cell of any rule: {measured[0]['best_loss_pooled']:.4f}, "
-             f"{measured[0]['best_loss_pooled_rule']}); "
-             + ("ties: within 2 seed standard errors" if noisy else "one seed: no noise estimate, so no ties are called"))
+    e0 = measured[0]
+    where = evaluation_text(result)
+    title = (f"at the target (best cell of any rule: {e0['best_loss_pooled_rule']}, η {e0['best_loss_pooled_eta']:.3g}, "
+             f"λ {e0['best_loss_pooled_wd']:.3g}, loss {num(e0['best_loss_pooled'], '.4f')}); "
+             + (f"{where}; " if where else "")
+             + ("regrets paired seed by seed, ties within 2 standard errors" if noisy
+                else "one seed: no noise estimate, so no ties are called"))
+    common = {tuple(e.get("regret_pooled_seeds", ())) for e in measured}
+
+    def regret(e: dict, key: str) -> str:
+        txt = plus_minus(e, f"regret_{key}", f"tie_{key}")
+        seeds = e.get(f"regret_{key}_seeds")
+        # name the seeds where a rule's differ from the others' (a seed that failed, say)
+        return txt + (f" [{seeds_text(seeds)}]" if seeds is not None and len(common) > 1 and txt != "–" else "")
+
     rows = []
     for e in measured:
         opt = f"({e['target_opt_eta']:.3g}, {e['target_opt_wd']:.3g})" if "target_opt_eta" in e else "–"
         loss = plus_minus(e, "target_loss") if "target_loss" in e else str(e.get("target_status", "–"))
-        rows.append([e["rule"], loss, plus_minus(e, "regret_pooled", "tie_pooled"),
-                     plus_minus(e, "regret_rule", "tie_rule"), opt]
+        rows.append([e["rule"], loss, regret(e, "pooled"), regret(e, "rule"), opt]
                     + [num(e.get(k), "+.2f") for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")]
                     + [num(e.get("sigma_max_ratio"), ".3f")])
     return Tab(title, ["rule", "target loss", "regret (pooled)", "regret (own grid)", "target optimum (η, λ)",
                        "Δlog₂η", "Δlog₂λ", "Δlog₂ηλ", "Δlog₂η/λ", "σ_max ratio"], rows)
 
 
-def ranking_tab(ranking: list[dict], what: str) -> Tab | None:
-    """Rules ranked by loss, the gap to the best with its standard error (paired over common
-    seeds where there are), and whether the gap is within the seed noise."""
+def ranking_tab(ranking: list[dict], what: str | None = None) -> Tab | None:
+    """Rules ranked by loss, the gap to the best with its standard error (paired over the seeds
+    every ranked rule finished), and whether the gap is within the seed noise."""
     if not ranking:
         return None
+    seeds = ranking[0].get("seeds")
+    what = what or ("the target loss at the transferred point" + (f", {seeds_text(seeds)}" if seeds else ""))
     rows = []
     for r in ranking:
         gap_se = r.get("gap_se", math.nan)   # absent in a transfer.json written before pairing
