@@ -22,7 +22,7 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
 from .results import Run, at_point, log2, panel  # noqa: E402
-from .ridge import fit_ridge  # noqa: E402
+from .ridge import Ridge, fit_ridge  # noqa: E402
 from .tables import argmin, finished  # noqa: E402
 
 CMAP = "viridis_r"   # low loss = bright
@@ -91,6 +91,7 @@ def _fmt_ticks(ax, xs, ys, etas, wds):
 
 
 _HALO = [pe.withStroke(linewidth=2.6, foreground="black")]
+_HALO_WHITE = [pe.withStroke(linewidth=3.0, foreground="white")]
 
 
 class GridAxes:
@@ -118,9 +119,10 @@ class GridAxes:
 
 
 def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tuple[float, float] | None,
-                  annotate: bool, offset: float = 0.0):
+                  annotate: bool, offset: float = 0.0, seeds: pd.DataFrame | None = None):
     """One (rule, width) panel, coloured by loss - ``offset``; returns the set of bad statuses
-    it drew and the ridge's note."""
+    it drew and the ridge's note. ``seeds``: the panel's results rows (one per seed), for the
+    ridge's seed bootstrap."""
     Z = np.full((len(g.wds), len(g.etas)), np.nan)
     seen = np.zeros(Z.shape, bool)
     bad = set()
@@ -161,12 +163,26 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
         else:
             py = float(log2(proxy[1])) if proxy[1] > 0 else g.ys[0]
             ax.plot(float(log2(proxy[0])), py, marker="s", ms=12, mfc="none", mec="red", mew=2.2, zorder=6)
-    ridge = fit_ridge(sub.assign(loss=sub["loss"].where(finished(sub))))
-    if ridge.ok:
-        yy = np.linspace(g.ye[0], g.ye[-1], 20)
-        ax.plot(ridge.intercept + ridge.slope * yy, yy, color="red", lw=1.6, zorder=4)
-        ax.plot(*np.array(ridge.points).T, "r.", ms=6, zorder=4)
+    ridge = draw_ridge(ax, g, sub, seeds)
     return bad, ridge.short().replace("\n", " ")
+
+
+def draw_ridge(ax, g: GridAxes, sub: pd.DataFrame, seeds: pd.DataFrame | None = None) -> Ridge:
+    """Fit the panel's ridge and draw it: the valley's axis as a red line through the fitted
+    vertex (clipped to the panel), each lambda row's best eta as red dots (also when no ridge
+    is fitted: they are measured). Returns the fit."""
+    if seeds is not None:
+        seeds = seeds.assign(loss=seeds["final_val_loss"].where(finished(seeds, "final_val_loss")))
+    ridge = fit_ridge(sub.assign(loss=sub["loss"].where(finished(sub))), seeds)
+    if ridge.ok:
+        (cx, cy), (dx, dy) = ridge.vertex, ridge.direction
+        reach = math.hypot(g.xe[-1] - g.xe[0], g.ye[-1] - g.ye[0]) + math.hypot(cx - g.xs.mean(), cy - g.ys.mean())
+        t = np.array([-reach, reach])
+        ax.plot(cx + t * dx, cy + t * dy, color="red", lw=1.8, zorder=4, path_effects=_HALO_WHITE, gid="ridge")
+    if ridge.points:
+        ax.plot(*np.array(ridge.points).T, "o", ms=4, mfc="red", mec="white", mew=0.6, zorder=4,
+                gid="row-minima")
+    return ridge
 
 
 def on_spec_grid(run: Run) -> pd.DataFrame:
@@ -189,7 +205,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     annotate = len(g.etas) * len(g.wds) <= 64
     fig, axes = plt.subplots(len(rules), len(widths), figsize=(4.0 * len(widths) + 1.2, 3.5 * len(rules) + 1.4),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    bad, any_ridge = set(), False
+    bad, any_ridge, any_rows = set(), False, False
     for i, rule in enumerate(rules):
         best_p = argmin(panel(stats, rule, proxy_width))
         proxy = None if best_p is None else (float(best_p["eta"]), float(best_p["wd"]))
@@ -202,9 +218,10 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             done = sub.loc[finished(sub), "loss"]
             offset = float(done.min()) if relative and not done.empty else 0.0
             drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate,
-                                              offset)
+                                              offset, panel(run.df, rule, width))
             bad |= drawn
             any_ridge |= not ridge_note.startswith("no ridge")
+            any_rows |= any(ln.get_gid() == "row-minima" for ln in ax.lines)
             ax.set_title(f"{rule}, width {width} (m={width / run.spec.model.d0:g})\n{ridge_note}", fontsize=9)
             if i == len(rules) - 1:
                 ax.set_xlabel("η  (base lr, log₂ axis)")
@@ -220,8 +237,11 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
                plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell"),
                ]
     if any_ridge:
-        handles.append(plt.Line2D([], [], color="red", lw=1.6, marker=".", label="fitted ridge η ∝ λ^s through "
-                                  "each row's optimum (dots)"))
+        handles.append(plt.Line2D([], [], color="red", lw=1.8, label="ridge η ∝ λ^s: the valley's axis, from a "
+                                  "quadratic fit around the best cell"))
+    if any_rows:
+        handles.append(plt.Line2D([], [], ls="none", marker="o", ms=4, mfc="red", mec="white",
+                                  label="each λ row's best η"))
     handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(widths) < 3 else 4),
                fontsize=8, frameon=False)
