@@ -64,17 +64,19 @@ def test_gain_of_a_known_linear_map_through_the_recorder():
 
 def _planted(alpha=0.75, beta=0.5, noise=0.02, seed=0):
     """Synthetic steady-state points with sigma = C_t (lr/wd)^beta d^alpha, plus early cells
-    (timescales < 3) whose sigma is stuck near its init value."""
+    (timescales < 3) whose sigma is stuck near its init value. A constant schedule in steady
+    state: the equilibrium scale S is sqrt(lr/2wd) and the schedule factor 1."""
     rng = np.random.default_rng(seed)
     rows = []
     for width in (64, 128, 256, 512):
         for j, (lr, wd) in enumerate([(1e-3, 0.1), (2e-3, 0.1), (1e-3, 0.4), (4e-3, 0.2)]):
             for i, t in enumerate(MATRIX_TYPES):
                 sig = (1 + 0.2 * i) * (lr / wd) ** beta * width**alpha * math.exp(rng.normal(0, noise))
-                rows.append(dict(cell_id=f"{width}-{j}", rule="r", width=width, eta=lr, wd=wd, seed=0,
-                                 status="done", timescales=5.0, lr_matrix=lr, wd_matrix=wd, type=t, sigma=sig))
-                rows.append(dict(cell_id=f"{width}-{j}-early", rule="r", width=width, eta=lr, wd=wd, seed=0,
-                                 status="done", timescales=1.0, lr_matrix=lr / 7, wd_matrix=wd, type=t, sigma=0.5))
+                for cid, ts, lr_m, s in ((f"{width}-{j}", 5.0, lr, sig), (f"{width}-{j}-early", 1.0, lr / 7, 0.5)):
+                    rows.append(dict(cell_id=cid, rule="r", width=width, eta=lr, wd=wd, seed=0, status="done",
+                                     timescales=ts, lr_matrix=lr_m, wd_matrix=wd, type=t, sigma=s,
+                                     lr_group=lr_m, wd_group=wd, timescales_group=ts,
+                                     eq_scale=math.sqrt(lr_m / (2 * wd)), schedule_factor=1.0))
     return pd.DataFrame(rows)
 
 

@@ -207,14 +207,15 @@ def unique_cells(points: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- fits ---------------------------------------------------------------------------------------
-def width_exponent(points: pd.DataFrame) -> dict[str, Slope]:
+def width_exponent(points: pd.DataFrame, peak: bool = False) -> dict[str, Slope]:
     """alpha in sigma_max ~ S * d**alpha, S the equilibrium scale of the row's own matrix
     group over its schedule (``with_scales``; sqrt(lr/2wd) in steady state at a constant lr):
     per matrix type, and pooled over types (one intercept per type). The 95% intervals come
     from a cluster bootstrap over cells (``fits.cluster_slope``). ``points`` should already
-    be the steady-state rows."""
+    be the steady-state rows. ``peak``: divide by sqrt(lr_peak/wd) instead (the schedule
+    ignored; shown beside the fit, to say how much the schedule moved it)."""
     p = unique_cells(points)
-    y = np.log(p["sigma"] / p["eq_scale"])
+    y = np.log(p["sigma"] / (np.sqrt(p["lr_group"] / p["wd_group"]) if peak else p["eq_scale"]))
     x = np.log(p["width"].astype(float))
     out = {t: cluster_slope(x[p["type"] == t], y[p["type"] == t], p["cell_id"][p["type"] == t])
            for t in ordered_types(p["type"])}
@@ -222,16 +223,18 @@ def width_exponent(points: pd.DataFrame) -> dict[str, Slope]:
     return out
 
 
-def half_exponent(points: pd.DataFrame) -> dict[int, Slope]:
+def half_exponent(points: pd.DataFrame, peak: bool = False) -> dict[int, Slope]:
     """At each width, the exponent beta in sigma_max ~ h * (lr/wd)**beta (the paper: 1/2),
     lr and wd the row's own group's peak lr and coupled wd, h its ``schedule_factor`` (the
     share of the peak lr's equilibrium its schedule ended at), pooled over matrix types (one
-    intercept per type), with a cluster-bootstrap interval over cells."""
+    intercept per type), with a cluster-bootstrap interval over cells. ``peak``: h = 1
+    (the schedule ignored)."""
     p = unique_cells(points)
     out = {}
     for width, sub in p.groupby("width"):
         x = np.log(sub["lr_group"] / sub["wd_group"])
-        out[int(width)] = cluster_slope(x, np.log(sub["sigma"] / sub["schedule_factor"]), sub["cell_id"], sub["type"])
+        y = np.log(sub["sigma"] / (1.0 if peak else sub["schedule_factor"]))
+        out[int(width)] = cluster_slope(x, y, sub["cell_id"], sub["type"])
     return out
 
 
@@ -319,6 +322,10 @@ NORMALISATION = ("sigma_max is divided by S, the equilibrium scale of the weight
                  "docs/diagnostics.md)")
 
 
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
 def exponent_section(points: pd.DataFrame, report: Report) -> None:
     done = unique_cells(done_cells(points))
     qual = steady(points)
@@ -345,30 +352,40 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
         qual = qual[~dead]
     report.data["qualified_cells"], report.data["finished_cells"] = int(n_qual), int(n_cells)
     report.data["normalisation"] = "equilibrium scale S over the schedule, per matrix group"
+    h = qual["schedule_factor"].dropna()
+    if not h.empty:
+        report.notes.append(f"schedule factor h = S/sqrt(lr_peak/2wd) of the steady-state cells: {h.min():.2f} to "
+                            f"{h.max():.2f} (1 = steady state at a constant lr); the fits divide it out, and the "
+                            "tables show beside them what dividing by sqrt(lr_peak/wd) alone gives")
+        report.data["schedule_factor_range"] = [float(h.min()), float(h.max())]
     if qual["width"].nunique() >= 2:
-        fits = width_exponent(qual)
+        fits, peak = width_exponent(qual), width_exponent(qual, peak=True)
         report.tables.append(Tab("width exponent alpha in sigma_max ~ S * d^alpha, S the schedule's equilibrium "
                                  "scale ~ sqrt(lr/2wd) (paper: ~0.75)",
-                                 ["type", "alpha [95% CI]", "points", "cells"],
-                                 [[t, s.text(), str(s.n), str(s.clusters)] for t, s in fits.items()]))
-        report.data["alpha"] = {t: s.to_dict() for t, s in fits.items()}
+                                 ["type", "alpha [95% CI]", "points", "cells", "alpha with sqrt(lr_peak/wd)"],
+                                 [[t, s.text(), str(s.n), str(s.clusters), num(peak[t].value, ".3f")]
+                                  for t, s in fits.items()]))
+        report.data["alpha"] = {t: {**s.to_dict(), "peak_lr_value": _finite(peak[t].value)} for t, s in fits.items()}
         if math.isfinite(fits["pooled"].value):
             report.snippet = custom_rule_snippet(fits["pooled"])
             pooled = fits["pooled"]
             report.data["implied_g"] = 2 * pooled.value - 1
-            report.data["implied_g_ci95"] = [2 * pooled.lo - 1 if math.isfinite(pooled.lo) else None,
-                                             2 * pooled.hi - 1 if math.isfinite(pooled.hi) else None]
+            report.data["implied_g_ci95"] = [_finite(2 * pooled.lo - 1), _finite(2 * pooled.hi - 1)]
     else:
         report.notes.append("width exponent: not fitted, the steady-state cells cover fewer than 2 widths")
     halves = {w: s for w, s in half_exponent(qual).items() if math.isfinite(s.value)}
     if halves:
+        peak = half_exponent(qual, peak=True)
         report.tables.append(Tab("1/2-exponent check: beta in sigma_max ~ h * (lr/wd)^beta at a fixed width, h the "
                                  "schedule factor S/sqrt(lr/2wd) (paper: 0.5)",
-                                 ["width", "beta [95% CI]", "points", "cells", "0.5 inside the interval"],
+                                 ["width", "beta [95% CI]", "points", "cells", "0.5 inside the interval",
+                                  "beta with h = 1"],
                                  [[str(w), s.text(), str(s.n), str(s.clusters),
-                                   ("yes" if s.lo <= 0.5 <= s.hi else "no") if math.isfinite(s.se) else "–"]
+                                   ("yes" if s.lo <= 0.5 <= s.hi else "no") if math.isfinite(s.se) else "–",
+                                   num(peak[w].value, ".3f")]
                                   for w, s in halves.items()]))
-        report.data["half_exponent"] = {str(w): s.to_dict() for w, s in halves.items()}
+        report.data["half_exponent"] = {str(w): {**s.to_dict(), "peak_lr_value": _finite(peak[w].value)}
+                                        for w, s in halves.items()}
     else:
         report.notes.append("1/2-exponent check: needs steady-state cells with at least 2 values of lr/wd at one width")
 
