@@ -7,9 +7,12 @@ normalised per matrix type by that type's own optimizer group (its width multipl
 peak lr and coupled wd) and by the *equilibrium scale* S of the weight-norm recurrence
 over the cell's lr schedule (``equilibrium_scale``; derivation in docs/diagnostics.md),
 not by sqrt(lr_peak/wd): under a decaying schedule the end-of-run sigma_max depends on
-how many timescales a cell completed, and S accounts for that. ``diagnose(run, points, optima)`` returns the report as a
-``Report`` (tables + notes + a JSON-able dict), which ``run_diagnose`` prints with Rich and
-writes as RUN_DIR/diagnose.md and diagnose.json, with the figures of spectra.py.
+how many timescales a cell completed, and S accounts for that. The fits' intervals come
+from a cluster bootstrap over cells (``fits.cluster_slope``).
+
+``diagnose(run, points, optima)`` returns the report as a ``Report`` (tables + notes + a
+JSON-able dict), which ``run_diagnose`` prints with Rich and writes as RUN_DIR/diagnose.md
+and diagnose.json, with the figures of spectra.py.
 """
 from __future__ import annotations
 
