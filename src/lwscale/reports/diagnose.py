@@ -1,10 +1,18 @@
 """``lwscale diagnose RUN_DIR``: sigma_max and gain tables, the width-exponent fit, the
 1/2-exponent check, the implied wd exponent as a ``custom`` rule, and the Figure-1 check.
 
-Everything is read from the run directory (the loaded run, ``results.load_run``, and each
-cell's record); nothing is trained. ``diagnose(run, points, optima)`` returns the report as a
-``Report`` (tables + notes + a JSON-able dict), which ``run_diagnose`` prints with Rich and
-writes as RUN_DIR/diagnose.md and diagnose.json, with the figures of spectra.py.
+Everything is read from the run directory (the loaded run, ``results.load_run``, each
+cell's record, and the spec's model and schedule); nothing is trained. sigma_max is
+normalised per matrix type by that type's own optimizer group (its width multiplier's
+peak lr and coupled wd) and by the *equilibrium scale* S of the weight-norm recurrence
+over the cell's lr schedule (``equilibrium_scale``; derivation in docs/diagnostics.md),
+not by sqrt(lr_peak/wd): under a decaying schedule the end-of-run sigma_max depends on
+how many timescales a cell completed, and S accounts for that. The fits' intervals come
+from a cluster bootstrap over cells (``fits.cluster_slope``).
+
+``diagnose(run, points, optima)`` returns the report as a ``Report`` (tables + notes + a
+JSON-able dict), which ``run_diagnose`` prints with Rich and writes as RUN_DIR/diagnose.md
+and diagnose.json, with the figures of spectra.py.
 """
 from __future__ import annotations
 
@@ -14,15 +22,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..diagnostics import user_types
 from ..errors import UserError
-from ..model import MATRIX_TYPES
-from .fits import Slope, slope
+from ..model import MATRIX_TYPES, matrix_type
+from ..schedule import lr_factor
+from .fits import Slope, cluster_slope
 from .fmt import num
 from .results import Run
 from .tables import Tab, argmin, cell_stats, finished, mean_se
 
 STEADY_TIMESCALES = 3.0
-COLLAPSED = 0.01  # sigma_max/sqrt(lr/wd) below this share of its type's median at that width: ~0
+COLLAPSED = 0.01  # sigma_max/S below this share of its type's median at that width: ~0
 FFN_TYPES = ("gate", "up", "down")
 # Figure 1 of arXiv 2510.15262 (SCIENCE.md section 5), sigma_max relative to base (8.2), read to +-5%
 PAPER_RATIOS = {(1.0, 2.0): "0.68 (5.6/8.2)", (1.0, 0.5): "1.49 (12.2/8.2)"}
@@ -40,7 +50,8 @@ def ordered_types(present) -> list[str]:
 def load_points(run: Run, records: dict) -> pd.DataFrame:
     """The run's results joined with each record's diagnostics (``records``: ``Store.records()``):
     one row per sweep point and matrix type with ``sigma`` (block-averaged end sigma_max) and
-    ``gain_end`` (last eval's gain). A user error when no cell has diagnostics."""
+    ``gain_end`` (last eval's gain), that type's own optimizer group (``with_group_hparams``)
+    and its equilibrium scale (``with_scales``). A user error when no cell has diagnostics."""
     df = run.df
     rows = []
     for r in df.itertuples(index=False):
@@ -55,21 +66,140 @@ def load_points(run: Run, records: dict) -> pd.DataFrame:
     if not rows:
         raise UserError(f"{run.root}: no cell has diagnostics (train.diagnostics was off, or nothing finished yet)")
     cols = list(df.columns) + ["type", "sigma", "gain_end"]
-    return pd.DataFrame(rows, columns=cols)
+    points = with_group_hparams(pd.DataFrame(rows, columns=cols), run.spec, records)
+    return with_scales(points, run.spec)
+
+
+# ---- each matrix type's own optimizer group ------------------------------------------------------
+def type_mults(spec, rule: str, width: int, vocab_size: int | None = None) -> dict[str, float]:
+    """{matrix type: width multiplier (fan-in ratio)} of the spec's model at ``width`` under
+    ``rule``: the classes a sweep's optimizer groups use (``plan.param_classes``: the
+    built-in model or the spec's ``model.factory``), named as the recorder names types
+    (``model.matrix_type``, or ``diagnostics.user_types`` for a user's model). A type whose
+    matrices have different multipliers maps to NaN (its block mean has no one lr and wd)."""
+    from ..plan import model_config, param_classes
+    from ..rules import get_rule
+
+    mats = [i for i in param_classes(spec, model_config(spec, width, get_rule(rule), vocab_size)) if i.cls == "matrix"]
+    names = user_types([i.name for i in mats]) if spec.model.factory else {i.name: matrix_type(i.name) for i in mats}
+    mults: dict[str, set[float]] = {}
+    for i in mats:
+        if names.get(i.name) is not None:
+            mults.setdefault(names[i.name], set()).add(i.width_mult)
+    return {t: next(iter(ms)) if len(ms) == 1 else math.nan for t, ms in mults.items()}
+
+
+def with_group_hparams(points: pd.DataFrame, spec, records: dict | None = None) -> pd.DataFrame:
+    """``points`` with each row's matrix type's own optimizer group: ``m_group`` (its width
+    multiplier, its fan-in ratio; ``type_mults``), ``lr_group`` (peak lr) and ``wd_group``
+    (coupled wd), by ``params.group_hparams`` from the row's rule and base (eta, wd) and the
+    spec's wd_mode and vector_lr_mult: the arithmetic of the sweep itself. A user's model
+    whose matrices have different fan-in ratios gets different values per type, where
+    results.csv's ``lr_matrix``/``wd_matrix`` hold the first matrix group's only. The
+    vocabulary size comes from the cells' records where they have one (no data is read).
+    When the classes cannot be rebuilt (a factory no longer importable), every type falls
+    back to ``lr_matrix`` and ``wd_matrix``, and ``attrs["group_note"]`` says so."""
+    from ..params import GroupKey, group_hparams
+
+    out = points.copy()
+    m, lr, wd = (np.full(len(out), math.nan) for _ in range(3))
+    vocab = {}
+    for r in out.drop_duplicates("cell_id").itertuples():
+        v = ((records or {}).get(r.cell_id) or {}).get("model", {}).get("vocab_size")
+        if v is not None:
+            vocab.setdefault((r.rule, r.width), int(v))
+    try:
+        for (rule, width), sub in out.groupby(["rule", "width"]):
+            mults = type_mults(spec, rule, int(width), vocab.get((rule, width)))
+            for (eta, lam, t), idx in sub.groupby(["eta", "wd", "type"]).groups.items():
+                k = out.index.get_indexer(idx)
+                mult = mults.get(t, math.nan)
+                if math.isfinite(mult):
+                    m[k] = mult
+                    lr[k], wd[k] = group_hparams(GroupKey("matrix", mult), rule, float(eta), float(lam),
+                                                 spec.optimizer.wd_mode, spec.model.vector_lr_mult)
+    except Exception as exc:  # noqa: BLE001 - a report must not die on a model it cannot rebuild
+        note = (f"per-group lr and wd: the model's classes could not be rebuilt ({exc}); "
+                "every matrix type uses results.csv's lr_matrix and wd_matrix (the first matrix group's)")
+        m = out["m"].to_numpy(float) if "m" in out else np.full(len(out), math.nan)
+        lr, wd = out["lr_matrix"].to_numpy(float), out["wd_matrix"].to_numpy(float)
+    else:
+        note = None
+    out = out.assign(m_group=m, lr_group=lr, wd_group=wd)
+    if note:
+        out.attrs["group_note"] = note
+    return out
+
+
+# ---- the equilibrium scale S of the weight-norm recurrence (docs/diagnostics.md) ----------------
+def schedule_factors(steps: int, warmup: int, schedule: str, min_ratio: float = 0.1,
+                     decay_frac: float = 0.2) -> np.ndarray:
+    """lr_t / lr_peak at every optimizer step of a run (``schedule.lr_factor``)."""
+    return np.array([lr_factor(t, steps, warmup, schedule, min_ratio, decay_frac) for t in range(steps)], float)
+
+
+def equilibrium_scale(lr, wd, factors) -> np.ndarray:
+    """S = sqrt(sum_t lr_t^2 prod_{s>t} (1 - lr_s*wd)^2), lr_t = lr * factors[t], for arrays of
+    peak lr and coupled wd: the end-of-run weight norm of the recurrence
+    ||W||^2 <- (1 - lr_t*wd)^2 ||W||^2 + lr_t^2 C per unit update size C, from ||W|| = 0.
+    With a constant lr it tends to sqrt(lr / (wd (2 - lr*wd))) ~ sqrt(lr / 2wd). NaN where
+    lr*wd*factor reaches 1 (a decay that flips the weights' sign each step)."""
+    lr, wd = (np.atleast_1d(np.asarray(v, float)) for v in np.broadcast_arrays(lr, wd))
+    f = np.asarray(factors, float)
+    out = np.full(lr.shape, math.nan)
+    flat_lr, flat_wd, flat = lr.reshape(-1), wd.reshape(-1), out.reshape(-1)
+    chunk = max(1, 2_000_000 // max(1, len(f)))
+    for i in range(0, len(flat_lr), chunk):
+        a, w = flat_lr[i:i + chunk, None], flat_wd[i:i + chunk, None]
+        keep = 1.0 - a * w * f[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_keep = np.cumsum(2.0 * np.log(keep), axis=1)       # log prod_{s<=t} (1 - lr_s wd)^2
+            s2 = ((a * f[None, :]) ** 2 * np.exp(log_keep[:, -1:] - log_keep)).sum(1)
+        bad = (keep <= 0).any(1) | ~np.isfinite(s2)
+        flat[i:i + chunk] = np.where(bad, math.nan, np.sqrt(s2))
+    return out
+
+
+def with_scales(points: pd.DataFrame, spec) -> pd.DataFrame:
+    """``points`` (with ``lr_group``/``wd_group``, ``with_group_hparams``) with each row's
+    ``eq_scale`` S (``equilibrium_scale`` over the row's schedule: the spec's schedule,
+    min_lr_ratio and decay_frac, the row's ``steps`` and the spec's warmup for them),
+    ``schedule_factor`` S / sqrt(lr/(2 wd)) (1 in steady state at a constant lr; under a
+    decay the share of the peak's equilibrium the run ended at), and ``timescales_group``
+    sum_t lr_t * wd of the row's own group."""
+    t = spec.train
+    out = points.copy()
+    steps = (out["steps"] if "steps" in out else pd.Series(np.nan, index=out.index)).astype(float)
+    steps = steps.where(steps.notna(), out["width"].map(lambda w: float(spec.steps_at(int(w)))))
+    lr, wd = out["lr_group"].to_numpy(float), out["wd_group"].to_numpy(float)
+    scale, ts = np.full(len(out), math.nan), np.full(len(out), math.nan)
+    for n in np.unique(steps.to_numpy()):
+        k = np.flatnonzero(steps.to_numpy() == n)
+        f = schedule_factors(int(n), spec.warmup_steps(int(n)), t.schedule, t.min_lr_ratio, t.decay_frac)
+        pairs, inv = np.unique(np.stack([lr[k], wd[k]], 1), axis=0, return_inverse=True)
+        scale[k] = equilibrium_scale(pairs[:, 0], pairs[:, 1], f)[inv.reshape(-1)]
+        ts[k] = lr[k] * wd[k] * f.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = scale / np.sqrt(lr / (2 * wd))
+    return out.assign(eq_scale=scale, schedule_factor=factor, timescales_group=ts)
 
 
 def steady(points: pd.DataFrame, min_timescales: float = STEADY_TIMESCALES) -> pd.DataFrame:
-    """The rows of finished (``done``) cells that completed at least ``min_timescales``."""
-    return points[finished(points, "sigma") & (points["timescales"] >= min_timescales)]
+    """The rows of finished (``done``) cells that completed at least ``min_timescales``: of
+    the row's own matrix group (``timescales_group``) where the frame has it, else of the
+    cell (``timescales``, its slowest matrix group)."""
+    ts = points["timescales_group"] if "timescales_group" in points else points["timescales"]
+    return points[finished(points, "sigma") & (ts >= min_timescales)]
 
 
 def collapsed(points: pd.DataFrame) -> pd.Series:
-    """Rows whose matrix weight decay drove to (numerically) zero: sigma_max / sqrt(lr/wd)
-    below COLLAPSED of its median over the type's cells at that width. A SwiGLU FFN does this at very many timescales
-    (gate and up shrink together, their product's gradient with them). Such a matrix left
-    the steady state sigma_max ~ sqrt(lr/wd) holds in, and its log would swamp a fit."""
+    """Rows whose matrix weight decay drove to (numerically) zero: sigma_max / S (the
+    equilibrium scale, ``with_scales``) below COLLAPSED of its median over the type's cells
+    at that width. A SwiGLU FFN does this at very many timescales (gate and up shrink
+    together, their product's gradient with them). Such a matrix left the steady state
+    sigma_max ~ S holds in, and its log would swamp a fit."""
     # against the law's own scale, so a grid's spread of lr/wd does not move the cut
-    scaled = points["sigma"] / np.sqrt(points["lr_matrix"] / points["wd_matrix"])
+    scaled = points["sigma"] / points["eq_scale"]
     med = scaled.groupby([points["width"], points["type"]]).transform("median")
     return scaled < COLLAPSED * med
 
@@ -80,25 +210,34 @@ def unique_cells(points: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- fits ---------------------------------------------------------------------------------------
-def width_exponent(points: pd.DataFrame) -> dict[str, Slope]:
-    """alpha in sigma_max ~ sqrt(lr/wd) * d**alpha: per matrix type, and pooled over types
-    (one intercept per type). ``points`` should already be the steady-state rows."""
+def width_exponent(points: pd.DataFrame, peak: bool = False) -> dict[str, Slope]:
+    """alpha in sigma_max ~ S * d**alpha, S the equilibrium scale of the row's own matrix
+    group over its schedule (``with_scales``; sqrt(lr/2wd) in steady state at a constant lr):
+    per matrix type, and pooled over types (one intercept per type). The 95% intervals come
+    from a cluster bootstrap over cells (``fits.cluster_slope``). ``points`` should already
+    be the steady-state rows. ``peak``: divide by sqrt(lr_peak/wd) instead (the schedule
+    ignored; shown beside the fit, to say how much the schedule moved it)."""
     p = unique_cells(points)
-    y = np.log(p["sigma"] / np.sqrt(p["lr_matrix"] / p["wd_matrix"]))
+    y = np.log(p["sigma"] / (np.sqrt(p["lr_group"] / p["wd_group"]) if peak else p["eq_scale"]))
     x = np.log(p["width"].astype(float))
-    out = {t: slope(x[p["type"] == t], y[p["type"] == t]) for t in ordered_types(p["type"])}
-    out["pooled"] = slope(x, y, p["type"])
+    out = {t: cluster_slope(x[p["type"] == t], y[p["type"] == t], p["cell_id"][p["type"] == t])
+           for t in ordered_types(p["type"])}
+    out["pooled"] = cluster_slope(x, y, p["cell_id"], p["type"])
     return out
 
 
-def half_exponent(points: pd.DataFrame) -> dict[int, Slope]:
-    """At each width, the exponent beta in sigma_max ~ (lr/wd)**beta (the paper: 1/2),
-    pooled over matrix types (one intercept per type)."""
+def half_exponent(points: pd.DataFrame, peak: bool = False) -> dict[int, Slope]:
+    """At each width, the exponent beta in sigma_max ~ h * (lr/wd)**beta (the paper: 1/2),
+    lr and wd the row's own group's peak lr and coupled wd, h its ``schedule_factor`` (the
+    share of the peak lr's equilibrium its schedule ended at), pooled over matrix types (one
+    intercept per type), with a cluster-bootstrap interval over cells. ``peak``: h = 1
+    (the schedule ignored)."""
     p = unique_cells(points)
     out = {}
     for width, sub in p.groupby("width"):
-        x = np.log(sub["lr_matrix"] / sub["wd_matrix"])
-        out[int(width)] = slope(x, np.log(sub["sigma"]), sub["type"])
+        x = np.log(sub["lr_group"] / sub["wd_group"])
+        y = np.log(sub["sigma"] / (1.0 if peak else sub["schedule_factor"]))
+        out[int(width)] = cluster_slope(x, y, sub["cell_id"], sub["type"])
     return out
 
 
@@ -107,7 +246,8 @@ def custom_rule_snippet(alpha: Slope, a: float = 1.0) -> str:
     lr ~ m**-a and wd ~ m**g with g = 2*alpha - a."""
     g = 2 * alpha.value - a
     lo, hi = 2 * alpha.lo - a, 2 * alpha.hi - a
-    ci = f"95% interval [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else "no interval"
+    ci = (f"95% interval [{lo:.2f}, {hi:.2f}] = 2*alpha's - a" if math.isfinite(lo) and math.isfinite(hi)
+          else "no interval")
     return (f"rules:\n  - sqrt-wd\n  - {{name: custom, a: {a:g}, g: {g:.3f}}}   "
             f"# g = 2*alpha - a from the fit, alpha = {alpha.value:.3f}; {ci}")
 
@@ -179,42 +319,76 @@ def optimum_tables(points: pd.DataFrame, optima: list[tuple[str, float, float]],
         report.data.setdefault("transferred", {})[rule] = {"eta": eta, "wd": wd, **entry}
 
 
+NORMALISATION = ("sigma_max is divided by S, the equilibrium scale of the weight-norm recurrence "
+                 "||W||^2 <- (1 - lr_t*wd)^2 ||W||^2 + lr_t^2 C over each cell's own lr schedule, with each "
+                 "matrix type's own group lr and wd (S ~ sqrt(lr/2wd) in steady state at a constant lr; "
+                 "docs/diagnostics.md)")
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
 def exponent_section(points: pd.DataFrame, report: Report) -> None:
     done = unique_cells(done_cells(points))
     qual = steady(points)
     n_cells, n_qual = done["cell_id"].nunique(), qual["cell_id"].nunique()
     report.notes.append(f"steady state: {n_qual} of {n_cells} finished cells completed at least "
                         f"{STEADY_TIMESCALES:g} timescales sum_t lr_t*wd and enter the fits")
+    report.notes.append(f"normalisation: {NORMALISATION}; intervals are 95% cluster-bootstrap intervals over "
+                        "cells (their matrix types resampled together)")
+    if points.attrs.get("group_note"):
+        report.notes.append(points.attrs["group_note"])
+    mixed = sorted(set(points.loc[points["lr_group"].isna() & points["sigma"].notna(), "type"]))
+    if mixed:
+        report.notes.append(f"no single optimizer group: {', '.join(mixed)} (matrices of one type with different "
+                            "width multipliers); left out of the fits")
     dead = collapsed(qual)
     gone = unique_cells(qual[dead])
     if not gone.empty:
         what = ", ".join(f"{t} x{n}" for t, n in gone["type"].value_counts().reindex(ordered_types(gone["type"])).items())
         report.notes.append(f"collapsed: {len(gone)} matrices in {gone['cell_id'].nunique()} steady-state cells "
-                            f"({what}) ended with sigma_max/sqrt(lr/wd) below {COLLAPSED:.0%} of their type's median "
+                            f"({what}) ended with sigma_max/S below {COLLAPSED:.0%} of their type's median "
                             "at their width (weight decay drove them to ~0); they are left out of the fits")
         report.data["collapsed"] = [{"cell_id": r.cell_id, "width": int(r.width), "type": r.type, "sigma": float(r.sigma)}
                                     for r in gone.itertuples()]
         qual = qual[~dead]
     report.data["qualified_cells"], report.data["finished_cells"] = int(n_qual), int(n_cells)
+    report.data["normalisation"] = "equilibrium scale S over the schedule, per matrix group"
+    h = qual["schedule_factor"].dropna()
+    if not h.empty:
+        report.notes.append(f"schedule factor h = S/sqrt(lr_peak/2wd) of the steady-state cells: {h.min():.2f} to "
+                            f"{h.max():.2f} (1 = steady state at a constant lr); the fits divide it out, and the "
+                            "tables show beside them what dividing by sqrt(lr_peak/wd) alone gives")
+        report.data["schedule_factor_range"] = [float(h.min()), float(h.max())]
     if qual["width"].nunique() >= 2:
-        fits = width_exponent(qual)
-        report.tables.append(Tab("width exponent alpha in sigma_max ~ sqrt(lr/wd) * d^alpha (paper: ~0.75)",
-                                 ["type", "alpha [95% CI]", "points"],
-                                 [[t, s.text(), str(s.n)] for t, s in fits.items()]))
-        report.data["alpha"] = {t: s.to_dict() for t, s in fits.items()}
+        fits, peak = width_exponent(qual), width_exponent(qual, peak=True)
+        report.tables.append(Tab("width exponent alpha in sigma_max ~ S * d^alpha, S the schedule's equilibrium "
+                                 "scale ~ sqrt(lr/2wd) (paper: ~0.75)",
+                                 ["type", "alpha [95% CI]", "points", "cells", "alpha with sqrt(lr_peak/wd)"],
+                                 [[t, s.text(), str(s.n), str(s.clusters), num(peak[t].value, ".3f")]
+                                  for t, s in fits.items()]))
+        report.data["alpha"] = {t: {**s.to_dict(), "peak_lr_value": _finite(peak[t].value)} for t, s in fits.items()}
         if math.isfinite(fits["pooled"].value):
             report.snippet = custom_rule_snippet(fits["pooled"])
-            report.data["implied_g"] = 2 * fits["pooled"].value - 1
+            pooled = fits["pooled"]
+            report.data["implied_g"] = 2 * pooled.value - 1
+            report.data["implied_g_ci95"] = [_finite(2 * pooled.lo - 1), _finite(2 * pooled.hi - 1)]
     else:
         report.notes.append("width exponent: not fitted, the steady-state cells cover fewer than 2 widths")
     halves = {w: s for w, s in half_exponent(qual).items() if math.isfinite(s.value)}
     if halves:
-        report.tables.append(Tab("1/2-exponent check: beta in sigma_max ~ (lr/wd)^beta at a fixed width (paper: 0.5)",
-                                 ["width", "beta [95% CI]", "points", "0.5 inside the interval"],
-                                 [[str(w), s.text(), str(s.n),
-                                   ("yes" if s.lo <= 0.5 <= s.hi else "no") if math.isfinite(s.se) else "–"]
+        peak = half_exponent(qual, peak=True)
+        report.tables.append(Tab("1/2-exponent check: beta in sigma_max ~ h * (lr/wd)^beta at a fixed width, h the "
+                                 "schedule factor S/sqrt(lr/2wd) (paper: 0.5)",
+                                 ["width", "beta [95% CI]", "points", "cells", "0.5 inside the interval",
+                                  "beta with h = 1"],
+                                 [[str(w), s.text(), str(s.n), str(s.clusters),
+                                   ("yes" if s.lo <= 0.5 <= s.hi else "no") if math.isfinite(s.se) else "–",
+                                   num(peak[w].value, ".3f")]
                                   for w, s in halves.items()]))
-        report.data["half_exponent"] = {str(w): s.to_dict() for w, s in halves.items()}
+        report.data["half_exponent"] = {str(w): {**s.to_dict(), "peak_lr_value": _finite(peak[w].value)}
+                                        for w, s in halves.items()}
     else:
         report.notes.append("1/2-exponent check: needs steady-state cells with at least 2 values of lr/wd at one width")
 

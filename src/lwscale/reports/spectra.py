@@ -1,8 +1,10 @@
 """Figure-1 style figures from a run directory (matplotlib, Agg):
 
 * ``diagnose-gain.png``: FFN sublayer gain (gate, up, down; block-averaged) against step;
-* ``diagnose-spectra.png``: the FFN matrices' sorted singular values on log-log axes, with
-  sigma divided by sqrt(lr/wd), so that the curves collapse when the sqrt(lr/wd) law holds;
+* ``diagnose-spectra.png``: the FFN matrices' sorted singular values on log-log axes, each
+  matrix's divided by its type's equilibrium scale S (diagnose.with_scales: sqrt(lr/2wd) in
+  steady state at a constant lr, less under a decayed schedule), so that the curves collapse
+  when the law holds;
 * ``diagnose-sigma-width.png``: sigma_max against width, per rule, at each rule's
   transferred optimum.
 
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..diagnostics import SPECTRA_FILE, load_spectra
+from ..diagnostics import SPECTRA_FILE, load_spectra, user_types
+from ..model import matrix_type
 from .diagnose import FFN_TYPES, done_cells, rows_at
 
 FIGURES = ("diagnose-gain.png", "diagnose-spectra.png", "diagnose-sigma-width.png")
@@ -73,21 +76,33 @@ def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> 
             "gain on the fixed eval batch (gate, up, down; block mean)", path)
 
 
-def spectra_figure(root: Path, cells: pd.DataFrame, pairs: bool, path: Path) -> None:
+def _types(names) -> dict[str, str]:
+    """The matrix type of each spectrum's name, as the recorder named it (q ... down, or a
+    user model's types)."""
+    names = list(names)
+    if all(matrix_type(n) is not None for n in names):
+        return {n: matrix_type(n) for n in names}
+    return user_types(names)
+
+
+def spectra_figure(root: Path, cells: pd.DataFrame, points: pd.DataFrame, pairs: bool, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
+    scale = points.drop_duplicates(["cell_id", "type"]).set_index(["cell_id", "type"])["eq_scale"]
     for r in cells.itertuples():
         f = root / "cells" / r.cell_id / SPECTRA_FILE
         if not f.exists():
             continue
         spec = load_spectra(f)
-        ffn = [s for n, s in spec.items() if n.split(".")[-2:][0] in FFN_TYPES] or list(spec.values())
-        if not ffn:
+        types = _types(spec)
+        ffn = [n for n in spec if types[n] in FFN_TYPES] or list(spec)
+        normed = [spec[n] / scale.get((r.cell_id, types[n]), math.nan) for n in ffn]
+        normed = [s for s in normed if np.isfinite(s).all()]
+        if not normed:
             continue
-        n = min(len(s) for s in ffn)
-        mean = np.mean([s[:n] for s in ffn], axis=0) / math.sqrt(r.lr_matrix / r.wd_matrix)
-        ax.loglog(np.arange(1, n + 1), mean, label=_label(r, pairs))
-    _finish(fig, ax, "index (sorted)", "singular value / sqrt(lr/wd)",
+        n = min(len(s) for s in normed)
+        ax.loglog(np.arange(1, n + 1), np.mean([s[:n] for s in normed], axis=0), label=_label(r, pairs))
+    _finish(fig, ax, "index (sorted)", "singular value / S (equilibrium scale ~ sqrt(lr/2wd))",
             "FFN spectra at the end (block and type mean)", path)
 
 
@@ -116,6 +131,6 @@ def write_figures(root: Path, points: pd.DataFrame, records: dict, pairs: bool,
     cells = chosen_cells(points, pairs, optima)
     paths = [out / name for name in FIGURES]
     gain_figure(cells, records, pairs, paths[0])
-    spectra_figure(root, cells, pairs, paths[1])
+    spectra_figure(root, cells, points, pairs, paths[1])
     sigma_width_figure(points, optima, paths[2])
     return paths
