@@ -21,6 +21,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
+from .transfer_tables import seeds_text
 from .results import Run, at_point, log2, panel  # noqa: E402
 from .ridge import Ridge, fit_ridge  # noqa: E402
 from .tables import argmin, finished  # noqa: E402
@@ -328,8 +329,11 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
                              (0.18, "regret_rule", "vs the rule's own best target cell", "tab:gray")),
           0.36, {"regret_pooled": "tie_pooled", "regret_rule": "tie_rule"})
     axes[0].set_ylabel("regret (Δ final validation loss)")
+    ev = result.get("evaluation") or {}
+    read = "" if not ev else (f"\non the fresh {seeds_text(ev['seeds'])}" if ev["fresh"] else
+                              f"\non the grid's {seeds_text(ev['seeds'])}, which picked the optima (biased high)")
     axes[0].set_title("regret at the transferred point (lower is better;\n"
-                      "n/a: that target cell was not trained; tie: within 2 seed s.e.)", fontsize=9)
+                      f"n/a: that target cell was not trained; tie: within 2 paired s.e.){read}", fontsize=9)
     _bars(axes[1], entries, ((-0.27, "d_log2_eta", "Δlog₂ η", "tab:blue"), (-0.09, "d_log2_wd", "Δlog₂ λ", "tab:orange"),
                              (0.09, "d_log2_eta_x_wd", "Δlog₂ ηλ (across an iso-ηλ ridge)", "tab:purple"),
                              (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")), 0.18)
@@ -390,6 +394,7 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
     lacks is a user error, raised before anything is drawn. The transfer figure needs two
     widths; when the transfer cannot be computed (no finished proxy cells, say) the other
     figures still stand and ``warn`` (default: a Python warning) gets one line saying why."""
+    from .report import evaluation_seeds
     from .transfer import check_width, transfer
 
     for w, what in ((proxy, "proxy"), (target, "target")):
@@ -400,7 +405,8 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
     widths = run.widths
     if transfer_result is None and len(widths) > 1:
         try:
-            transfer_result = transfer(run, proxy or widths[0], target or widths[-1])
+            p, t = proxy or widths[0], target or widths[-1]
+            transfer_result = transfer(run, p, t, eval_seeds=evaluation_seeds(run, p, t))
         except UserError as exc:  # e.g. no finished proxy cells: the other figures still stand
             warn(f"no transfer figure: {exc}")
     if transfer_result is not None:
