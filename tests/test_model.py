@@ -8,8 +8,9 @@ from conftest import tiny_cfg
 from lwscale.model import Transformer, build, flops_per_token, parametrization
 
 
-def test_mup_equals_sp_bit_for_bit_at_base_width():
-    base = tiny_cfg(32)
+@pytest.mark.parametrize("unembed_class", ["vector", "matrix"])
+def test_mup_equals_sp_bit_for_bit_at_base_width(unembed_class):
+    base = tiny_cfg(32, unembed_class=unembed_class)
     mup = build(parametrization(base, mup=True), seeds=[7])
     sp = build(parametrization(base, mup=False), seeds=[7])
     for (n1, p1), (n2, p2) in zip(mup.named_parameters(), sp.named_parameters()):
@@ -26,6 +27,42 @@ def test_mup_and_sp_differ_when_wider():
     assert sp.init_std("blocks.0.attn.q.weight") == pytest.approx(0.02)
     assert mup.init_std("blocks.1.mlp.down.weight") == pytest.approx(0.02 / 2 / math.sqrt(4))
     assert mup.init_std("embed") == mup.init_std("unembed") == 0.02
+    # a matrix-like unembedding: hidden-matrix init, no multiplier (its lr eta/m scales it)
+    mat = Transformer(parametrization(tiny_cfg(128, unembed_class="matrix"), True))
+    assert mat.readout_mult == 1.0 and mat.init_std("unembed") == pytest.approx(0.02 / 2)
+    assert mat.init_std("embed") == 0.02
+    assert Transformer(tiny_cfg(128, unembed_class="matrix", readout_zero_init=True)).init_std("unembed") == 0.0
+
+
+def readout_logit_update(width: int, unembed_class: str, eta: float = 2**-6) -> float:
+    """Mean |change of the logits| after one AdamW step that moves only the unembedding (sqrt-wd
+    lr and wd for its class, no clipping), on one fixed 8-token sequence. With fewer tokens than
+    the width, the update's coherent part (~ lr * d * readout_mult) dominates its random part."""
+    from lwscale.optim import StackedAdamW
+    from lwscale.params import classify_model, stack_groups
+
+    m = build(tiny_cfg(width, unembed_class=unembed_class), seeds=[0])
+    x = torch.randint(0, 256, (1, 1, 9), generator=torch.Generator().manual_seed(0))
+    groups = [g for g in stack_groups(m, classify_model(m), [("sqrt-wd", eta, 0.1)])
+              if any(p is m.unembed for p in g.params)]
+    assert len(groups) == 1
+    groups[0].params = [m.unembed]
+    opt = StackedAdamW(groups, 1, max_grad_norm=None)
+    with torch.no_grad():
+        before = m(x[..., :-1])
+    m(x[..., :-1], x[..., 1:]).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        return (m(x[..., :-1]) - before).abs().mean().item()
+
+
+@pytest.mark.parametrize("unembed_class", ["vector", "matrix"])
+def test_readout_logit_update_is_flat_in_width(unembed_class):
+    """muP's readout condition: one Adam step on the unembedding moves the logits by the same
+    amount at every width. A matrix-like unembedding that kept the 1/m multiplier on top of its
+    lr eta/m fell as 1/m (0.17 -> 0.02 from width 32 to 256)."""
+    upd = {w: readout_logit_update(w, unembed_class) for w in (32, 64, 128, 256)}
+    assert max(upd.values()) / min(upd.values()) < 1.3, upd
 
 
 def test_init_stds_measured():
@@ -70,6 +107,23 @@ def test_config_validation():
         tiny_cfg(32, ffn_mult=2.7)
     with pytest.raises(ValueError, match="positive"):
         tiny_cfg(0)
+    with pytest.raises(ValueError, match="unembed_class"):
+        tiny_cfg(32, unembed_class="tensor")
+    with pytest.raises(ValueError, match="untied"):
+        tiny_cfg(32, unembed_class="matrix", tie_embeddings=True)
+
+
+def test_unembed_class_in_spec_and_cell_ids():
+    """The spec's class reaches the model; ids of vector cells (the default) are those from
+    before the field existed, and matrix cells get new ones (their model changed)."""
+    from pydantic import ValidationError
+
+    from lwscale.spec import ModelSpec
+
+    assert "unembed_class" not in tiny_cfg(64).to_dict()
+    assert tiny_cfg(64, unembed_class="matrix").to_dict()["unembed_class"] == "matrix"
+    with pytest.raises(ValidationError, match="tie_embeddings"):
+        ModelSpec(widths=[64], unembed_class="matrix", tie_embeddings=True)
 
 
 def test_flops_per_token():

@@ -26,10 +26,17 @@ def test_builtin_model_classes(width):
 
 
 def test_unembed_can_be_classed_as_matrix():
-    infos = {i.name: i for i in classify_model(Transformer(tiny_cfg(128)), unembed_class="matrix")}
+    model = Transformer(tiny_cfg(128, unembed_class="matrix"))
+    infos = {i.name: i for i in classify_model(model)}  # the model's own class
     assert infos["unembed"].cls == "matrix" and infos["unembed"].overridden
     assert infos["unembed"].width_mult == pytest.approx(4.0)  # fan-in d / d0
     assert "override" in report(infos.values())
+    assert classify_model(model, "matrix") == list(infos.values())
+    # the optimizer's class must be the model's: its readout multiplier and init follow it
+    with pytest.raises(ValueError, match="differs"):
+        classify_model(model, unembed_class="vector")
+    with pytest.raises(ValueError, match="differs"):
+        classify_model(Transformer(tiny_cfg(128)), unembed_class="matrix")
 
 
 def test_sp_model_has_unit_multipliers():

@@ -12,8 +12,16 @@ unembedding (tying is an option), final RMSNorm. Width grows by adding heads of 
 muP parametrization with m = width / base_width and sigma = init_std:
   * hidden matrices (q k v o gate up down): init std sigma * sqrt(1/m)
   * residual-output projections (o, down): an extra 1/sqrt(2 * depth)
-  * embedding, unembedding: init std sigma (unembedding zero-init is an option)
-  * logits multiplied by 1/m (muP readout)
+  * embedding: init std sigma
+  * unembedding, by ``unembed_class`` (zero-init is an option for both):
+      - "vector" (default; its vocab dim is fixed): init std sigma, logits multiplied by 1/m,
+        as microsoft/mup's MuReadout. With the vector lr eta, one Adam step moves each
+        logit by about eta * d / m = eta * d0: flat in width.
+      - "matrix" (the vocab dim counted as growing): the hidden-matrix treatment, init std
+        sigma * sqrt(1/m) and no multiplier. Its matrix lr eta / m moves each logit by
+        about (eta / m) * d = eta * d0: flat too. (Keeping the 1/m multiplier as well would
+        scale the width out twice: logit updates falling as 1/m.)
+    A tied unembedding is the embedding, which is vector-like, so it always takes the 1/m.
 SP at width d is this model with base_width := d, so at m = 1 muP and SP coincide exactly.
 """
 from __future__ import annotations
@@ -43,6 +51,7 @@ class ModelConfig:
     attn_scale: float | None = None  # None -> 1/sqrt(head_dim)
     tie_embeddings: bool = False
     readout_zero_init: bool = False
+    unembed_class: str = "vector"  # "matrix": hidden-matrix init and no readout multiplier
     norm_eps: float = 1e-6
     n_stack: int = 1               # K cells held in stacked weights
 
@@ -55,6 +64,11 @@ class ModelConfig:
             raise ValueError(f"ffn_mult {self.ffn_mult} x width {self.width} is not a whole number")
         if self.n_stack < 1:
             raise ValueError("n_stack must be at least 1")
+        if self.unembed_class not in ("vector", "matrix"):
+            raise ValueError(f"unembed_class must be 'vector' or 'matrix', got {self.unembed_class!r}")
+        if self.unembed_class == "matrix" and self.tie_embeddings:
+            raise ValueError("unembed_class 'matrix' needs an untied unembedding: a tied one is the "
+                             "embedding, which is vector-like")
 
     @property
     def n_heads(self) -> int:
@@ -68,8 +82,18 @@ class ModelConfig:
     def width_mult(self) -> float:
         return self.width / self.base_width
 
+    @property
+    def readout_matrix(self) -> bool:
+        """Whether the unembedding is trained as a matrix-like parameter (see the module doc)."""
+        return self.unembed_class == "matrix"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict. ``unembed_class`` is left out at its default ("vector"): it
+        was added later, and cell ids hash this dict, so existing ids stay the same."""
+        d = asdict(self)
+        if d["unembed_class"] == "vector":
+            del d["unembed_class"]
+        return d
 
 
 def rms_norm(x: torch.Tensor, gain: torch.Tensor, eps: float) -> torch.Tensor:
@@ -167,7 +191,8 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = RMSNorm(K, d, cfg.norm_eps)
         self.unembed = None if cfg.tie_embeddings else nn.Parameter(torch.empty(K, V, d))
-        self.readout_mult = 1.0 / cfg.width_mult  # muP: logits x d0/d
+        # muP readout: logits x d0/d, unless the unembedding is matrix-like (its lr is eta/m)
+        self.readout_mult = 1.0 if cfg.readout_matrix else 1.0 / cfg.width_mult
         cos, sin = rope_tables(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -180,9 +205,9 @@ class Transformer(nn.Module):
             return None
         if name == "embed":
             return cfg.init_std
-        if name == "unembed":
-            return 0.0 if cfg.readout_zero_init else cfg.init_std
         std = cfg.init_std / math.sqrt(cfg.width_mult)  # sigma * sqrt(d0/d)
+        if name == "unembed":
+            return 0.0 if cfg.readout_zero_init else std if cfg.readout_matrix else cfg.init_std
         if name.endswith(("attn.o.weight", "mlp.down.weight")):
             std /= math.sqrt(2 * cfg.depth)
         return std

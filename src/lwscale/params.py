@@ -94,12 +94,22 @@ def classify(
     return infos
 
 
-def classify_model(model, unembed_class: str = "vector") -> list[ParamInfo]:
+def classify_model(model, unembed_class: str | None = None) -> list[ParamInfo]:
     """Classes of the built-in Transformer (``lwscale.model``), via shape inference against
-    meta-device copies at its base width and at twice its width."""
+    meta-device copies at its base width and at twice its width.
+
+    The unembedding's class is the model's own ``cfg.unembed_class``: the model's readout
+    multiplier and init follow it, so the optimizer must too. ``unembed_class``, when given,
+    must agree with it (a mismatch would scale the readout by width twice, or not at all).
+    """
     from .model import Transformer
 
     cfg = model.cfg
+    if unembed_class is None:
+        unembed_class = cfg.unembed_class
+    elif unembed_class != cfg.unembed_class:
+        raise ValueError(f"unembed_class {unembed_class!r} differs from the model's own "
+                         f"({cfg.unembed_class!r}): build the model with ModelConfig(unembed_class=...)")
 
     def meta(width: int) -> nn.Module:
         import torch

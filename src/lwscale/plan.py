@@ -119,7 +119,7 @@ def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = No
         vocab_size=v,
         width=width, base_width=m.d0, depth=m.depth, head_dim=m.head_dim, ffn_mult=m.ffn_mult,
         seq_len=m.seq_len, init_std=m.init_std, rope_theta=m.rope_theta, attn_scale=m.attn_scale,
-        tie_embeddings=m.tie_embeddings, readout_zero_init=m.readout_zero_init,
+        tie_embeddings=m.tie_embeddings, readout_zero_init=m.readout_zero_init, unembed_class=m.unembed_class,
     )
     return parametrization(cfg, rule.mup)
 

@@ -35,7 +35,10 @@ class ModelSpec(Strict):
     seq_len: int = Field(default=256, ge=2, description="tokens per training sequence")
     init_std: float = Field(default=0.02, gt=0, description="init std sigma at the base width")
     vector_lr_mult: float = Field(default=1.0, gt=0, description="vector-like lr = eta * vector_lr_mult")
-    unembed_class: Literal["vector", "matrix"] = Field(default="vector", description="how the unembedding scales")
+    unembed_class: Literal["vector", "matrix"] = Field(
+        default="vector", description="how the unembedding scales with width (built-in model): vector = lr eta, "
+        "wd 0, init sigma, logits x d0/d (muP readout); matrix = the matrix rule's lr and wd, init "
+        "sigma*sqrt(d0/d), no logit multiplier")
     tie_embeddings: bool = False
     readout_zero_init: bool = False
     attn_scale: float | None = Field(default=None, description="attention logit scale; null = 1/sqrt(head_dim)")
@@ -61,6 +64,9 @@ class ModelSpec(Strict):
     def _shapes(self) -> "ModelSpec":
         if self.base_width is not None and self.base_width <= 0:
             raise ValueError(f"base_width must be positive, got {self.base_width}")
+        if self.unembed_class == "matrix" and self.tie_embeddings:
+            raise ValueError("unembed_class matrix needs tie_embeddings: false (a tied unembedding is the "
+                             "embedding, which is vector-like)")
         if self.loss and not self.factory:
             raise ValueError("model.loss needs model.factory (the built-in model has its own loss)")
         for key in ("factory", "loss"):
