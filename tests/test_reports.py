@@ -128,10 +128,13 @@ def test_relative_colours_measure_each_cell_from_its_panels_best(tmp_path):
     run = make_run(tmp_path / "rel", rows_for("sqrt-wd", 32, ETAS, WDS, [0], loss)
                    + rows_for("sqrt-wd", 128, ETAS, WDS, [0], lambda e, w, s: loss(e, w, s) - 1.0),
                    [32, 128], ["sqrt-wd"], ETAS, WDS)
-    code, out, err = run_cli(["plot", run, "--relative"])
+    code, out, err = run_cli(["plot", run])                 # relative is the default
     assert code == 0, err
     img = image(run / "figures" / "heatmaps.png")
     assert img.std() > 0.05
+    code, out, err = run_cli(["plot", run, "--absolute"])
+    assert code == 0, err
+    assert not np.array_equal(image(run / "figures" / "heatmaps.png"), img)
 
 
 def test_default_run_dir_is_the_latest(tmp_path, monkeypatch):

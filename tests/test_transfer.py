@@ -203,6 +203,12 @@ def test_cli_writes_csv_json_and_prints_json(tmp_path):
                               "--eta", 0.004, "--wd", 0.1])
     assert code == 0, err
     assert "const-wd" in out and "sqrt-wd" not in out and "given" in out and "matrix (m 1->4)" in out
+    # the widths default like plot's and report's: the smallest to the largest; -h is --help
+    code, out, err = run_cli(["transfer", root, "--json"])
+    assert code == 0, err
+    assert (json.loads(out)["proxy_width"], json.loads(out)["target_width"]) == (32, 128)
+    code, out, _ = run_cli(["transfer", "-h"])
+    assert code == 0 and "--proxy-width" in out and "fresh" in out
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -211,6 +217,8 @@ def test_cli_writes_csv_json_and_prints_json(tmp_path):
     (["--proxy-width", 32, "--target-width", 128, "--rule", "nope"], "unknown rule 'nope': this run has sqrt-wd, const-wd"),
     (["--proxy-width", 32, "--target-width", 128, "--rule", "linear-wd"], "unknown rule 'linear-wd'"),
     (["--proxy-width", 32, "--target-width", 128, "--eta", 0.01], "give both --eta and --wd"),
+    (["--proxy-width", 128, "--target-width", 32], "the proxy width (128) must be narrower than the target width (32)"),
+    (["--proxy-width", 128], "the proxy width (128) must be narrower than the target width (128)"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):
     root = hand_made(tmp_path)

@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
@@ -254,8 +255,9 @@ def plot(
     proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width whose optimum is marked (default: smallest)"),
     target_width: Optional[int] = typer.Option(None, "--target-width", help="target of the transfer figure (default: largest)"),
     pdf: bool = typer.Option(False, "--pdf", help="also write each figure as PDF"),
-    relative: bool = typer.Option(False, "--relative", help="colour the heatmaps by each cell's loss above its panel's "
-                                                            "best cell, so every panel's valley shows"),
+    relative: bool = typer.Option(True, "--relative/--absolute", help="colour the heatmaps by each cell's loss above "
+                                  "its panel's best cell, so every panel's valley shows (default), or by the loss "
+                                  "itself on one shared scale"),
 ) -> None:
     """Draw RUN_DIR's heatmaps, slices, transfer comparison and training curves into RUN_DIR/figures/."""
     from .reports.plots import plot_all
@@ -269,8 +271,9 @@ def plot(
 @app.command()
 def transfer(
     run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=_RUN_DIR_HELP),
-    proxy_width: int = typer.Option(..., "--proxy-width", help="width the optimum is read from"),
-    target_width: int = typer.Option(..., "--target-width", help="width to transfer it to"),
+    proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width the optimum is read from (default: "
+                                              "smallest)"),
+    target_width: Optional[int] = typer.Option(None, "--target-width", help="width to transfer it to (default: largest)"),
     rule: Optional[list[str]] = typer.Option(None, "--rule", help="a rule of the run (repeatable; default: all)"),
     eta: Optional[float] = typer.Option(None, "--eta", help="use this base lr eta (base coordinates: the value at the "
                                         "base width) instead of the proxy's optimum; needs --wd"),
@@ -306,6 +309,7 @@ def transfer(
     from .store import atomic_write_text
 
     run = load_run(run_dir)
+    proxy_width, target_width = proxy_width or run.widths[0], target_width or run.widths[-1]
     result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined)
     if train:
         from .reports.train_target import fresh_seeds, train_points

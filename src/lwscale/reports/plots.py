@@ -196,7 +196,7 @@ def on_spec_grid(run: Run) -> pd.DataFrame:
 
 
 def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False,
-             relative: bool = False) -> list[Path]:
+             relative: bool = True) -> list[Path]:
     """``relative`` colours each cell by its loss above its panel's best (one scale for all
     panels): every panel's valley shows even when the widths' losses do not overlap."""
     stats, rules, widths = on_spec_grid(run), run.rules, run.widths
@@ -389,7 +389,7 @@ def _warn(msg: str) -> None:
 
 
 def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
-             transfer_result: dict | None = None, warn=_warn, relative: bool = False) -> list[Path]:
+             transfer_result: dict | None = None, warn=_warn, relative: bool = True) -> list[Path]:
     """Every figure of the run into RUN_DIR/figures. A ``proxy`` or ``target`` width the run
     lacks is a user error, raised before anything is drawn. The transfer figure needs two
     widths; when the transfer cannot be computed (no finished proxy cells, say) the other

@@ -325,6 +325,8 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
     grid's seeds when None, and every difference is paired over the seeds both sides share."""
     check_width(run, proxy, "proxy")
     check_width(run, target, "target")
+    if proxy >= target:
+        raise UserError(f"the proxy width ({proxy}) must be narrower than the target width ({target})")
     if (eta is None) != (wd is None):
         raise UserError("give both --eta and --wd (base coordinates), or neither")
     if eta is not None and not (eta > 0 and wd >= 0):
