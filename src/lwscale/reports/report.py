@@ -128,8 +128,9 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
     parts = [f"# lwscale report: {run.spec.name}", "",
              f"Run directory `{run.root}`. Cells: {status_counts(run)}.", "", "## What was run", spec_summary(run),
              "", "## What it showed", findings(run, transfer_result),
-             "", "## Final validation loss", "Mean over seeds (± standard error with several seeds); ★ the best "
-             "cell of each table; rows λ and columns η in base coordinates."]
+             "", "## Final validation loss", f"Mean over the grid's {seeds_text(run.grid_seeds)} (± standard error "
+             "with several seeds; seeds `transfer --train` added are not in these tables); ★ the best cell of each "
+             "table; rows λ and columns η in base coordinates."]
     for rule in run.rules:
         for width in run.widths:
             if not panel(run.stats, rule, width).empty:
