@@ -1,11 +1,15 @@
 """Faults on the CPU: kill -9 and exact checkpoint resume, corrupt records, full disks,
-the gpus runner's CPU fallback, the Slurm script, and ``lwscale status``."""
+the gpus runner's CPU fallback and its workers taking over a killed one's stack, the Slurm
+script (with a fake sbatch; test_slurm_real.py runs a real cluster), and ``lwscale status``."""
 import copy
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -150,6 +154,40 @@ def test_gpus_runner_without_gpu_falls_back_to_one_cpu_worker(tmp_path):
     code, out, err = run_cli(["sweep", path, "--out", tmp_path, "--runner", "gpus"], env={"PYTHONPATH": SRC})
     assert code == 0, err
     assert "all 2 cells already finished" in out and "worker" not in out
+
+
+def test_gpus_runner_workers_share_cells_and_take_over_a_killed_workers_stack(tmp_path):
+    # two workers on the CPU, claiming stacks as Slurm tasks do; one is killed mid-stack
+    spec = small_spec(etas=(2**-8, 2**-7, 2**-6), steps=150, kind="gpus", workers=2, checkpoint_minutes=0,
+                      claim_timeout_minutes=0.1)
+    path = write_spec(tmp_path / "s.yaml", spec)
+    run = tmp_path / "tiny"
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lwscale.cli", "sweep", str(path), "--out", str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # both workers training their own stack, each checkpointed
+            pids = {c.pid for c in read_claims(run).values()}
+            if len(pids) == 2 and len(list((run / "checkpoints").glob("*.pt"))) == 2:
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "the two workers never trained at once"
+            time.sleep(0.05)
+        os.kill(max(pids), signal.SIGKILL)
+        out = proc.communicate(timeout=300)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    flat = " ".join(out.split())
+    assert "gpus runner's 2 workers share the CPU" in flat and "crashed" in flat
+    logs = "".join(p.read_text() for p in (run / "submitit").glob("*_log.out"))
+    # the survivor took the dead worker's stale claim over and resumed its stack; every cell trained once
+    assert re.search(r"resuming a stack of 1 from its checkpoint at step \d+", logs), logs
+    assert sum(int(n) for n in re.findall(r"trained (\d+) cells", logs)) == 3, logs
+    df = pd.read_csv(run / "results.csv")
+    assert len(df) == 3 and (df["status"] == "done").all() and df["cell_id"].is_unique
+    assert len(records(run)) == 3 and read_claims(run) == {} and not list((run / "checkpoints").glob("*.pt"))
 
 
 def test_slurm_array_script_and_task(tmp_path, monkeypatch):

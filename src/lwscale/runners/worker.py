@@ -5,17 +5,83 @@ run directory. A worker trains only the cells whose claim it won (lwscale.claims
 only if their record is still what it was when the worker planned its work: a cell that
 another worker finished (or, with --retry-failed, retried) in the meantime is skipped. A
 record is written before its claim is released, so no cell is ever trained twice at once.
+
+A worker that Slurm asks to stop (SIGUSR2 before its time limit or at preemption, SIGTERM
+from scancel, ``scontrol requeue`` or the time limit itself) stops at the next step
+boundary: the stack in flight saves its checkpoint, its claim is released and ``Preempted``
+is raised, so the task that picks the stack up next resumes from that step without waiting
+for the claim to go stale (see ``stop_on_signals``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import time
 from typing import Callable
 
 from ..checkpoint import StackCheckpoint, WriteError
 from ..claims import claim
 from ..plan import Cell
 from .local import RunSummary, run_stack
+
+
+class Preempted(BaseException):
+    """This worker was asked to stop by ``signum``; the stack in flight saved its checkpoint.
+    A BaseException, so that run_stack does not record it as the stack's failure."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class _Stop:
+    signum: int | None = None  # the stop signal received, if any (set from a signal handler)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGUSR2, signal.SIGTERM), enabled: bool = True):
+    """While inside, the signals ``signums`` ask this worker to stop at the next step
+    boundary (it raises ``Preempted`` there) instead of dying mid-step; yields the handlers
+    they replace, restored on exit. The handler only sets a flag: saving from inside it
+    could catch the model half-way through an optimizer step."""
+    if not enabled:
+        yield {}
+        return
+    _Stop.signum = None
+    previous = {s: signal.getsignal(s) for s in signums}
+
+    def handler(signum, frame):
+        if _Stop.signum is None:
+            _Stop.signum = signum
+            # os.write, not print: a print here may land inside another print (reentrant call)
+            os.write(1, f"caught {signal.Signals(signum).name}: stopping at the next step boundary\n".encode())
+
+    for s in signums:
+        signal.signal(s, handler)
+    try:
+        yield previous
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _Stop.signum = None
+
+
+def check_stop() -> None:
+    if _Stop.signum is not None:
+        raise Preempted(_Stop.signum)
+
+
+class _StoppableCheckpoint(StackCheckpoint):
+    """A stack's checkpoint that also saves, and stops the stack, once a stop is requested."""
+
+    def after_step(self, done, steps, model, opt, loop) -> None:
+        if _Stop.signum is not None and done < steps:
+            self.save(model, opt, loop())
+            self.log(f"saved the stack's checkpoint at step {done} before stopping")
+            raise Preempted(_Stop.signum)
+        super().after_step(done, steps, model, opt, loop)
 
 
 def _stamp(store, cell_id: str) -> int | None:
@@ -38,9 +104,10 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
     table = None
 
     def checkpoint_for(stack: list[Cell]) -> StackCheckpoint:
-        return StackCheckpoint(store.root, [c.id for c in stack], every_s, r.keep_checkpoints, log)
+        return _StoppableCheckpoint(store.root, [c.id for c in stack], every_s, r.keep_checkpoints, log)
 
     for stack in stacks:
+        check_stop()  # a stop asked for between stacks: claim nothing more
         won = None
         try:
             won = claim(store.root, [c.id for c in stack], timeout_s)
@@ -63,3 +130,23 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
     log(f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "
         f"{summary.diverged} diverged, {summary.failed} failed); {skipped} were taken by other workers")
     return table
+
+
+def wait_for_claimed(store, cell_ids: list[str], timeout_s: float, log: Callable[[str], None] = lambda s: None,
+                     poll_s: float | None = None) -> None:
+    """Wait while every cell of ``cell_ids`` is held by a live claim of another worker:
+    return as soon as one has no claim (its holder finished or released it) or a stale one
+    (its holder died: the next ``claim`` takes it over). A stop signal ends the wait with
+    ``Preempted``."""
+    from ..claims import read_claims
+
+    poll_s = poll_s if poll_s is not None else min(30.0, max(0.5, timeout_s / 8))
+    log(f"waiting for {len(cell_ids)} cells claimed by other workers: trained here if their claims go stale")
+    while True:
+        claims, now = read_claims(store.root), time.time()
+        if any(cid not in claims or claims[cid].stale(timeout_s, now) for cid in cell_ids):
+            return
+        deadline = time.monotonic() + poll_s
+        while time.monotonic() < deadline:
+            check_stop()
+            time.sleep(min(0.5, poll_s))
