@@ -109,7 +109,8 @@ class StackCheckpoint:
         try:
             atomic_write(self.path, lambda f: torch.save(state, f), binary=True)
         except OSError as exc:
-            raise WriteError(f"cannot write checkpoint {self.path}: {exc.strerror or exc}") from None
+            raise WriteError(f"cannot write checkpoint {self.path}: {exc.strerror or exc}; finished cells are kept, "
+                             "rerun to resume once this is fixed") from None
         self.last_save = time.monotonic()
 
     # ---- called by the worker ---------------------------------------------------------------

@@ -72,20 +72,44 @@ def _clean(x: Any) -> Any:
     return x
 
 
+class _Sink:
+    """The temporary file of an atomic write, as the writer sees it. It keeps the OSError of a
+    failed write, which some writers swallow: ``torch.save`` reports a full disk as a
+    RuntimeError ("unexpected pos ..."), and the error must still read as the disk's."""
+
+    def __init__(self, f: IO):
+        self._f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place:
-    nothing half-written stays, and injected write faults (lwscale.faults) apply."""
+    nothing half-written stays, and injected write faults (lwscale.faults) apply. A write
+    that fails in the file system raises its OSError, whatever ``write`` turned it into."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sink = None
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             faults.check_write(path)
-            write(f)
+            sink = _Sink(f)
+            write(sink)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if sink is not None and sink.error is not None and not isinstance(exc, OSError):
+            raise sink.error from exc
         raise
 
 

@@ -8,6 +8,7 @@ loses only the stack in flight.
 """
 from __future__ import annotations
 
+import errno
 import traceback
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -15,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from ..checkpoint import WriteError
 from ..data import Dataset
 from ..errors import UserError
 from ..plan import Cell, Plan, make_plan
@@ -53,6 +55,20 @@ def failed_record(cell: Cell, reason: str) -> dict:
     }
 
 
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _disk_error(exc: BaseException) -> OSError | None:
+    """The OSError of a full (or read-only) disk behind ``exc``, following its causes."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, device: torch.device,
               summary: RunSummary, on_progress=None, on_start: Callable | None = None,
               checkpoint_for: Callable | None = None) -> None:
@@ -77,6 +93,10 @@ def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, dev
     except (KeyboardInterrupt, UserError):  # Ctrl-C, or a file of the run cannot be written
         raise
     except Exception as exc:  # a failing stack is data; the sweep goes on
+        full = _disk_error(exc)
+        if full is not None:  # a full disk is not the cells' result: stop, and let a rerun resume
+            raise WriteError(f"cannot write {full.filename or 'a file'}: {full.strerror or full}; finished cells "
+                             "are kept, rerun to resume once there is space") from None
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         summary.failures.append(reason + "\n" + traceback.format_exc(limit=3))
         records = [failed_record(c, reason) for c in stack]
