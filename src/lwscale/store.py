@@ -124,6 +124,7 @@ class Store:
         self.cells_dir = self.root / "cells"
         self.warnings: list[str] = []
         self._own_plan: tuple[Spec, list] | None = None   # the run's own spec and its labels
+        self.listed: dict[str, int | None] = {}   # cell id -> record_stamp() when pending() listed it
 
     # ---- opening ------------------------------------------------------------------------
     @classmethod
@@ -181,6 +182,13 @@ class Store:
         text = json.dumps(_clean(record), default=_json_default, indent=1)
         atomic_write_text(self.record_path(record["id"]), text)
 
+    def record_stamp(self, cell_id: str) -> int | None:
+        """The state of a cell's record: its modification time (ns), or None when it has none."""
+        try:
+            return self.record_path(cell_id).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def read_record(self, cell_id: str) -> dict | None:
         """The record of a cell, or None if there is none. A corrupt or half-written record
         is reported (``self.warnings``) and treated as missing, so its cell is retrained."""
@@ -208,12 +216,16 @@ class Store:
         return out
 
     def pending(self, plan: Plan, retry_failed: bool = False) -> list:
-        """Cells of the plan without a finished record (failed ones too with retry_failed)."""
+        """Cells of the plan without a finished record (failed ones too with retry_failed).
+        The state of each listed cell's record is kept in ``self.listed``: a worker trains a
+        cell only if its record is still in that state once the worker holds its claim."""
         todo, versions = [], set()
         for cell in plan.cells:
+            stamp = self.record_stamp(cell.id)  # before the read: a record that changes after it is skipped
             rec = self.read_record(cell.id)
             if rec is None or (retry_failed and rec["status"] == "failed"):
                 todo.append(cell)
+                self.listed[cell.id] = stamp
             elif rec["status"] in FINISHED:
                 versions.add(rec.get("lwscale_version"))
         other = versions - {__version__}

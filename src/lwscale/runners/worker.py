@@ -2,9 +2,11 @@
 
 Any number of workers (processes on this box, Slurm tasks on a cluster) may run it on one
 run directory. A worker trains only the cells whose claim it won (lwscale.claims), and
-only if their record is still what it was when the worker planned its work: a cell that
-another worker finished (or, with --retry-failed, retried) in the meantime is skipped. A
-record is written before its claim is released, so no cell is ever trained twice at once.
+only if, read again once the claim is held, their record is still what it was when the
+worker listed the cells to train (``Store.pending``, before the seconds spent choosing K
+and preparing data): a cell that another worker finished (or, with --retry-failed,
+retried) in the meantime is skipped. A record is written before its claim is released, so
+no cell is ever trained twice.
 
 A worker that Slurm asks to stop (SIGUSR2 before its time limit or at preemption, SIGTERM
 from scancel, ``scontrol requeue`` or the time limit itself) stops at the next step
@@ -24,6 +26,7 @@ from typing import Callable
 from ..checkpoint import StackCheckpoint, WriteError
 from ..claims import claim
 from ..plan import Cell
+from ..store import FINISHED
 from .local import RunSummary, run_stack
 
 
@@ -86,10 +89,16 @@ class _StoppableCheckpoint(StackCheckpoint):
 
 def _stamp(store, cell_id: str) -> int | None:
     """The state of a cell's record: its modification time, or None when it has none."""
-    try:
-        return store.record_path(cell_id).stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
+    return store.record_stamp(cell_id)
+
+
+def _unchanged(store, cell: Cell, planned: dict) -> bool:
+    """Whether a cell whose claim this worker holds still needs training: its record, read
+    again now, is as it was when the cell was listed (and not finished meanwhile)."""
+    if store.record_stamp(cell.id) != planned[cell.id]:
+        return False
+    rec = store.read_record(cell.id)
+    return rec is None or rec["status"] not in FINISHED
 
 
 def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: RunSummary, progress,
@@ -99,7 +108,9 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
     r = spec.runner
     timeout_s = r.claim_timeout_minutes * 60
     every_s = None if r.checkpoint_minutes is None else r.checkpoint_minutes * 60
-    planned = {c.id: _stamp(store, c.id) for stack in stacks for c in stack}
+    # each record's state when the cells were listed; a cell listed elsewhere: its state now
+    planned = {c.id: store.listed[c.id] if c.id in store.listed else store.record_stamp(c.id)
+               for stack in stacks for c in stack}
     trained = skipped = 0
     table = None
 
@@ -111,8 +122,7 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
         won = None
         try:
             won = claim(store.root, [c.id for c in stack], timeout_s)
-            mine = [] if won is None else [c for c in stack
-                                           if c.id in won.cells and _stamp(store, c.id) == planned[c.id]]
+            mine = [] if won is None else [c for c in stack if c.id in won.cells and _unchanged(store, c, planned)]
             skipped += len(stack) - len(mine)
             table = None  # until this stack's records are in it; other workers' may land meanwhile
             if mine:
