@@ -145,6 +145,10 @@ def render(st: RunStatus):
         lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {fmt_duration(now - cl.started)} "
                      f"ago, heartbeat {fmt_duration(now - cl.heartbeat)} ago")
     for cid, w, cl in st.stale:
+        if cl.broken:
+            lines.append(f"unreadable claim: cell {cid} (width {w}): not a claim lwscale wrote; the next worker "
+                         "takes it over")
+            continue
         lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat "
                      f"{fmt_duration(now - cl.heartbeat)} ago; the next worker takes it over")
     for cid, reason in st.failures[:5]:

@@ -194,16 +194,20 @@ class Store:
         is reported (``self.warnings``) and treated as missing, so its cell is retrained."""
         path = self.record_path(cell_id)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory in its place, an unreadable file
+            self.warnings.append(f"unreadable record {path} ({exc.strerror or exc}); the cell will be retrained")
+            return None
         try:
-            rec = json.loads(text)
+            rec = json.loads(raw.decode("utf-8"))  # not UTF-8: a UnicodeDecodeError, a ValueError
             if not isinstance(rec, dict) or rec.get("id") != cell_id or rec.get("status") not in STATUSES:
                 raise ValueError("missing id or status")
             return rec
-        except ValueError as exc:
-            self.warnings.append(f"corrupt record {path} ({exc}); the cell will be retrained")
+        except (ValueError, RecursionError) as exc:
+            why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0][:200]
+            self.warnings.append(f"corrupt record {path} ({why}); the cell will be retrained")
             return None
 
     def records(self) -> dict[str, dict]:

@@ -121,7 +121,7 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
         check_stop()  # a stop asked for between stacks: claim nothing more
         won = None
         try:
-            won = claim(store.root, [c.id for c in stack], timeout_s)
+            won = claim(store.root, [c.id for c in stack], timeout_s, log)
             mine = [] if won is None else [c for c in stack if c.id in won.cells and _unchanged(store, c, planned)]
             skipped += len(stack) - len(mine)
             table = None  # until this stack's records are in it; other workers' may land meanwhile
