@@ -314,6 +314,13 @@ class Spec(Strict):
     rules: list[RuleSpec] = Field(default=["sqrt-wd"])
     runner: RunnerSpec = RunnerSpec()
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if set(v) == {"."}:  # "." and ".." name the out_dir itself or its parent, not a run in it
+            raise ValueError(f"{v!r} is not a run name (letters, digits, '.', '_' and '-', not only dots)")
+        return v
+
     @field_validator("rules", mode="before")
     @classmethod
     def _rules(cls, v: Any) -> list:

@@ -133,7 +133,11 @@ class Store:
         cells the directory already holds. ``spec.yaml`` becomes ``spec`` unless
         ``update_spec`` is False (for derived runs, such as ``transfer --train``, that add
         cells to a run without replacing the spec the user swept)."""
-        root = Path(out_dir if out_dir is not None else spec.out_dir) / spec.name
+        base = Path(out_dir if out_dir is not None else spec.out_dir)
+        root = base / spec.name
+        if spec.name in ("", ".", "..") or Path(spec.name).name != spec.name:
+            raise UserError(f"the run name {spec.name!r} would put the run directory outside {base}; "
+                            "choose another 'name' in the spec")
         store = cls(root)
         frozen = root / "spec.yaml"
         if frozen.exists():
