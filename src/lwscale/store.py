@@ -12,6 +12,7 @@ results.csv columns are a versioned contract, documented in docs/records.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -75,42 +76,75 @@ def _clean(x: Any) -> Any:
 class _Sink:
     """The temporary file of an atomic write, as the writer sees it. It keeps the OSError of a
     failed write, which some writers swallow: ``torch.save`` reports a full disk as a
-    RuntimeError ("unexpected pos ..."), and the error must still read as the disk's."""
+    RuntimeError ("unexpected pos ..."), and the error must still read as the disk's. It
+    also hashes what a writer writes in order (one that seeks is hashed from the file)."""
 
-    def __init__(self, f: IO):
+    def __init__(self, f: IO, binary: bool):
         self._f, self.error = f, None
+        self._hash = hashlib.sha256() if binary else None
+        self._pos = 0
 
     def write(self, data):
         try:
-            return self._f.write(data)
+            n = self._f.write(data)
         except OSError as exc:
             self.error = exc
             raise
+        if self._hash is not None:
+            size = memoryview(data).nbytes
+            if self._f.tell() != self._pos + size:  # the writer moved: hash the file instead
+                self._hash = None
+            else:
+                self._hash.update(data)
+                self._pos += size
+        return n
+
+    def digest(self, path: str) -> str:
+        if self._hash is not None:
+            return self._hash.hexdigest()
+        return sha256_file(Path(path))
 
     def __getattr__(self, name: str):
         return getattr(self._f, name)
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False,
+                 before_rename: Callable[[str], None] | None = None) -> str | None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place:
     nothing half-written stays, and injected write faults (lwscale.faults) apply. A write
-    that fails in the file system raises its OSError, whatever ``write`` turned it into."""
+    that fails in the file system raises its OSError, whatever ``write`` turned it into.
+    Returns the SHA-256 of a binary file's bytes, which ``before_rename(digest)`` is given
+    once they are on disk and before the file takes ``path``'s place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     sink = None
+    digest = None
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             faults.check_write(path)
-            sink = _Sink(f)
+            sink = _Sink(f, binary)
             write(sink)
             f.flush()
             os.fsync(f.fileno())
+        if binary:
+            digest = sink.digest(tmp)
+        if before_rename is not None:
+            before_rename(digest)
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if sink is not None and sink.error is not None and not isinstance(exc, OSError):
             raise sink.error from exc
         raise
+    return digest
 
 
 def atomic_write_text(path: Path, text: str) -> None:
