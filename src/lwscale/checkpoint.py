@@ -19,7 +19,8 @@ SHA-256 of the checkpoint's bytes (of the new file and the one it replaces, writ
 the rename, so whichever of the two a kill leaves in place matches). A checkpoint whose
 bytes match neither (a flipped bit on disk or in transfer), or that has no checksum, is
 set aside as ``<stack_id>.pt.corrupt`` with a warning and the stack starts over: resuming
-it would silently change the cells' losses.
+it would silently change the cells' losses. The cell list lets a rerun rebuild exactly
+this stack (``saved_stacks``), however it chooses K and cuts the pending cells.
 """
 from __future__ import annotations
 
@@ -179,3 +180,28 @@ def read_meta(path: Path) -> dict | None:
     if not isinstance(meta, dict) or not isinstance(meta.get("cells"), list) or not isinstance(meta.get("sha256"), list):
         return None
     return meta
+
+
+def saved_stacks(run_dir: Path) -> list[list[str]]:
+    """The cells (in stacking order) of each stack that has a checkpoint in ``run_dir``."""
+    d = Path(run_dir) / "checkpoints"
+    out = []
+    if d.is_dir():
+        for meta_path in sorted(d.glob("*.json")):
+            meta = read_meta(meta_path)
+            if meta and meta_path.with_suffix(".pt").exists() and all(isinstance(c, str) for c in meta["cells"]):
+                out.append(list(meta["cells"]))
+    return out
+
+
+def prune(run_dir: Path, finished: Callable[[str], bool]) -> None:
+    """Remove the checkpoints of stacks whose cells are all ``finished`` (another worker, or
+    another cut of the stacks, trained them): nothing would ever resume them."""
+    d = Path(run_dir) / "checkpoints"
+    if not d.is_dir():
+        return
+    for meta_path in d.glob("*.json"):
+        meta = read_meta(meta_path)
+        if meta and meta["cells"] and all(finished(str(c)) for c in meta["cells"]):
+            meta_path.with_suffix(".pt").unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)

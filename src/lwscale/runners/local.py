@@ -33,13 +33,28 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
 
 
-def make_stacks(cells: list[Cell], k: int | dict[int, int]) -> list[list[Cell]]:
-    """Cut cells into stacks of at most k (an int, or per width) that can share one model."""
-    order = sorted(cells, key=lambda c: (c.width, repr(c.stack_key()), c.seed, c.rule_hparams[1:], c.id))
-    stacks = []
+def make_stacks(cells: list[Cell], k: int | dict[int, int], reserved: list[list[str]] = ()) -> list[list[Cell]]:
+    """Cut cells into stacks of at most k (an int, or per width) that can share one model.
+    Each of ``reserved`` (cell ids in stacking order: the stacks that have a checkpoint,
+    lwscale.checkpoint.saved_stacks) whose cells are all here, can share a model and fit in
+    k is kept whole, first, so that it resumes; the other cells are cut as usual."""
+    def size_for(width: int) -> int:
+        return k if isinstance(k, int) else k.get(width, 1)
+
+    by_id = {c.id: c for c in cells}
+    stacks, taken = [], set()
+    for ids in reserved:
+        if not ids or len(set(ids)) != len(ids) or any(i not in by_id or i in taken for i in ids):
+            continue
+        stack = [by_id[i] for i in ids]
+        if len({c.stack_key() for c in stack}) == 1 and len(stack) <= size_for(stack[0].width):
+            stacks.append(stack)
+            taken.update(ids)
+    rest = [c for c in cells if c.id not in taken]
+    order = sorted(rest, key=lambda c: (c.width, repr(c.stack_key()), c.seed, c.rule_hparams[1:], c.id))
     for _, group in groupby(order, key=lambda c: c.stack_key()):
         group = list(group)
-        size = k if isinstance(k, int) else k.get(group[0].width, 1)
+        size = size_for(group[0].width)
         # balanced sizes (differing by at most one): fewer distinct shapes to compile
         n = -(-len(group) // size)
         cuts = [round(i * len(group) / n) for i in range(n + 1)]
@@ -173,7 +188,9 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
             from ..factory import preflight
 
             preflight(spec, todo[0].model, log)
-        stacks = make_stacks(todo, choose_k(spec, todo, device, log))
+        from ..checkpoint import saved_stacks
+
+        stacks = make_stacks(todo, choose_k(spec, todo, device, log, run_dir=store.root), saved_stacks(store.root))
         progress.start(len(todo))
         from .worker import work
 

@@ -23,7 +23,7 @@ import socket
 import time
 from typing import Callable
 
-from ..checkpoint import StackCheckpoint, WriteError
+from ..checkpoint import StackCheckpoint, WriteError, prune
 from ..claims import claim
 from ..plan import Cell
 from ..store import FINISHED
@@ -137,6 +137,8 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
             if won is not None:
                 won.release()
         progress.stack_finished(stack)
+    if not r.keep_checkpoints:  # a stack cut otherwise than its checkpoint's, whose cells are all finished
+        prune(store.root, lambda cid: (store.read_record(cid) or {}).get("status") in FINISHED)
     log(f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "
         f"{summary.diverged} diverged, {summary.failed} failed); {skipped} were taken by other workers")
     return table
