@@ -1,8 +1,9 @@
 """The ``lwscale`` command line: a thin Typer layer over plan, runners, store and reports.
 
 User mistakes (bad spec, missing file, inconsistent flags) print one line and exit 2.
-Exit codes of ``sweep``: 0 when every cell is done or diverged, 1 when some failed,
-2 for a user error, 130 when interrupted.
+Exit codes of ``sweep``: 0 when every cell is done or diverged (a sweep waits for cells
+that other workers are training), 1 when some failed, 2 for a user error, 130 when
+interrupted.
 """
 from __future__ import annotations
 

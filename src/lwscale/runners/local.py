@@ -195,7 +195,8 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         from .worker import work
 
         try:  # claim -> train -> release, stack by stack; other workers may share the run
-            table = work(stacks, spec, store, plan, dataset, device, summary, progress, log)
+            # a submitit job (cells given) waits for others' claims in its own loop (WorkerJob)
+            table = work(stacks, spec, store, plan, dataset, device, summary, progress, log, wait=cells is None)
         except KeyboardInterrupt:  # perhaps between a stack's records and its rebuild
             interrupted = True
     if table is None:

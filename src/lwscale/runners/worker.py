@@ -92,6 +92,9 @@ def _stamp(store, cell_id: str) -> int | None:
     return store.record_stamp(cell_id)
 
 
+POLL_S = 5.0  # seconds between looks at the cells other workers hold, while waiting for them
+
+
 def _unchanged(store, cell: Cell, planned: dict) -> bool:
     """Whether a cell whose claim this worker holds still needs training: its record, read
     again now, is as it was when the cell was listed (and not finished meanwhile)."""
@@ -102,28 +105,34 @@ def _unchanged(store, cell: Cell, planned: dict) -> bool:
 
 
 def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: RunSummary, progress,
-         log: Callable[[str], None] = lambda s: None):
+         log: Callable[[str], None] = lambda s: None, wait: bool = True):
     """Train the stacks this worker wins. Returns results.csv's table when the last stack's
-    rebuild wrote it (nothing of this worker's changed since), else None: the caller rebuilds."""
+    rebuild wrote it (nothing of this worker's changed since), else None: the caller rebuilds.
+
+    With ``wait``, cells that other live workers hold are waited for (polled every POLL_S
+    seconds) until their records are written, or trained here once their claims go stale,
+    so that the worker returns only when every one of its cells is finished."""
     r = spec.runner
     timeout_s = r.claim_timeout_minutes * 60
     every_s = None if r.checkpoint_minutes is None else r.checkpoint_minutes * 60
     # each record's state when the cells were listed; a cell listed elsewhere: its state now
     planned = {c.id: store.listed[c.id] if c.id in store.listed else store.record_stamp(c.id)
                for stack in stacks for c in stack}
-    trained = skipped = 0
+    trained = 0
     table = None
 
     def checkpoint_for(stack: list[Cell]) -> StackCheckpoint:
         return _StoppableCheckpoint(store.root, [c.id for c in stack], every_s, r.keep_checkpoints, log)
 
-    for stack in stacks:
+    def attempt(stack: list[Cell]) -> list[Cell]:
+        """Claim and train what is free of ``stack``; return its cells that others hold."""
+        nonlocal trained, table
         check_stop()  # a stop asked for between stacks: claim nothing more
         won = None
         try:
             won = claim(store.root, [c.id for c in stack], timeout_s, log)
-            mine = [] if won is None else [c for c in stack if c.id in won.cells and _unchanged(store, c, planned)]
-            skipped += len(stack) - len(mine)
+            held = [c for c in stack if won is None or c.id not in won.cells]
+            mine = [c for c in stack if won is not None and c.id in won.cells and _unchanged(store, c, planned)]
             table = None  # until this stack's records are in it; other workers' may land meanwhile
             if mine:
                 run_stack(mine, spec, store, dataset, device, summary, progress.step, progress.stack_started,
@@ -136,9 +145,29 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
         finally:
             if won is not None:
                 won.release()
+        return [c for c in held if _unchanged(store, c, planned)]  # not finished by their worker yet
+
+    waiting = []
+    for stack in stacks:
+        rest = attempt(stack)
+        if rest:
+            waiting.append(rest)
         progress.stack_finished(stack)
+    if wait and waiting:
+        n = sum(map(len, waiting))
+        log(f"waiting for {n} cell{'s' if n > 1 else ''} that other workers are training: this worker returns "
+            f"once they are finished, and trains any whose worker stops (its claim goes stale after "
+            f"{r.claim_timeout_minutes:g} min); Ctrl-C stops waiting, they stay theirs")
+        while waiting:
+            deadline = time.monotonic() + POLL_S
+            while time.monotonic() < deadline:
+                check_stop()
+                time.sleep(min(0.5, POLL_S))
+            waiting = [rest for rest in map(attempt, waiting) if rest]
+        table = None  # the others' records landed after this worker's last rebuild
     if not r.keep_checkpoints:  # a stack cut otherwise than its checkpoint's, whose cells are all finished
         prune(store.root, lambda cid: (store.read_record(cid) or {}).get("status") in FINISHED)
+    skipped = len(planned) - trained
     log(f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "
         f"{summary.diverged} diverged, {summary.failed} failed); {skipped} were taken by other workers")
     return table
