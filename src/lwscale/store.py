@@ -2,6 +2,8 @@
 
     <out_dir>/<name>/
         spec.yaml               the resolved spec of the latest run (every default written out)
+        plan.json               its cells (id, width, steps, FLOPs per token), for readers that
+                                must not plan: planning a model.factory spec imports user code
         cells/<cell_id>/record.json
         results.csv             rebuilt from the records after every stack; never appended to
 
@@ -200,6 +202,29 @@ class Store:
             return load_spec(path)  # one line for malformed YAML, as for a spec given to sweep
         except (SpecError, yaml.YAMLError) as exc:
             raise UserError(f"cannot read the run's spec: {exc}") from None
+
+    # ---- the plan, for readers -------------------------------------------------------------
+    def write_plan_index(self, plan: Plan) -> None:
+        """Write plan.json: the cells of ``plan`` (the run's own spec's) and the digest of the
+        spec.yaml they were planned from. ``lwscale status`` reads it instead of planning."""
+        from .model import flops_per_token
+
+        cells = [{"id": c.id, "width": c.width, "steps": c.steps, "flops_per_token": flops_per_token(c.model)}
+                 for c in plan.cells]
+        text = json.dumps({"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells},
+                          default=_json_default)
+        atomic_write_text(self.root / "plan.json", text)
+
+    def read_plan_index(self) -> list[dict] | None:
+        """The cells of plan.json if it was planned from the spec.yaml now in the run, else None."""
+        try:
+            data = json.loads((self.root / "plan.json").read_bytes().decode("utf-8"))
+            if data["spec_sha256"] != sha256_file(self.root / "spec.yaml"):
+                return None
+            return [{"id": str(c["id"]), "width": int(c["width"]), "steps": int(c["steps"]),
+                     "flops_per_token": float(c["flops_per_token"])} for c in data["cells"]]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return None
 
     # ---- records ------------------------------------------------------------------------
     def record_path(self, cell_id: str) -> Path:

@@ -153,6 +153,11 @@ def open_run(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable
     warnings (corrupt records, cells of another version) go to ``log``."""
     plan = make_plan(spec)
     store = Store.open(spec, out_dir, update_spec=update_spec)
+    if update_spec:  # the run's own spec: its cells, for `lwscale status` (which never plans a factory spec)
+        try:
+            store.write_plan_index(plan)
+        except OSError as exc:
+            raise UserError(f"cannot write to the run directory {store.root}: {exc.strerror or exc}") from None
     todo = store.pending(plan, retry_failed=retry_failed)
     if cells is not None:
         keep = set(cells)
