@@ -29,3 +29,18 @@ def test_store_refuses_a_run_directory_outside_its_out_dir(tmp_path):
     with pytest.raises(UserError, match="outside"):
         Store.open(spec, tmp_path / "runs")
     assert not (tmp_path / "spec.yaml").exists()
+
+
+@pytest.mark.parametrize("name", ["../../../etc/hostname", "/etc/hostname", "sub/../../x.bin", ".."])
+def test_a_manifest_naming_a_token_file_outside_its_directory_is_refused(tmp_path, name):
+    import json
+
+    from conftest import TINY_SPEC
+
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"tokens_file": name, "dtype": "uint16", "vocab_size": 256}))
+    spec = {**TINY_SPEC, "data": {"source": "tokens", "paths": [str(d)]}}
+    code, out, err = run_cli(["sweep", write_spec(tmp_path / "s.yaml", spec), "--out", tmp_path / "runs"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, (code, err)
+    assert "tokens_file" in err and "outside" in err

@@ -42,7 +42,7 @@ def _token_path(data_spec) -> tuple[Path, dict | None]:
         if not mpath.exists():
             raise SourceError(f"data.paths: {p} is a directory without manifest.json (make it with `lwscale data prepare`)")
         manifest = json.loads(mpath.read_text())
-        return p / manifest.get("tokens_file", "tokens.bin"), manifest
+        return _inside(p, manifest.get("tokens_file", "tokens.bin"), mpath), manifest
     if not p.exists():
         raise SourceError(f"data.paths: token file not found: {p}")
     mpath = p.parent / "manifest.json"
@@ -51,6 +51,15 @@ def _token_path(data_spec) -> tuple[Path, dict | None]:
         if manifest.get("tokens_file") == p.name:
             return p, manifest
     return p, None
+
+
+def _inside(folder: Path, name, manifest_path: Path) -> Path:
+    """The token file a manifest names: a plain file name in the manifest's own directory
+    (a manifest must not make a sweep read files elsewhere, such as ../../etc/passwd)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise SourceError(f"data.paths: {manifest_path}: tokens_file {name!r} is outside its directory; it must be "
+                          "the name of a file beside manifest.json")
+    return folder / name
 
 
 def open_tokens(data_spec) -> tuple[np.ndarray, int, str]:
