@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ import numpy as np
 from .corpus import DATA_VERSION, DataError, _digest, cache_dir
 from .data import Dataset
 from .errors import UserError
+from .fsutil import temp_dir
 
 TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 
@@ -103,7 +103,7 @@ def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Pat
         log(f"tokenizing {len(sources)} text file(s) into {out} (cached for later runs)")
         # into a private folder renamed into place: workers of one sweep (runner gpus/slurm)
         # that prepare the same text at once never write into each other's files
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        tmp = Path(temp_dir(out.parent, prefix=f".{out.name}."))  # the umask applies, unlike mkdtemp's 0700
         try:
             prepare([str(s.path) for s in sources], tmp, vocab_size=data_spec.vocab_size, fmt="text",
                     bytes_tokens=data_spec.tokenizer == "bytes")

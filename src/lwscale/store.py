@@ -19,7 +19,6 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
@@ -29,6 +28,7 @@ import pandas as pd
 import yaml
 
 from . import __version__, faults
+from .fsutil import temp_file
 from .diagnostics import SPECTRA_FILE, summary as diagnostics_summary
 from .errors import UserError
 from .plan import Plan, make_plan, result_settings
@@ -126,7 +126,7 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False,
     Returns the SHA-256 of a binary file's bytes, which ``before_rename(digest)`` is given
     once they are on disk and before the file takes ``path``'s place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")  # as open() would: the umask applies
     sink = None
     digest = None
     try:
