@@ -11,6 +11,11 @@ the tokenizer settings, then read the same way.
 
 The validation set is the *last* tokens of the stream, exactly as many as ``eval_tokens``
 needs, and training batches are drawn from the tokens before them, so the two never overlap.
+
+Every token id is checked once at load (``check_token_ids``: a max over the memory map,
+chunk by chunk, cached by the file's path, size and modification time): an id outside the
+vocabulary would fail a cell mid-training, and a uint32 file read as uint16 (every second
+token 0) would train on garbage without a word.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from .errors import UserError
 from .fsutil import temp_dir
 
 TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+CHECK_CHUNK = 1 << 24  # tokens per chunk of the load-time id check (even: chunks keep the token parity)
 
 
 class SourceError(DataError, UserError):
@@ -128,8 +134,38 @@ def load_user_dataset(data_spec, seq_len: int, batch_size: int, n_val: int,
     if len(tokens) < need + seq_len + 2:
         raise SourceError(f"data.paths: {len(tokens)} tokens are too few: the validation set alone needs {need} "
                         f"(eval_tokens), and training at least one more sequence of {seq_len + 1}")
+    check_token_ids(tokens, vocab, _token_path(data_spec)[0], log)
     val = np.asarray(tokens[len(tokens) - need:]).reshape(n_val, seq_len + 1)
-    if int(val.max()) >= vocab:
-        raise SourceError(f"data.paths: token id {int(val.max())} is outside the vocabulary of {vocab} "
-                        "(set data.vocab_size, or prepare the file with `lwscale data prepare`)")
     return Dataset(vocab, seq_len, batch_size, val, fp, _text=tokens[: len(tokens) - need])
+
+
+def check_token_ids(tokens: np.ndarray, vocab: int, path: Path, log: Callable[[str], None] = lambda s: None) -> None:
+    """Refuse a token stream with an id outside ``vocab``, or a uint16 stream whose every second
+    token is 0 (a uint32 file of small ids read as uint16). Streams the memory map in chunks of
+    CHECK_CHUNK tokens; a file that passed is remembered (in the cache) by its state."""
+    path = Path(path)
+    st = path.stat()
+    key = _digest(DATA_VERSION, "token-check", str(path.resolve()), st.st_size, st.st_mtime_ns,
+                  tokens.dtype.name, int(vocab))
+    mark = cache_dir() / "token-checks" / key
+    if mark.exists():
+        return
+    if len(tokens) > 64 * CHECK_CHUNK:
+        log(f"checking the token ids of {path} ({len(tokens):,} tokens; once per file)")
+    top = odd_top = 0
+    for i in range(0, len(tokens), CHECK_CHUNK):
+        chunk = np.asarray(tokens[i : i + CHECK_CHUNK])
+        top = max(top, int(chunk.max()))
+        if len(chunk) > 1:
+            odd_top = max(odd_top, int(chunk[1::2].max()))
+    if top >= vocab:
+        raise SourceError(f"data.paths: {path} holds token id {top}, outside the vocabulary of {vocab} (set "
+                          "data.vocab_size, check data.token_dtype, or prepare the file with `lwscale data prepare`)")
+    if tokens.dtype == np.uint16 and len(tokens) >= 64 and odd_top == 0 and top > 0:
+        raise SourceError(f"data.paths: every second token is 0 in {path} read as uint16: it looks like uint32 "
+                          "tokens (set data.token_dtype: uint32, or the manifest's dtype)")
+    try:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.touch()
+    except OSError:  # an unwritable cache costs the check next time, nothing else
+        pass
