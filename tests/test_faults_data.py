@@ -63,3 +63,52 @@ def test_the_token_check_streams_in_chunks(tmp_path, monkeypatch):
     sizes.clear()
     data_sources.check_token_ids(arr, 256, tmp_path / "prep" / "tokens.bin")
     assert sizes == []                                # checked once: the result is cached by the file's state
+
+
+def _bad_source(tmp_path, kind):
+    d = tmp_path / "d"
+    d.mkdir()
+    if kind == "object .npy":
+        np.save(d / "t.npy", np.array([1, "a", None] * 100, dtype=object), allow_pickle=True)
+        return {"source": "tokens", "paths": [str(d / "t.npy")], "vocab_size": 256}
+    if kind == "empty .npy":
+        (d / "t.npy").write_bytes(b"")
+        return {"source": "tokens", "paths": [str(d / "t.npy")], "vocab_size": 256}
+    if kind == "truncated .npy":
+        (d / "t.npy").write_bytes(b"\x93NUMPY\x01\x00")
+        return {"source": "tokens", "paths": [str(d / "t.npy")], "vocab_size": 256}
+    if kind == "odd-sized .bin":
+        (d / "t.bin").write_bytes(b"\x01" * 2001)
+        return {"source": "tokens", "paths": [str(d / "t.bin")], "token_dtype": "uint16", "vocab_size": 256}
+    if kind == "empty .bin":
+        (d / "t.bin").write_bytes(b"")
+        return {"source": "tokens", "paths": [str(d / "t.bin")], "token_dtype": "uint16", "vocab_size": 256}
+    np.zeros(5000, dtype=np.uint16).tofile(d / "tokens.bin")
+    manifest = {"malformed manifest": "{not json", "manifest of a list": "[1, 2]",
+                "float32 manifest": json.dumps({"tokens_file": "tokens.bin", "dtype": "float32", "vocab_size": 256}),
+                "manifest without vocab": json.dumps({"tokens_file": "tokens.bin", "dtype": "uint16"}),
+                "manifest with a text vocab": json.dumps({"tokens_file": "tokens.bin", "dtype": "uint16",
+                                                          "vocab_size": "many"})}[kind]
+    (d / "manifest.json").write_text(manifest)
+    return {"source": "tokens", "paths": [str(d)]}
+
+
+@pytest.mark.parametrize("kind", ["object .npy", "empty .npy", "truncated .npy", "odd-sized .bin", "empty .bin",
+                                  "malformed manifest", "manifest of a list", "float32 manifest",
+                                  "manifest without vocab", "manifest with a text vocab"])
+def test_unusable_token_files_are_one_line_exit_2(tmp_path, kind):
+    code, out, err = _sweep(tmp_path, _bad_source(tmp_path, kind))
+    _one_line_exit_2(code, out, err)
+    assert "data.paths" in err, err
+
+
+@pytest.mark.parametrize("train, model, msg", [({"eval_tokens": 100_000_000}, {}, "eval_tokens"),
+                                             ({}, {"seq_len": 2_000_000}, "model.seq_len")])
+def test_a_sotu_validation_set_larger_than_the_corpus_is_one_line_also_in_the_dry_run(tmp_path, train, model, msg):
+    spec = {**SWEEP, "data": {"source": "sotu", "tokenizer": "bytes"}, "train": {**SWEEP["train"], **train},
+            "model": {**SWEEP["model"], **model}}
+    path = write_spec(tmp_path / "s.yaml", spec)
+    for extra in (["--dry-run"], []):
+        code, out, err = run_cli(["sweep", path, "--out", tmp_path / "runs", *extra])
+        _one_line_exit_2(code, out, err)
+        assert msg in err, err

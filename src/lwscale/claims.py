@@ -4,7 +4,8 @@ A worker claims a stack by writing one claim file (host, pid, start time, the st
 cells) and hard-linking it to ``claims/<cell_id>.claim`` for each cell. ``os.link`` fails
 when the name exists, atomically, also on NFS, so every cell is won by exactly one worker;
 a worker trains only the cells it won. All the links share one inode, whose modification
-time is the heartbeat: touching it (a background thread does, every timeout / 4) refreshes
+time is the heartbeat: touching it (a background thread does, every timeout / 4 and at least
+every minute) refreshes
 the claim of every cell at once.
 
 A claim is *stale* when its heartbeat is older than the timeout, or when its pid is dead on
@@ -121,7 +122,7 @@ class Claim:
             os.utime(self.fd)
 
     def _beat_loop(self) -> None:
-        while not self._stop.wait(self.timeout_s / 4):
+        while not self._stop.wait(min(self.timeout_s / 4, 60.0)):  # a bounded wait, however long the timeout
             try:
                 self.beat()
             except OSError:

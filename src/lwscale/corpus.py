@@ -15,14 +15,15 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import UserError
 from .fsutil import temp_file
 
 EOT = "<|endoftext|>"
 DATA_VERSION = 1  # bump when a change alters the tokens a source yields
 
 
-class DataError(ValueError):
-    """A data problem the user can fix (missing package, too little text, ...)."""
+class DataError(UserError, ValueError):
+    """A data problem the user can fix (missing package, too little text, ...): one line, exit 2."""
 
 
 def cache_dir() -> Path:

@@ -47,16 +47,33 @@ def _token_path(data_spec) -> tuple[Path, dict | None]:
         mpath = p / "manifest.json"
         if not mpath.exists():
             raise SourceError(f"data.paths: {p} is a directory without manifest.json (make it with `lwscale data prepare`)")
-        manifest = json.loads(mpath.read_text())
+        manifest = _read_manifest(mpath)
         return _inside(p, manifest.get("tokens_file", "tokens.bin"), mpath), manifest
     if not p.exists():
         raise SourceError(f"data.paths: token file not found: {p}")
     mpath = p.parent / "manifest.json"
     if mpath.exists():
-        manifest = json.loads(mpath.read_text())
+        manifest = _read_manifest(mpath)
         if manifest.get("tokens_file") == p.name:
             return p, manifest
     return p, None
+
+
+def _read_manifest(path: Path) -> dict:
+    """A manifest.json, checked for what a sweep reads from it."""
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # a UnicodeDecodeError is a ValueError
+        why = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        raise SourceError(f"data.paths: cannot read {path} ({why}); make it with `lwscale data prepare`") from None
+    if not isinstance(manifest, dict):
+        raise SourceError(f"data.paths: {path} is not a manifest (a JSON object); make it with `lwscale data prepare`")
+    vocab = manifest.get("vocab_size")
+    if not isinstance(vocab, int) or isinstance(vocab, bool) or not 2 <= vocab <= 2**32:
+        raise SourceError(f"data.paths: {path}: vocab_size must be a whole number from 2 to 2**32, got {vocab!r}")
+    if manifest.get("dtype") is not None and manifest["dtype"] not in TOKEN_DTYPES:
+        raise SourceError(f"data.paths: {path}: dtype {manifest['dtype']!r} is not a token dtype (uint16 or uint32)")
+    return manifest
 
 
 def _inside(folder: Path, name, manifest_path: Path) -> Path:
@@ -72,7 +89,12 @@ def open_tokens(data_spec) -> tuple[np.ndarray, int, str]:
     """The memory-mapped token stream, the vocabulary size and a fingerprint."""
     path, manifest = _token_path(data_spec)
     if path.suffix == ".npy":
-        arr = np.load(path, mmap_mode="r")
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (ValueError, EOFError, OSError) as exc:  # empty, truncated, object dtype (not mappable)
+            why = str(exc).splitlines()[0] if str(exc) else "empty or truncated"
+            raise SourceError(f"data.paths: cannot memory-map {path} as tokens ({why}); save a uint16 or uint32 "
+                              "array with numpy.save") from None
         if arr.ndim != 1:
             arr = arr.reshape(-1)
     else:
@@ -80,7 +102,12 @@ def open_tokens(data_spec) -> tuple[np.ndarray, int, str]:
         if name is None:
             raise SourceError(f"data.paths: {path} has no manifest.json beside it; set data.token_dtype "
                             "(uint16 or uint32) to read a bare .bin file")
-        arr = np.memmap(path, dtype=TOKEN_DTYPES[name], mode="r")
+        dtype = np.dtype(TOKEN_DTYPES[name])
+        size = path.stat().st_size
+        if size == 0 or size % dtype.itemsize:
+            raise SourceError(f"data.paths: {path} has {size} bytes, not a whole number of {name} tokens "
+                              f"(of {dtype.itemsize} bytes; check data.token_dtype or the manifest's dtype)")
+        arr = np.memmap(path, dtype=dtype, mode="r")
     if arr.dtype.name not in TOKEN_DTYPES:
         raise SourceError(f"data.paths: {path} holds {arr.dtype.name} tokens; use uint16 or uint32")
     vocab = int(manifest["vocab_size"]) if manifest else data_spec.vocab_size
