@@ -139,7 +139,7 @@ def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Pat
         tmp = Path(temp_dir(out.parent, prefix=f".{out.name}."))  # the umask applies, unlike mkdtemp's 0700
         try:
             prepare([str(s.path) for s in sources], tmp, vocab_size=data_spec.vocab_size, fmt="text",
-                    bytes_tokens=data_spec.tokenizer == "bytes")
+                    bytes_tokens=data_spec.tokenizer == "bytes", warn=lambda msg: log(f"warning: {msg}"))
             try:
                 os.rename(tmp, out)
             except OSError:  # another worker finished first (its copy is the same), or a stale half
