@@ -32,6 +32,7 @@ from ..rules import RuleError, get_rule, timescale
 from .gate import gate
 from .results import Run, at_point, log2, panel, seed_losses
 from .tables import argmin, cell_stats, finished, mean_se, paired
+from .transfer_tables import seeds_text
 
 TIE_SIGMAS = 2.0
 
@@ -303,17 +304,15 @@ def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None) -> di
     """Which seeds the target losses and regrets read, and what that means for them."""
     grid = run.grid_seeds
     if seeds is None:
-        n = "seed" if len(grid) == 1 else "seeds"
         return {"seeds": grid, "fresh": False, "selection_seeds": grid,
-                "note": f"regrets are read on the grid's {n} {', '.join(map(str, grid))}, the same noise that picked "
-                        "the best target cells: a selection-biased estimate (the lowest of many noisy cells is "
-                        "biased low, so a regret against it is biased high). For an unbiased one, train the "
-                        f"competitors on fresh seeds: lwscale transfer {run.root} --proxy-width {proxy} "
-                        f"--target-width {target} --train --seeds 3"}
+                "note": f"regrets are read on the grid's {seeds_text(grid)}, the same noise that picked the best "
+                        "target cells: a selection-biased estimate (the lowest of many noisy cells is biased low, so "
+                        "a regret against it is biased high). For an unbiased one, train the competitors on fresh "
+                        f"seeds: lwscale transfer {run.root} --proxy-width {proxy} --target-width {target} "
+                        "--train --seeds 3"}
     return {"seeds": list(seeds), "fresh": True, "selection_seeds": grid,
-            "note": f"the best cells were picked on the grid's seeds {', '.join(map(str, grid))}; every target loss "
-                    f"and regret is read on the fresh seeds {', '.join(map(str, seeds))} (transfer --train), paired "
-                    "seed by seed"}
+            "note": f"the best cells were picked on the grid's {seeds_text(grid)}; every target loss and regret is "
+                    f"read on the fresh {seeds_text(seeds)} (transfer --train), paired seed by seed"}
 
 
 def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, eta: float | None = None,
