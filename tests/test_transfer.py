@@ -1,4 +1,4 @@
-"""lwscale transfer: rule arithmetic (SCIENCE.md section 2), regret and shift on a hand-made
+"""lwscale transfer: rule arithmetic (docs/science.md §2), regret and shift on a hand-made
 table, ties, edge warnings, sigma_max ratio, outputs, every bad input, and --train."""
 import json
 import math
