@@ -129,6 +129,42 @@ def test_with_overrides_replaces_the_given_keys_only():
         with_overrides(spec, "--steps", train={"steps": 0})
 
 
+def test_dotted_overrides_of_spec_keys(tmp_path):
+    """`lwscale sweep SPEC train.steps=3 grid.wd='[0.1,0.3]'`: dotted keys, YAML values, validated
+    like the file (a bad one is one line naming it, exit 2), and written into the run's spec.yaml."""
+    import yaml
+
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd"], grid={"eta": [2**-6], "wd": [0.1]})
+    spec["model"]["widths"], spec["train"]["seeds"] = [32], [0]
+    path = write_spec(tmp_path / "s.yaml", spec)
+    code, out, err = run_cli(["sweep", path, "grid.wd=[0.1, 0.3]", "train.seeds=[0,1]", "--dry-run",
+                              "--device", "cpu", "--cells-per-stack", "1", "--out", tmp_path / "r"])
+    assert code == 0, err
+    assert "4 cells" in out and "train.seeds=[0,1]" in out       # 2 wd x 2 seeds; the overrides are echoed
+    assert not (tmp_path / "r").exists()
+    for arg, msg in [("train.stepz=5", "command-line override train.stepz=5: train.stepz: unknown key"),
+                     ("train.steps=0", "override train.steps=0: train.steps: Input should be greater than or equal"),
+                     ("model.widths=[32, 40]", "override model.widths=[32, 40]: model: width 40 is not divisible"),
+                     ("grid.wd=[0.1,", "override grid.wd=[0.1,: malformed YAML value"),
+                     ("train.steps.x=1", "override train.steps.x=1: train.steps is not a section"),
+                     ("steps", "'steps' is not KEY=VALUE"),
+                     ("=3", "'=3' is not KEY=VALUE")]:
+        code, out, err = run_cli(["sweep", path, arg, "--dry-run", "--out", tmp_path / "r"])
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (arg, err)
+    # alternatives replace each other, as in a file that gives only one of them
+    code, out, err = run_cli(["sweep", path, "train.tokens=384", "grid.pairs=[[0.01, 0.1]]", "--dry-run",
+                              "--device", "cpu", "--out", tmp_path / "r"])
+    assert code == 0 and "1 cells" in out, err
+    # a real (3-step) sweep records them in the resolved spec.yaml, so a rerun without them is refused
+    code, out, err = run_cli(["sweep", path, "train.steps=3", "train.eval_interval=3", "--out", tmp_path / "r"])
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "r" / "tiny" / "spec.yaml").read_text())
+    assert saved["train"]["steps"] == 3 and saved["train"]["eval_interval"] == 3
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path / "r"])
+    assert code == 2 and "train.steps: 3 -> 20" in err
+
+
 def test_dry_run_of_a_gpu_sized_spec_on_cpu_notes_instead_of_timing(tmp_path):
     # configs/gpu-scale.yaml's width 2048 once timed for many minutes on the CPU before printing anything
     spec = {"name": "big", "model": {"widths": [256, 2048], "depth": 8, "head_dim": 64, "seq_len": 256},

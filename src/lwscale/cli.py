@@ -58,6 +58,9 @@ def warn(msg: str) -> None:
 @app.command()
 def sweep(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="the sweep spec (YAML); see configs/"),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, metavar="KEY=VALUE...", help="spec keys to override, dotted, with YAML values: train.steps=50 "
+        "grid.wd='[0.1, 0.3]'; validated like the file and recorded in the run's spec.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", help="override the spec's out_dir"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and a wall-time estimate; train nothing"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="also rerun cells recorded as failed"),
@@ -72,14 +75,22 @@ def sweep(
     The grid is in base coordinates (eta, wd) at the base width.
 
     Each rule maps them to per-class (lr, wd) at every width. Finished cells are kept: rerunning resumes.
+
+    KEY=VALUE arguments override keys of SPEC (dotted, YAML values), for this run and in its spec.yaml.
     """
+    from .overrides import apply_overrides
     from .plan import make_plan
     from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
     from .runners.local import run_sweep
     from .spec import load_spec, with_overrides
     from .train import resolve_device
 
-    spec = with_overrides(load_spec(spec_path), train={"cells_per_stack": cells_per_stack, "device": device},
+    spec = apply_overrides(load_spec(spec_path), overrides)
+    if overrides:
+        from rich.markup import escape
+
+        note(escape(f"overrides: {' '.join(overrides)}"))
+    spec = with_overrides(spec, train={"cells_per_stack": cells_per_stack, "device": device},
                           runner={"kind": runner})
     plan = make_plan(spec)
     console.print(plan_table(plan))
