@@ -77,7 +77,7 @@ def test_dry_run_estimates(tmp_path):
     spec = copy.deepcopy(TINY_SPEC)
     code, out, err = run_cli(["sweep", write_spec(tmp_path / "s.yaml", spec), "--dry-run", "--out", tmp_path / "r"])
     assert code == 0, err
-    assert "estimated training time" in out and "timescales" in out
+    assert "estimated time" in out and "timescales" in out
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
@@ -107,7 +107,7 @@ def test_command_line_overrides_reach_the_spec(tmp_path):
     code, out, err = run_cli(["sweep", path, "--dry-run", "--cells-per-stack", "3", "--device", "cpu",
                               "--out", tmp_path / "r"])
     assert code == 0, err
-    assert "16 cells in 6 stacks of up to 3 on cpu" in out    # 8 cells per width -> stacks of 3, 3, 2
+    assert "16 cells to train in 6 stacks of up to 3 on cpu" in out    # 8 cells per width -> stacks of 3, 3, 2
     for flag, value, msg in [("--device", "tpu", "command line: train: device must be auto, cpu"),
                              ("--runner", "cluster", "command line: runner.kind: Input should be 'local'")]:
         code, out, err = run_cli(["sweep", path, flag, value, "--out", tmp_path / "r"])
@@ -163,6 +163,32 @@ def test_dotted_overrides_of_spec_keys(tmp_path):
     assert saved["train"]["steps"] == 3 and saved["train"]["eval_interval"] == 3
     code, out, err = run_cli(["sweep", path, "--out", tmp_path / "r"])
     assert code == 2 and "train.steps: 3 -> 20" in err
+
+
+def test_dry_run_of_a_rerun_refuses_a_changed_spec_and_counts_only_the_cells_left(tmp_path):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd"], grid={"eta": [2**-6], "wd": [0.1]})
+    spec["model"]["widths"] = [32]
+    spec["train"].update(seeds=[0], steps=4, eval_interval=2, eval_tokens=256, cells_per_stack=1)
+    path = write_spec(tmp_path / "s.yaml", spec)
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path])               # 1 cell, trained
+    assert code == 0, err
+    before = sorted(p.name for p in (tmp_path / "tiny").rglob("*"))
+    # the sweep would refuse a changed spec: so does the dry run, with the sweep's own line
+    code, out, err = run_cli(["sweep", path, "train.steps=5", "--dry-run", "--out", tmp_path])
+    assert code == 2 and "was made with different settings (train.steps: 4 -> 5)" in err
+    assert len(err.strip().splitlines()) == 1
+    # a wider grid: the finished cell is skipped, and said to be
+    code, out, err = run_cli(["sweep", path, "grid.eta=[0.015625, 0.03125, 0.0625]", "--dry-run", "--device", "cpu",
+                              "--out", tmp_path])
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "dry run: 2 cells to train in 2 stacks of up to 1 on cpu (1 of 3 already finished, skipped)" in flat
+    assert "training" in flat and "evaluation" in flat and "data preparation" in flat
+    assert "3 evaluations of 256 tokens per cell" in flat                   # steps 0, 2 and 4
+    code, out, err = run_cli(["sweep", path, "--dry-run", "--device", "cpu", "--out", tmp_path])
+    assert code == 0 and "nothing to train: all 1 cells are already finished" in " ".join(out.split()), out
+    assert sorted(p.name for p in (tmp_path / "tiny").rglob("*")) == before   # a dry run writes nothing
 
 
 def test_dry_run_of_a_gpu_sized_spec_on_cpu_notes_instead_of_timing(tmp_path):
