@@ -62,13 +62,17 @@ def sweep(
         None, metavar="KEY=VALUE...", help="spec keys to override, dotted, with YAML values: train.steps=50 "
         "grid.wd='[0.1, 0.3]'; validated like the file and recorded in the run's spec.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", help="override the spec's out_dir"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and a wall-time estimate; train nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, the cells left to train and an estimate "
+                                 "of their time (training, evaluation, data preparation); train and write nothing"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="also rerun cells recorded as failed"),
     cells_per_stack: Optional[int] = typer.Option(None, "--cells-per-stack", min=1,
                                                   help="cells trained together as one model (overrides the spec)"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (overrides the spec)"),
-    runner: Optional[str] = typer.Option(None, "--runner", help="local (this process), gpus (one worker per "
-                                         "visible GPU) or slurm (a job array); overrides the spec's runner.kind"),
+    device: Optional[str] = typer.Option(None, "--device", metavar="auto|cpu|cuda|cuda:N",
+                                         help="where cells train: auto (CUDA if there is one), cpu, cuda or cuda:N "
+                                         "(overrides the spec's train.device)"),
+    runner: Optional[str] = typer.Option(None, "--runner", metavar="local|gpus|slurm",
+                                         help="local (this process), gpus (one worker per visible GPU) or slurm "
+                                         "(a job array); overrides the spec's runner.kind"),
 ) -> None:
     """Train every (width, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
@@ -509,6 +513,15 @@ def _add_data_commands() -> None:
 
 
 _add_data_commands()
+
+
+def _plain_help() -> None:
+    from .cli_help import plain_help
+
+    plain_help(app)   # no <bool> after flags, plain usage lines (lwscale.cli_help)
+
+
+_plain_help()
 
 
 def main() -> None:
