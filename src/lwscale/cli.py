@@ -392,6 +392,9 @@ def transfer(
                                "rule's own best; regrets and the ranking are then read on those seeds"),
     seeds: int = typer.Option(3, "--seeds", min=2, help="fresh seeds for --train (at least 2, for a standard error)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+    emit: Optional[str] = typer.Option(None, "--emit", metavar="yaml", help="print only the target's AdamW "
+                                       "parameter groups (per rule: lr, weight_decay and the parameters' name "
+                                       "patterns) as YAML for a training script"),
 ) -> None:
     """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
 
@@ -414,6 +417,9 @@ def transfer(
     from .reports.transfer_cli import print_transfer
     from .store import atomic_write_text
 
+    if emit is not None and emit != "yaml":
+        raise UserError(f"--emit takes yaml, got {emit!r}")
+    as_json = as_json or emit is not None    # quiet: stdout holds the one document
     run = load_run(run_dir)
     proxy_width, target_width = proxy_width or run.widths[0], target_width or run.widths[-1]
     result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined)
@@ -431,6 +437,11 @@ def transfer(
 
     text = json.dumps(_clean(result), indent=1, default=float)   # NaN and inf become null
     atomic_write_text(run.root / "transfer.json", text)
+    if emit:
+        from .reports.emit import emit_yaml
+
+        print(emit_yaml(run.spec, result), end="")
+        return
     if as_json:
         print(text)
         return
