@@ -455,12 +455,20 @@ def report(
     proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="transfer table's proxy (default: smallest width)"),
     target_width: Optional[int] = typer.Option(None, "--target-width", help="transfer table's target (default: largest)"),
 ) -> None:
-    """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics."""
+    """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics.
+
+    The diagnostics are run here (diagnose.md, diagnose.json and figures, as `lwscale diagnose` writes them), so
+    the page is the same whether or not diagnose ran before."""
+    from .reports.diagnose import write_diagnose
     from .reports.report import evaluation_seeds, write_report
     from .reports.results import load_run
     from .reports.transfer import transfer as do_transfer
 
     run = load_run(run_dir)
+    try:
+        write_diagnose(run)
+    except UserError as exc:   # no cell has diagnostics: the page goes without (or with an older diagnose.md)
+        note(f"no diagnostics: {exc}")
     widths = run.widths
     result = None
     if len(widths) > 1:
