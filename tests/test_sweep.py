@@ -290,6 +290,26 @@ def test_table_keeps_points_of_earlier_specs(tiny_run, tmp_path):
     assert set(again.table["rule"]) == {"sqrt-wd", "const-wd"} and len(again.table) == 32
 
 
+def test_tables_keep_the_specs_rule_order(tmp_path):
+    """The sweep's final tables, report.md's and diagnose's list the rules as the spec does,
+    not alphabetically (at the base width every muP rule shares the one cell trained here)."""
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd", "linear-wd", "const-wd"], grid={"eta": [2**-6], "wd": [0.1]})
+    spec["model"]["widths"] = [32]
+    spec["train"].update(seeds=[0], steps=4, eval_interval=2, eval_tokens=256)
+    code, out, err = run_cli(["sweep", write_spec(tmp_path / "s.yaml", spec), "--out", tmp_path])
+    assert code == 0, err
+    order = ["sqrt-wd, width 32", "linear-wd, width 32", "const-wd, width 32"]
+    assert [out.index(t) for t in order] == sorted(out.index(t) for t in order), out
+    code, out, err = run_cli(["report", tmp_path / "tiny"])
+    assert code == 0, err
+    text = (tmp_path / "tiny" / "report.md").read_text()
+    assert [text.index(f"### {t}") for t in order] == sorted(text.index(f"### {t}") for t in order)
+    diag = (tmp_path / "tiny" / "diagnose.md").read_text()
+    heads = [diag.index(f"## {r}: sigma_max") for r in ("sqrt-wd", "linear-wd", "const-wd")]
+    assert heads == sorted(heads)
+
+
 def test_version_flag_alone():
     # `lwscale --version` used to fail with "Missing command" (exit 2)
     from lwscale import __version__

@@ -84,7 +84,7 @@ def sweep(
     """
     from .overrides import apply_overrides
     from .plan import make_plan
-    from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
+    from .reports.tables import cell_stats, loss_table, plan_table, rule_order, timescale_warning
     from .runners.local import run_sweep
     from .spec import load_spec, with_overrides
     from .train import resolve_device
@@ -118,7 +118,7 @@ def sweep(
         result = run_sweep(spec, out, retry_failed=retry_failed, progress=_RichProgress(spec), log=note)
     df = result.table
     stats = cell_stats(df)
-    for rule in sorted(df["rule"].unique()):
+    for rule in rule_order(spec, df["rule"]):     # as the spec lists them
         for width in sorted(df["width"].unique()):
             if ((stats["rule"] == rule) & (stats["width"] == width)).any():
                 console.print(loss_table(stats, rule, int(width)))
