@@ -6,7 +6,7 @@ ratio to the base model):
     matrix-like:  lr = eta * m**-a          wd = lam * m**g      (PyTorch-coupled wd)
     vector-like:  lr = eta * vector_lr_mult  wd = 0
 
-Presets (SCIENCE.md section 2):
+Presets (docs/science.md §2):
 
     rule        a   g    per-step decay lr*wd of matrices   sigma_max vs width
     sqrt-wd     1   1/2  ~ m^-1/2                           flat  (arXiv 2510.15262, default)
@@ -43,7 +43,7 @@ class Rule:
 
     ``mup`` says whether cells under this rule use the muP parametrization with the
     spec's base width. ``sp`` is defined as the muP model with base width := own width,
-    so its multipliers are all 1 (SCIENCE.md section 2).
+    so its multipliers are all 1 (docs/science.md §2).
     """
 
     name: str

@@ -205,15 +205,17 @@ def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: in
                    pooled: pd.Series | None, own: pd.Series | None) -> dict:
     """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target.
     ``pooled``: the best target cell of any rule, ``own``: the best of the rule's own grid, both
-    picked on the grid's seeds (None when no target cell finished). Losses and regrets are read
-    from ``ev``, the results rows of the evaluation seeds, paired seed by seed."""
+    picked on the grid's seeds (None when no target cell finished: then only the loss at the
+    transferred point, if trained). Losses and regrets are read from ``ev``, the results rows of
+    the evaluation seeds, paired seed by seed."""
     out: dict = {}
-    if pooled is None:
-        return out
-    pooled_losses = _losses(ev, pooled, target)
-    out.update(best_loss_pooled=mean_se(list(pooled_losses.values()))[0], best_loss_pooled_rule=pooled["rule"],
-               best_loss_pooled_eta=float(pooled["eta"]), best_loss_pooled_wd=float(pooled["wd"]))
+    if pooled is not None:
+        out.update(best_loss_pooled=mean_se(list(_losses(ev, pooled, target).values()))[0],
+                   best_loss_pooled_rule=pooled["rule"], best_loss_pooled_eta=float(pooled["eta"]),
+                   best_loss_pooled_wd=float(pooled["wd"]))
     mine = seed_losses(ev, rule, target, opt.eta, opt.wd)
+    if pooled is None and not mine:
+        return out
     statuses = ev.loc[at_point(ev, rule, target, opt.eta, opt.wd), "status"]
     if mine:
         loss, se, n = mean_se(list(mine.values()))
