@@ -96,6 +96,9 @@ def sweep(
         note(escape(f"overrides: {' '.join(overrides)}"))
     spec = with_overrides(spec, train={"cells_per_stack": cells_per_stack, "device": device},
                           runner={"kind": runner})
+    from .tracking import check_trackers
+
+    check_trackers(spec)   # a tracker the spec names but that is not installed: one line, before any training
     plan = make_plan(spec)
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
@@ -125,6 +128,10 @@ def sweep(
     counts = df.drop_duplicates("cell_id")["status"].value_counts().to_dict()
     console.print("cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     console.print(f"results: {result.store.root / 'results.csv'}")
+    if not result.interrupted:
+        from .tracking import log_trackers
+
+        log_trackers(spec, result.store.root, log=note)   # from the records, after the training
     if result.interrupted:
         console.print("[yellow]interrupted[/]: finished cells are kept; run the same command again to resume.")
         raise typer.Exit(130)

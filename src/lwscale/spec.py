@@ -324,6 +324,24 @@ class RunnerSpec(Strict):
     slurm: SlurmSpec = SlurmSpec()
 
 
+class WandbSpec(Strict):
+    """Weights & Biases: one W&B run per sweep, logged from the records once the sweep ends."""
+
+    project: str = Field(min_length=1, description="the W&B project")
+    entity: str | None = Field(default=None, description="the W&B entity (user or team); null = your default")
+    mode: Literal["offline", "online"] = Field(default="offline", description="offline: files under "
+                                               "<run>/wandb, for `wandb sync` later; online: upload")
+
+
+class LoggingSpec(Strict):
+    """Experiment trackers (optional packages: pip install "lwscale[tracking]"). They are written
+    from the records after the sweep, never from the training step; none changes a cell's id."""
+
+    tensorboard: bool = Field(default=False, description="TensorBoard event files under <run>/tensorboard: "
+                              "each cell's train and validation curves, and the loss tables")
+    wandb: WandbSpec | None = Field(default=None, description="Weights & Biases: the curves and the results table")
+
+
 class Spec(Strict):
     name: str = Field(default="sweep", pattern=r"^[A-Za-z0-9._-]+$")
     out_dir: str = "runs"
@@ -334,6 +352,7 @@ class Spec(Strict):
     grid: GridSpec
     rules: list[RuleSpec] = Field(default=["sqrt-wd"])
     runner: RunnerSpec = RunnerSpec()
+    logging: LoggingSpec = LoggingSpec()
 
     @field_validator("name")
     @classmethod
