@@ -189,6 +189,40 @@ def test_report_includes_tables_transfer_figures_and_diagnostics(messy_run):
     assert f"; {share:.0%} of the cells completed fewer than 3" in (messy_run / "report.md").read_text()
 
 
+def test_report_is_the_same_page_before_and_after_diagnose(tmp_path):
+    """report runs the diagnostics itself, so report -> diagnose -> report and diagnose -> report
+    give one page; an optimum on the grid's edge is said in "What it showed"."""
+    import copy
+    import shutil
+
+    from conftest import TINY_SPEC
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    spec = copy.deepcopy(TINY_SPEC)
+    spec["model"]["widths"], spec["rules"] = [16, 32], ["sqrt-wd"]
+    spec["train"].update(steps=12, seeds=[0], eval_interval=6, eval_tokens=256)
+    run_sweep(parse_spec(spec), out_dir=tmp_path / "a")
+    a, b = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
+    shutil.copytree(a, b)
+
+    def report(root):
+        code, out, err = run_cli(["report", root])
+        assert code == 0, err
+        return (root / "report.md").read_text().replace(str(root), "RUN")
+
+    first = report(a)                                   # no diagnose.md yet
+    assert "## Diagnostics" in first and "width exponent" in first and "![diagnose-" in first
+    code, out, err = run_cli(["diagnose", a])
+    assert code == 0, err
+    assert report(a) == first
+    code, out, err = run_cli(["diagnose", b])
+    assert code == 0, err
+    assert report(b) == first
+    showed = first.split("## What it showed", 1)[1].split("\n## ", 1)[0]
+    assert "on the grid's" in showed and "extend the" in showed     # 2 points an axis: the best is on an edge
+
+
 def test_plot_without_finished_proxy_cells_says_why_no_transfer_figure(tmp_path):
     rows = rows_for("sqrt-wd", 32, ETAS[:2], WDS[1:], [0], loss, status=lambda e, w: "diverged") + \
         rows_for("sqrt-wd", 64, ETAS[:2], WDS[1:], [0], loss)

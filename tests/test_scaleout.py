@@ -250,16 +250,62 @@ def test_status_counts_running_failed_pending_and_time_left(tmp_path):
     try:
         st = run_status(run)
         assert st.counts == {32: {"done": 1, "diverged": 0, "failed": 1, "running": 1, "pending": 1}}
-        assert st.workers == 1 and st.seconds_left == pytest.approx(2 * done1["wall_s"], rel=1e-9)
+        # the pending cell costs the measured one's wall time; the running one that, less its time so far
+        assert st.workers == 1 and st.seconds_left == pytest.approx(2 * done1["wall_s"], abs=1.0)
+        assert st.seconds_left <= 2 * done1["wall_s"]
         code, out, err = run_cli(["status", run])
     finally:
         held.release()
     assert code == 0, err
     flat = " ".join(out.split())
     assert "│ 32 │ 1 │ 0 │ 1 │ 1 │ 1 │" in flat
-    assert f"running: cell {seed0[0]} (width 32) on {socket.gethostname()}:{os.getpid()}" in flat
+    assert f"running: stack of 1 cell (width 32: {seed0[0]}) on {socket.gethostname()}:{os.getpid()}" in flat
     assert "failed: cell" in flat and "injected fault at step 3" in flat
     assert "time left: about" in flat and "for 2 cells with 1 worker" in flat
+
+
+def test_status_shows_stacks_a_time_left_per_width_and_json(tmp_path):
+    """One line per running stack; the time left priced per width from that width's measured
+    seconds per step (a width not measured yet: scaled by FLOPs from the nearest measured one),
+    saying so; and all of it as JSON."""
+    from lwscale.model import flops_per_token
+    from lwscale.plan import make_plan
+    from lwscale.spec import parse_spec
+    from lwscale.store import Store
+
+    store = Store.open(parse_spec(small_spec(widths=(16, 32), etas=(2**-7, 2**-6, 2**-5), steps=100)), tmp_path)
+    cells = make_plan(store.read_spec()).cells
+    w16, w32 = [c for c in cells if c.width == 16], [c for c in cells if c.width == 32]
+    for c in w16[:2]:   # a stack of 2 took 3 s for 100 steps: 15 ms per step per cell
+        store.write_record({"id": c.id, "status": "done", "width": 16, "steps": 100, "wall_s": 3.0, "stack_size": 2,
+                            "tokens": 100 * 4 * 32, "flops_per_token": flops_per_token(c.model)})
+    held = claim(store.root, [w32[0].id, w32[1].id], timeout_s=600)   # a live worker trains a stack of 2
+    try:
+        code, out, err = run_cli(["status", store.root, "--json"])
+        assert code == 0, err
+        data = json.loads(out)
+        code, text, err = run_cli(["status", store.root])
+    finally:
+        held.release()
+    assert data["counts"]["16"] == {"done": 2, "diverged": 0, "failed": 0, "running": 0, "pending": 1}
+    assert data["counts"]["32"] == {"done": 0, "diverged": 0, "failed": 0, "running": 2, "pending": 1}
+    assert data["total"]["running"] == 2 and data["workers"] == 1
+    (stack,) = data["running"]
+    assert stack["cells"] == [w32[0].id, w32[1].id] and stack["width"] == 32
+    assert stack["worker"] == f"{socket.gethostname()}:{os.getpid()}"
+    assert stack["started_ago_s"] >= 0 and stack["heartbeat_ago_s"] >= 0
+    left = data["time_left"]
+    assert left["by_width"]["16"]["cells"] == 1 and left["by_width"]["16"]["seconds"] == pytest.approx(1.5)
+    assert "measured at width 16" in left["by_width"]["16"]["basis"]
+    scale = flops_per_token(w32[0].model) / flops_per_token(w16[0].model)
+    assert left["by_width"]["32"]["cells"] == 3
+    assert left["by_width"]["32"]["seconds"] == pytest.approx(3 * 1.5 * scale, abs=0.5)  # less the stack's time so far
+    assert "scaled by FLOPs from width 16" in left["by_width"]["32"]["basis"]
+    assert left["seconds"] == pytest.approx(left["by_width"]["16"]["seconds"] + left["by_width"]["32"]["seconds"])
+    flat = " ".join(text.split())
+    assert flat.count("running: stack") == 1
+    assert f"running: stack of 2 cells (width 32: {w32[0].id}, {w32[1].id}) on" in flat
+    assert "width 16: 1 cell" in flat and "width 32: 3 cells" in flat and "scaled by FLOPs from width 16" in flat
 
 
 def test_one_duration_format_for_status_and_dry_run():

@@ -192,10 +192,10 @@ def test_array_submits_returns_shows_running_and_equals_a_local_run(slurm, tmp_p
     def running():
         code, text, err = run_cli(["status", run])
         assert code == 0, err
-        return "running: cell" in text and " ".join(text.split())
+        return "running: stack" in text and " ".join(text.split())
 
     shown = wait_for(running, 120, "lwscale status to show a running task", poll=0.1)
-    assert re.search(r"running: cell \w+ \(width 32\) on [\w.-]+:\d+", shown)
+    assert re.search(r"running: stack of \d cells? \(width 32: \w+[^)]*\) on [\w.-]+:\d+", shown)
     slurm.wait_idle()
     assert_complete(run, 3)
     code, text, _ = run_cli(["status", run])

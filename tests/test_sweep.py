@@ -77,7 +77,7 @@ def test_dry_run_estimates(tmp_path):
     spec = copy.deepcopy(TINY_SPEC)
     code, out, err = run_cli(["sweep", write_spec(tmp_path / "s.yaml", spec), "--dry-run", "--out", tmp_path / "r"])
     assert code == 0, err
-    assert "estimated training time" in out and "timescales" in out
+    assert "estimated time" in out and "timescales" in out
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
 
 
@@ -107,7 +107,7 @@ def test_command_line_overrides_reach_the_spec(tmp_path):
     code, out, err = run_cli(["sweep", path, "--dry-run", "--cells-per-stack", "3", "--device", "cpu",
                               "--out", tmp_path / "r"])
     assert code == 0, err
-    assert "16 cells in 6 stacks of up to 3 on cpu" in out    # 8 cells per width -> stacks of 3, 3, 2
+    assert "16 cells to train in 6 stacks of up to 3 on cpu" in out    # 8 cells per width -> stacks of 3, 3, 2
     for flag, value, msg in [("--device", "tpu", "command line: train: device must be auto, cpu"),
                              ("--runner", "cluster", "command line: runner.kind: Input should be 'local'")]:
         code, out, err = run_cli(["sweep", path, flag, value, "--out", tmp_path / "r"])
@@ -127,6 +127,68 @@ def test_with_overrides_replaces_the_given_keys_only():
     assert spec.train.cells_per_stack == "auto" and spec.runner.kind == "local"       # the original is kept
     with pytest.raises(SpecError, match=r"^--steps: train.steps: Input should be greater than or equal to 1$"):
         with_overrides(spec, "--steps", train={"steps": 0})
+
+
+def test_dotted_overrides_of_spec_keys(tmp_path):
+    """`lwscale sweep SPEC train.steps=3 grid.wd='[0.1,0.3]'`: dotted keys, YAML values, validated
+    like the file (a bad one is one line naming it, exit 2), and written into the run's spec.yaml."""
+    import yaml
+
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd"], grid={"eta": [2**-6], "wd": [0.1]})
+    spec["model"]["widths"], spec["train"]["seeds"] = [32], [0]
+    path = write_spec(tmp_path / "s.yaml", spec)
+    code, out, err = run_cli(["sweep", path, "grid.wd=[0.1, 0.3]", "train.seeds=[0,1]", "--dry-run",
+                              "--device", "cpu", "--cells-per-stack", "1", "--out", tmp_path / "r"])
+    assert code == 0, err
+    assert "4 cells" in out and "train.seeds=[0,1]" in out       # 2 wd x 2 seeds; the overrides are echoed
+    assert not (tmp_path / "r").exists()
+    for arg, msg in [("train.stepz=5", "command-line override train.stepz=5: train.stepz: unknown key"),
+                     ("train.steps=0", "override train.steps=0: train.steps: Input should be greater than or equal"),
+                     ("model.widths=[32, 40]", "override model.widths=[32, 40]: model: width 40 is not divisible"),
+                     ("grid.wd=[0.1,", "override grid.wd=[0.1,: malformed YAML value"),
+                     ("train.steps.x=1", "override train.steps.x=1: train.steps is not a section"),
+                     ("steps", "'steps' is not KEY=VALUE"),
+                     ("=3", "'=3' is not KEY=VALUE")]:
+        code, out, err = run_cli(["sweep", path, arg, "--dry-run", "--out", tmp_path / "r"])
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (arg, err)
+    # alternatives replace each other, as in a file that gives only one of them
+    code, out, err = run_cli(["sweep", path, "train.tokens=384", "grid.pairs=[[0.01, 0.1]]", "--dry-run",
+                              "--device", "cpu", "--out", tmp_path / "r"])
+    assert code == 0 and "1 cells" in out, err
+    # a real (3-step) sweep records them in the resolved spec.yaml, so a rerun without them is refused
+    code, out, err = run_cli(["sweep", path, "train.steps=3", "train.eval_interval=3", "--out", tmp_path / "r"])
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "r" / "tiny" / "spec.yaml").read_text())
+    assert saved["train"]["steps"] == 3 and saved["train"]["eval_interval"] == 3
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path / "r"])
+    assert code == 2 and "train.steps: 3 -> 20" in err
+
+
+def test_dry_run_of_a_rerun_refuses_a_changed_spec_and_counts_only_the_cells_left(tmp_path):
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd"], grid={"eta": [2**-6], "wd": [0.1]})
+    spec["model"]["widths"] = [32]
+    spec["train"].update(seeds=[0], steps=4, eval_interval=2, eval_tokens=256, cells_per_stack=1)
+    path = write_spec(tmp_path / "s.yaml", spec)
+    code, out, err = run_cli(["sweep", path, "--out", tmp_path])               # 1 cell, trained
+    assert code == 0, err
+    before = sorted(p.name for p in (tmp_path / "tiny").rglob("*"))
+    # the sweep would refuse a changed spec: so does the dry run, with the sweep's own line
+    code, out, err = run_cli(["sweep", path, "train.steps=5", "--dry-run", "--out", tmp_path])
+    assert code == 2 and "was made with different settings (train.steps: 4 -> 5)" in err
+    assert len(err.strip().splitlines()) == 1
+    # a wider grid: the finished cell is skipped, and said to be
+    code, out, err = run_cli(["sweep", path, "grid.eta=[0.015625, 0.03125, 0.0625]", "--dry-run", "--device", "cpu",
+                              "--out", tmp_path])
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "dry run: 2 cells to train in 2 stacks of up to 1 on cpu (1 of 3 already finished, skipped)" in flat
+    assert "training" in flat and "evaluation" in flat and "data preparation" in flat
+    assert "3 evaluations of 256 tokens per cell" in flat                   # steps 0, 2 and 4
+    code, out, err = run_cli(["sweep", path, "--dry-run", "--device", "cpu", "--out", tmp_path])
+    assert code == 0 and "nothing to train: all 1 cells are already finished" in " ".join(out.split()), out
+    assert sorted(p.name for p in (tmp_path / "tiny").rglob("*")) == before   # a dry run writes nothing
 
 
 def test_dry_run_of_a_gpu_sized_spec_on_cpu_notes_instead_of_timing(tmp_path):
@@ -226,6 +288,26 @@ def test_table_keeps_points_of_earlier_specs(tiny_run, tmp_path):
     again = run_sweep(parse_spec(spec), out_dir=root)
     assert again.summary.done == 0
     assert set(again.table["rule"]) == {"sqrt-wd", "const-wd"} and len(again.table) == 32
+
+
+def test_tables_keep_the_specs_rule_order(tmp_path):
+    """The sweep's final tables, report.md's and diagnose's list the rules as the spec does,
+    not alphabetically (at the base width every muP rule shares the one cell trained here)."""
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd", "linear-wd", "const-wd"], grid={"eta": [2**-6], "wd": [0.1]})
+    spec["model"]["widths"] = [32]
+    spec["train"].update(seeds=[0], steps=4, eval_interval=2, eval_tokens=256)
+    code, out, err = run_cli(["sweep", write_spec(tmp_path / "s.yaml", spec), "--out", tmp_path])
+    assert code == 0, err
+    order = ["sqrt-wd, width 32", "linear-wd, width 32", "const-wd, width 32"]
+    assert [out.index(t) for t in order] == sorted(out.index(t) for t in order), out
+    code, out, err = run_cli(["report", tmp_path / "tiny"])
+    assert code == 0, err
+    text = (tmp_path / "tiny" / "report.md").read_text()
+    assert [text.index(f"### {t}") for t in order] == sorted(text.index(f"### {t}") for t in order)
+    diag = (tmp_path / "tiny" / "diagnose.md").read_text()
+    heads = [diag.index(f"## {r}: sigma_max") for r in ("sqrt-wd", "linear-wd", "const-wd")]
+    assert heads == sorted(heads)
 
 
 def test_version_flag_alone():

@@ -211,6 +211,48 @@ def test_cli_writes_csv_json_and_prints_json(tmp_path):
     assert code == 0 and "--proxy-width" in out and "fresh" in out
 
 
+def test_emit_yaml_is_the_targets_param_groups_and_nothing_else(tmp_path):
+    """`transfer --emit yaml`: per rule, the target's AdamW groups (lr, weight_decay, the
+    parameters by name pattern) as YAML a training script can load; nothing else on stdout."""
+    import fnmatch
+
+    import yaml
+
+    from lwscale.model import ModelConfig, Transformer
+    from lwscale.params import classify_model
+
+    run = hand_made(tmp_path)
+    code, out, err = run_cli(["transfer", run, "--emit", "yaml"])
+    assert code == 0, err
+    doc = yaml.safe_load(out)                        # the whole of stdout is one YAML document
+    assert (doc["proxy_width"], doc["target_width"], doc["base_width"]) == (32, 128, 32)
+    assert list(doc["rules"]) == ["sqrt-wd", "const-wd"]   # the spec's order
+    sq = doc["rules"]["sqrt-wd"]
+    assert (sq["eta"], sq["wd"], sq["source"]) == (ETAS[1], WDS[1], "grid argmin")
+    groups = {g["name"]: g for g in sq["param_groups"]}
+    assert set(groups) == {"matrix(m=4)", "vector"}
+    assert groups["matrix(m=4)"]["lr"] == pytest.approx(ETAS[1] / 4)
+    assert groups["matrix(m=4)"]["weight_decay"] == pytest.approx(WDS[1] * 2)    # sqrt(4) x lambda
+    assert groups["vector"]["lr"] == pytest.approx(ETAS[1]) and groups["vector"]["weight_decay"] == 0
+    assert "blocks.*.attn.q.weight" in groups["matrix(m=4)"]["params"]
+    assert "embed" in groups["vector"]["params"]
+    assert doc["rules"]["const-wd"]["param_groups"][0]["weight_decay"] == pytest.approx(WDS[1])
+    # the patterns cover every parameter of the target model exactly once, in the group the sweep used
+    spec = load_run(run).spec
+    cfg = ModelConfig(vocab_size=256, width=128, base_width=32, depth=spec.model.depth, head_dim=16,
+                      seq_len=spec.model.seq_len)
+    for info in classify_model(Transformer(cfg)):
+        hits = [g for g in sq["param_groups"] if any(fnmatch.fnmatchcase(info.name, p) for p in g["params"])]
+        assert [g["class"] for g in hits] == [info.cls], info.name
+    assert "What to do with it" in out and out.lstrip().startswith("#")   # a comment says how to use it
+    from lwscale.reports.emit import name_patterns   # a folded pattern that would catch another group's: not folded
+
+    assert name_patterns({"m": ["net.0.weight", "blocks.1.fc.weight", "blocks.2.fc.weight"], "v": ["net.1.weight"]}) \
+        == {"m": ["net.0.weight", "blocks.*.fc.weight"], "v": ["net.1.weight"]}
+    code, out, err = run_cli(["transfer", run, "--emit", "toml"])
+    assert code == 2 and "--emit takes yaml" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args,msg", [
     (["--proxy-width", 48, "--target-width", 128], "proxy width 48 is not in the run (widths: 32, 128)"),
     (["--proxy-width", 32, "--target-width", 256], "target width 256 is not in the run"),

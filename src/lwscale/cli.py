@@ -58,37 +58,54 @@ def warn(msg: str) -> None:
 @app.command()
 def sweep(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="the sweep spec (YAML); see configs/"),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, metavar="KEY=VALUE...", help="spec keys to override, dotted, with YAML values: train.steps=50 "
+        "grid.wd='[0.1, 0.3]'; validated like the file and recorded in the run's spec.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", help="override the spec's out_dir"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and a wall-time estimate; train nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, the cells left to train and an estimate "
+                                 "of their time (training, evaluation, data preparation); train and write nothing"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="also rerun cells recorded as failed"),
     cells_per_stack: Optional[int] = typer.Option(None, "--cells-per-stack", min=1,
                                                   help="cells trained together as one model (overrides the spec)"),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (overrides the spec)"),
-    runner: Optional[str] = typer.Option(None, "--runner", help="local (this process), gpus (one worker per "
-                                         "visible GPU) or slurm (a job array); overrides the spec's runner.kind"),
+    device: Optional[str] = typer.Option(None, "--device", metavar="auto|cpu|cuda|cuda:N",
+                                         help="where cells train: auto (CUDA if there is one), cpu, cuda or cuda:N "
+                                         "(overrides the spec's train.device)"),
+    runner: Optional[str] = typer.Option(None, "--runner", metavar="local|gpus|slurm",
+                                         help="local (this process), gpus (one worker per visible GPU) or slurm "
+                                         "(a job array); overrides the spec's runner.kind"),
 ) -> None:
     """Train every (width, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
     The grid is in base coordinates (eta, wd) at the base width.
 
     Each rule maps them to per-class (lr, wd) at every width. Finished cells are kept: rerunning resumes.
+
+    KEY=VALUE arguments override keys of SPEC (dotted, YAML values), for this run and in its spec.yaml.
     """
+    from .overrides import apply_overrides
     from .plan import make_plan
-    from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
+    from .reports.tables import cell_stats, loss_table, plan_table, rule_order, timescale_warning
     from .runners.local import run_sweep
     from .spec import load_spec, with_overrides
     from .train import resolve_device
 
-    spec = with_overrides(load_spec(spec_path), train={"cells_per_stack": cells_per_stack, "device": device},
+    spec = apply_overrides(load_spec(spec_path), overrides)
+    if overrides:
+        from rich.markup import escape
+
+        note(escape(f"overrides: {' '.join(overrides)}"))
+    spec = with_overrides(spec, train={"cells_per_stack": cells_per_stack, "device": device},
                           runner={"kind": runner})
+    from .tracking import check_trackers
+
+    check_trackers(spec)   # a tracker the spec names but that is not installed: one line, before any training
     plan = make_plan(spec)
     console.print(plan_table(plan))
     warning = timescale_warning(plan)
     if warning:
         warn(warning)
     if dry_run:
-        _check_data(spec)
-        _dry_run(spec, plan, resolve_device(spec.train.device))
+        _dry_run(spec, plan, resolve_device(spec.train.device), out, retry_failed)
         return
 
     if spec.runner.kind == "slurm":
@@ -104,13 +121,17 @@ def sweep(
         result = run_sweep(spec, out, retry_failed=retry_failed, progress=_RichProgress(spec), log=note)
     df = result.table
     stats = cell_stats(df)
-    for rule in sorted(df["rule"].unique()):
+    for rule in rule_order(spec, df["rule"]):     # as the spec lists them
         for width in sorted(df["width"].unique()):
             if ((stats["rule"] == rule) & (stats["width"] == width)).any():
                 console.print(loss_table(stats, rule, int(width)))
     counts = df.drop_duplicates("cell_id")["status"].value_counts().to_dict()
     console.print("cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     console.print(f"results: {result.store.root / 'results.csv'}")
+    if not result.interrupted:
+        from .tracking import log_trackers
+
+        log_trackers(spec, result.store.root, log=note)   # from the records, after the training
     if result.interrupted:
         console.print("[yellow]interrupted[/]: finished cells are kept; run the same command again to resume.")
         raise typer.Exit(130)
@@ -217,50 +238,124 @@ def coord_check(
 CPU_TIMING_MAX_FLOPS = 2e11
 
 
-def _check_data(spec) -> None:
-    """Load the spec's corpus or token file as the sweep will (cached; memory-mapped), so that
-    data that cannot feed this spec (a validation set larger than the corpus, ids outside the
-    vocabulary) is one line from the dry run too, not an error after it. The synthetic source
-    is left out: its data is generated, and any size can be."""
-    if spec.data.source not in ("sotu", "tokens"):
-        return
+def _load_data(spec, device, todo: list, timed_synthetic: bool) -> tuple[float | None, str]:
+    """Load the spec's data as the sweep will (cached; memory-mapped), so that data that cannot
+    feed this spec (a validation set larger than the corpus, ids outside the vocabulary) is
+    one line from the dry run too, not an error after it; and time it. Returns (seconds or
+    None, a note on what they cover). The synthetic source's training stream is priced by generating
+    its first missing chunk (kept in the cache for the sweep) times the chunks still missing;
+    with ``timed_synthetic`` False (a spec too large to time here) it is not generated at all."""
+    import time
+
     import torch
 
     from .data import load_dataset
 
+    if spec.data.source == "synthetic" and not timed_synthetic:
+        return None, "the synthetic teacher is too large to run here"
     m = spec.model
-    load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, torch.device("cpu"),
-                 max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=note)
+    t0 = time.perf_counter()
+    dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens,
+                           device if spec.data.source == "synthetic" else torch.device("cpu"),
+                           max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=note)
+    seconds = time.perf_counter() - t0
+    if spec.data.source != "synthetic" or not todo:
+        return seconds, "measured; cached for the sweep"
+    need = max(c.steps for c in todo) * spec.train.batch_size
+    missing = []
+    for seed in sorted({c.seed for c in todo}):
+        stream = dataset.stream(seed)
+        n_chunks = -(-need // stream.cfg.chunk_seqs)
+        missing += [(stream, i) for i in range(n_chunks) if not stream._path(i).exists()]
+    if missing:
+        t0 = time.perf_counter()
+        stream, i = missing[0]
+        stream.chunk(i)
+        seconds += (time.perf_counter() - t0) * len(missing)
+    return seconds, (f"measured: the teacher's validation set, and the {len(missing)} missing training chunk(s) "
+                     "at the time of the first" if missing else "measured; cached for the sweep")
 
 
-def _dry_run(spec, plan, dev) -> None:
+def _evaluations(steps: int, interval: int) -> int:
+    """Evaluations a cell of ``steps`` runs: at step 0, every ``interval`` steps, and at the end."""
+    return 1 + (steps - 1) // interval + 1
+
+
+def _dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
+    """The plan's cost on ``dev`` without training: the cells a sweep of ``spec`` into its run
+    directory would train (finished records skipped, a changed spec refused as the sweep
+    refuses it), and their time: training from a quick measured step time, evaluation
+    (eval_tokens at every eval point) at the measured forward speed, and data preparation."""
+    import time
+
+    from .claims import read_claims
     from .model import flops_per_token
-    from .runners.stacking import choose_k
     from .runners.local import make_stacks
+    from .runners.stacking import choose_k
     from .status import fmt_duration
+    from .store import FINISHED, Store
     from .train import time_steps
 
-    if dev.type != "cuda":
-        per_step = {c.width: flops_per_token(c.model) * spec.train.batch_size * c.model.seq_len for c in plan.cells}
-        if max(per_step.values()) > CPU_TIMING_MAX_FLOPS:
-            total = sum(per_step[c.width] * c.steps for c in plan.cells)
-            console.print(f"dry run: {len(plan.cells)} cells, {total:.2g} training FLOPs in all; no time estimate on "
-                          f"{dev}: one step at width {max(per_step, key=per_step.get)} is "
-                          f"{max(per_step.values()):.1g} FLOPs, too slow to time here (run the dry run on the "
-                          "machine that will train)", soft_wrap=True)
-            return
-    k = choose_k(spec, plan.cells, dev, note)
-    stacks = make_stacks(plan.cells, k)
-    per_step: dict = {}
-    total = 0.0
+    store = Store(Store.root_for(spec, out))
+    store.check_spec(spec)                     # the sweep's refusal of a changed spec, before any timing
+    records = {c.id: store.read_record(c.id) for c in plan.cells}
+    for w in store.warnings:
+        warn(w)
+    timeout_s, now = spec.runner.claim_timeout_minutes * 60, time.time()
+    live = {cid for cid, cl in read_claims(store.root).items() if not cl.stale(timeout_s, now)}
+    finished = [c for c in plan.cells if records[c.id] is not None and records[c.id]["status"] in FINISHED]
+    failed = [c for c in plan.cells if records[c.id] is not None and records[c.id]["status"] == "failed"]
+    todo = [c for c in plan.cells if c.id not in live and (records[c.id] is None or retry_failed and c in failed)]
+    running = [c for c in plan.cells if c.id in live and c not in finished]
+    skipped = []
+    if finished:
+        skipped.append(f"{len(finished)} of {len(plan.cells)} already finished, skipped")
+    if failed and not retry_failed:
+        skipped.append(f"{len(failed)} failed, skipped without --retry-failed")
+    if running:
+        skipped.append(f"{len(running)} being trained by other workers, which the sweep waits for")
+    said = f" ({'; '.join(skipped)})" if skipped else ""
+    per_step = {c.width: flops_per_token(c.model) * spec.train.batch_size * c.model.seq_len for c in todo}
+    too_big = dev.type != "cuda" and bool(per_step) and max(per_step.values()) > CPU_TIMING_MAX_FLOPS
+    data_s, data_what = _load_data(spec, dev, todo, timed_synthetic=not too_big)
+    if not todo:
+        if len(finished) == len(plan.cells):
+            console.print(f"dry run: nothing to train: all {len(plan.cells)} cells are already finished", soft_wrap=True)
+        else:
+            console.print(f"dry run: nothing to train{said}", soft_wrap=True)
+        return
+    if too_big:
+        total = sum(per_step[c.width] * c.steps for c in todo)
+        console.print(f"dry run: {len(todo)} cells to train{said}, {total:.2g} training FLOPs in all; no time "
+                      f"estimate on {dev}: one step at width {max(per_step, key=per_step.get)} is "
+                      f"{max(per_step.values()):.1g} FLOPs, too slow to time here (run the dry run on the "
+                      "machine that will train)", soft_wrap=True)
+        return
+    k = choose_k(spec, todo, dev, note, run_dir=store.root, save=False)
+    stacks = make_stacks(todo, k)
+    timing: dict = {}
+    train_s = eval_s = 0.0
+    n_val = -(-max(1, spec.train.eval_tokens // spec.model.seq_len) // spec.train.batch_size)  # eval batches
+    evals = set()
     for stack in stacks:
         key = (stack[0].model, len(stack))
-        if key not in per_step:
-            per_step[key] = time_steps(stack[0].model, spec, dev, k=len(stack))
-        total += per_step[key] * stack[0].steps
-    console.print(f"dry run: {len(plan.cells)} cells in {len(stacks)} stacks of up to {max(k.values())} on {dev}; "
-                  f"estimated training time {fmt_duration(total)} (from a quick measured step time; data preparation "
-                  "and evaluation not included)")
+        if key not in timing:
+            timing[key] = time_steps(stack[0].model, spec, dev, k=len(stack), forward=True)
+        step_s, fwd_s = timing[key]
+        n_eval = _evaluations(stack[0].steps, spec.train.eval_interval)
+        evals.add(n_eval)
+        train_s += step_s * stack[0].steps
+        eval_s += fwd_s * n_val * n_eval
+    n_eval = "/".join(map(str, sorted(evals)))
+    total = train_s + eval_s + (data_s or 0.0)
+    console.print(
+        f"dry run: {len(todo)} cells to train in {len(stacks)} stacks of up to {max(k.values())} on {dev}{said}; "
+        f"estimated time {fmt_duration(total)}: training {fmt_duration(train_s)} (from a quick measured step time), "
+        f"evaluation {fmt_duration(eval_s)} ({n_eval} evaluations of {spec.train.eval_tokens:,} tokens per cell, at "
+        f"the measured forward speed)"
+        + (f", data preparation {fmt_duration(data_s)} ({data_what})" if data_s is not None
+           else f"; data preparation not timed ({data_what})"),
+        soft_wrap=True)
 
 
 # ---- plot, transfer, report (src/lwscale/reports) -------------------------------------------
@@ -304,6 +399,9 @@ def transfer(
                                "rule's own best; regrets and the ranking are then read on those seeds"),
     seeds: int = typer.Option(3, "--seeds", min=2, help="fresh seeds for --train (at least 2, for a standard error)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+    emit: Optional[str] = typer.Option(None, "--emit", metavar="yaml", help="print only the target's AdamW "
+                                       "parameter groups (per rule: lr, weight_decay and the parameters' name "
+                                       "patterns) as YAML for a training script"),
 ) -> None:
     """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
 
@@ -326,6 +424,9 @@ def transfer(
     from .reports.transfer_cli import print_transfer
     from .store import atomic_write_text
 
+    if emit is not None and emit != "yaml":
+        raise UserError(f"--emit takes yaml, got {emit!r}")
+    as_json = as_json or emit is not None    # quiet: stdout holds the one document
     run = load_run(run_dir)
     proxy_width, target_width = proxy_width or run.widths[0], target_width or run.widths[-1]
     result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined)
@@ -343,6 +444,11 @@ def transfer(
 
     text = json.dumps(_clean(result), indent=1, default=float)   # NaN and inf become null
     atomic_write_text(run.root / "transfer.json", text)
+    if emit:
+        from .reports.emit import emit_yaml
+
+        print(emit_yaml(run.spec, result), end="")
+        return
     if as_json:
         print(text)
         return
@@ -356,12 +462,20 @@ def report(
     proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="transfer table's proxy (default: smallest width)"),
     target_width: Optional[int] = typer.Option(None, "--target-width", help="transfer table's target (default: largest)"),
 ) -> None:
-    """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics."""
+    """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics.
+
+    The diagnostics are run here (diagnose.md, diagnose.json and figures, as `lwscale diagnose` writes them), so
+    the page is the same whether or not diagnose ran before."""
+    from .reports.diagnose import write_diagnose
     from .reports.report import evaluation_seeds, write_report
     from .reports.results import load_run
     from .reports.transfer import transfer as do_transfer
 
     run = load_run(run_dir)
+    try:
+        write_diagnose(run)
+    except UserError as exc:   # no cell has diagnostics: the page goes without (or with an older diagnose.md)
+        note(f"no diagnostics: {exc}")
     widths = run.widths
     result = None
     if len(widths) > 1:
@@ -382,12 +496,24 @@ def status(
                                              help="a run directory; default: the latest under ./runs"),
     watch: bool = typer.Option(False, "--watch", help="refresh until every cell is finished (Ctrl-C to stop)"),
     interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between refreshes with --watch"),
+    as_json: bool = typer.Option(False, "--json", help="print the status as JSON on stdout: counts per width and "
+                                 "status, running stacks, failures, the time left per width and its basis"),
 ) -> None:
-    """Cells done, diverged, failed, running (worker and age) and pending per width, and the time left."""
-    from .status import StatusReader, render
+    """Cells done, diverged, failed, running and pending per width, the running stacks, and the time left.
+
+    The time left is priced per width from that width's measured seconds per step (a width not measured yet:
+    scaled by FLOPs from the nearest one), and says which."""
+    from .status import StatusReader, render, to_json
     from .store import find_run
 
+    if as_json and watch:
+        raise UserError("--json prints the status once; leave out --watch")
     reader = StatusReader(find_run(run_dir))  # spec and plan once; each refresh rereads records and claims
+    if as_json:
+        import json
+
+        print(json.dumps(to_json(reader.read()), indent=1))
+        return
     if not watch:
         console.print(render(reader.read()))
         return
@@ -413,6 +539,15 @@ def _add_data_commands() -> None:
 
 
 _add_data_commands()
+
+
+def _plain_help() -> None:
+    from .cli_help import plain_help
+
+    plain_help(app)   # no <bool> after flags, plain usage lines (lwscale.cli_help)
+
+
+_plain_help()
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ def prepare(
     tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="use this tokenizer.json instead of training a BPE"),
     vocab_size: int = typer.Option(4096, "--vocab-size", help="vocabulary of the BPE trained on the inputs"),
     raw_bytes: bool = typer.Option(False, "--bytes", help="raw UTF-8 bytes as tokens (vocab 256), no tokenizer"),
-    fmt: str = typer.Option("auto", "--format", help="auto (by extension: .jsonl, .parquet, else text), text, jsonl "
-                                                     "or parquet"),
+    fmt: str = typer.Option("auto", "--format", metavar="auto|text|jsonl|parquet",
+                            help="auto (by extension: .jsonl, .parquet, else text), text, jsonl or parquet"),
     hf: Optional[str] = typer.Option(None, "--hf", help="a Hugging Face dataset NAME[:CONFIG] instead of files "
                                                         "(needs the optional 'datasets' package)"),
     hf_split: str = typer.Option("train", "--hf-split", help="the split of --hf"),

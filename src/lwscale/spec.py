@@ -324,6 +324,24 @@ class RunnerSpec(Strict):
     slurm: SlurmSpec = SlurmSpec()
 
 
+class WandbSpec(Strict):
+    """Weights & Biases: one W&B run per sweep, logged from the records once the sweep ends."""
+
+    project: str = Field(min_length=1, description="the W&B project")
+    entity: str | None = Field(default=None, description="the W&B entity (user or team); null = your default")
+    mode: Literal["offline", "online"] = Field(default="offline", description="offline: files under "
+                                               "<run>/wandb, for `wandb sync` later; online: upload")
+
+
+class LoggingSpec(Strict):
+    """Experiment trackers (optional packages: pip install "lwscale[tracking]"). They are written
+    from the records after the sweep, never from the training step; none changes a cell's id."""
+
+    tensorboard: bool = Field(default=False, description="TensorBoard event files under <run>/tensorboard: "
+                              "each cell's train and validation curves, and the loss tables")
+    wandb: WandbSpec | None = Field(default=None, description="Weights & Biases: the curves and the results table")
+
+
 class Spec(Strict):
     name: str = Field(default="sweep", pattern=r"^[A-Za-z0-9._-]+$")
     out_dir: str = "runs"
@@ -334,6 +352,7 @@ class Spec(Strict):
     grid: GridSpec
     rules: list[RuleSpec] = Field(default=["sqrt-wd"])
     runner: RunnerSpec = RunnerSpec()
+    logging: LoggingSpec = LoggingSpec()
 
     @field_validator("name")
     @classmethod
@@ -502,11 +521,18 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data, str(p), root)
 
 
-def with_overrides(spec: Spec, source: str = "command line", **sections: dict[str, Any]) -> Spec:
+def with_overrides(spec: Spec, source: str = "command line", dotted: dict[str, Any] | None = None,
+                   **sections: dict[str, Any]) -> Spec:
     """``spec`` with some keys of its sections replaced, validated again, for example
     ``with_overrides(spec, train={"cells_per_stack": 4}, runner={"kind": "gpus"})``. A key
     whose value is None keeps the spec's value (a command-line option not given); a bad
-    value is a one-line SpecError that names ``source``."""
+    value is a one-line SpecError that names ``source``.
+
+    ``dotted`` maps dotted keys to values, None (YAML null) included, at any depth:
+    ``{"train.steps": 50, "runner.slurm.partition": "gpu"}`` (``lwscale sweep SPEC KEY=VALUE``).
+    A key that has an alternative (``train.steps`` / ``train.tokens``, ``grid.pairs`` /
+    ``grid.eta`` and ``grid.wd``) clears it unless that is given too, as a file that
+    names only one of them would."""
     data = spec.model_dump(mode="json")
     changed = False
     for section, values in sections.items():
@@ -514,7 +540,30 @@ def with_overrides(spec: Spec, source: str = "command line", **sections: dict[st
         if given:
             data[section] = {**data[section], **given}
             changed = True
+    for key, value in (dotted or {}).items():
+        for other in ALTERNATIVES.get(key, ()):
+            if other not in dotted:
+                _set_dotted(data, other, None)
+        _set_dotted(data, key, value)
+        changed = True
     return parse_spec(data, source) if changed else spec
+
+
+# keys a spec gives one of: setting one on the command line clears the others
+ALTERNATIVES = {"train.steps": ("train.tokens",), "train.tokens": ("train.steps",),
+                "grid.pairs": ("grid.eta", "grid.wd"), "grid.eta": ("grid.pairs",), "grid.wd": ("grid.pairs",)}
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    """data[a][b][c] = value for key "a.b.c"; a section that is missing is created (and then
+    refused by validation as an unknown key), one that holds a value is a SpecError."""
+    *sections, last = key.split(".")
+    node = data
+    for i, part in enumerate(sections):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"{'.'.join(sections[:i + 1])} is not a section (it holds a value)")
+    node[last] = value
 
 
 def dump_spec(spec: Spec) -> str:

@@ -1,11 +1,13 @@
 """``lwscale status``: where a run stands, read from its records and claims only.
 
-Per width, the physical cells that are done, diverged, failed, running (a live claim:
-which worker, since when, last heartbeat) and pending; the first failure reasons; and an
-estimate of the time left. The estimate prices each unfinished cell at the run's measured
-seconds per model FLOP (the median over finished records of wall_s / stack_size over
-tokens x flops_per_token, so widths not measured yet are priced too) and divides by the
-number of live workers (at least one).
+Per width, the physical cells that are done, diverged, failed, running and pending; the
+running stacks (one claim: its cells, which worker, since when, last heartbeat); the first
+failure reasons; and an estimate of the time left. The estimate prices each unfinished cell
+per width, at that width's measured seconds per step per cell (the median over its finished
+records of wall_s / stack_size / steps) times its steps; a width with no finished cell yet is
+scaled by FLOPs per step from the nearest measured width, and says so. A running stack
+counts its cells' cost less its time so far. The sum is divided by the number of live
+workers (at least one). ``to_json`` gives all of it as plain data (``lwscale status --json``).
 
 Status only reads: for a ``model.factory`` spec, whose plan would import the user's model
 code, the cells come from the run's plan.json (written by ``lwscale sweep``), never from
@@ -44,19 +46,52 @@ KINDS = ("done", "diverged", "failed", "running", "pending")
 
 
 @dataclass
+class Stack:
+    """The running cells of one claim: a stack a worker is training."""
+
+    worker: str
+    started: float
+    heartbeat: float
+    width: int
+    cells: list[str]
+
+
+@dataclass
+class WidthLeft:
+    """What is left at one width: cells (running and pending), their seconds, and the basis."""
+
+    cells: int
+    seconds: float | None          # None: no width measured yet
+    basis: str
+
+
+@dataclass
 class RunStatus:
     root: Path
     counts: dict[int, dict[str, int]]                     # width -> status -> cells
     running: list[tuple[str, int, ClaimInfo]]             # (cell id, width, claim)
     stale: list[tuple[str, int, ClaimInfo]]               # claims whose worker is gone
     failures: list[tuple[str, str]]                       # (cell id, reason)
-    seconds_left: float | None                            # None: nothing measured yet
+    seconds_left: float | None                            # one worker's; None: nothing measured yet
     workers: int
     warnings: list[str] = field(default_factory=list)
+    left_by_width: dict[int, WidthLeft] = field(default_factory=dict)
 
     @property
     def total(self) -> dict[str, int]:
         return {k: sum(c[k] for c in self.counts.values()) for k in KINDS}
+
+    @property
+    def stacks(self) -> list[Stack]:
+        """The running cells grouped by claim (one claim file per stack), oldest first."""
+        out: dict[tuple, Stack] = {}
+        for cid, width, cl in self.running:
+            key = (cl.host, cl.pid, cl.started)
+            if key not in out:
+                out[key] = Stack(cl.worker, cl.started, cl.heartbeat, width, [])
+            out[key].cells.append(cid)
+            out[key].heartbeat = max(out[key].heartbeat, cl.heartbeat)
+        return sorted(out.values(), key=lambda s: (s.started, s.worker))
 
 
 class StatusReader:
@@ -120,8 +155,10 @@ class StatusReader:
             counts[cell.width][kind] += 1
         workers = len({cl.worker for _, _, cl in running})
         warnings = list(store.warnings) + ([self.note] if self.note else [])
-        return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
-                         max(workers, 1), warnings)
+        by_width = time_left(records, cells, left, running, spec, now)
+        known = [w.seconds for w in by_width.values()]
+        seconds = None if any(x is None for x in known) else sum(known)
+        return RunStatus(store.root, counts, running, stale, failures, seconds, max(workers, 1), warnings, by_width)
 
 
 def run_status(run_dir: Path) -> RunStatus:
@@ -129,21 +166,52 @@ def run_status(run_dir: Path) -> RunStatus:
     return StatusReader(run_dir).read()
 
 
-def seconds_per_flop(records: dict[str, dict]) -> float | None:
-    """The run's measured training seconds per model FLOP, per cell (median over records)."""
-    rates = [r["wall_s"] / r["stack_size"] / (r["tokens"] * r["flops_per_token"])
-             for r in records.values()
-             if r.get("status") in ("done", "diverged") and r.get("wall_s") and r.get("stack_size")
-             and r.get("tokens") and r.get("flops_per_token")]
-    return statistics.median(rates) if rates else None
+def seconds_per_step(records: dict[str, dict]) -> dict[int, tuple[float, int]]:
+    """{width: (measured training seconds per step per cell, cells measured)}: the median over
+    the width's finished records of wall_s / stack_size / steps."""
+    rates: dict[int, list[float]] = {}
+    for r in records.values():
+        try:
+            if r.get("status") in ("done", "diverged") and r["wall_s"] > 0 and r["stack_size"] > 0 and r["steps"] > 0:
+                rates.setdefault(int(r["width"]), []).append(r["wall_s"] / r["stack_size"] / r["steps"])
+        except (KeyError, TypeError, ValueError):   # a record without timings (or hand-made): not a measurement
+            continue
+    return {w: (statistics.median(v), len(v)) for w, v in rates.items()}
 
 
-def _seconds_left(records: dict, cells: list, spec) -> float | None:
-    rate = seconds_per_flop(records)
-    if rate is None:
-        return None if cells else 0.0
-    tokens_per_step = spec.train.batch_size * spec.model.seq_len
-    return sum(c.steps * tokens_per_step * _flops_per_token(c) * rate for c in cells)
+def time_left(records: dict, cells: list, left: list, running: list, spec, now: float) -> dict[int, WidthLeft]:
+    """Per width with cells ``left`` (running or pending): their seconds for one worker and
+    what that rests on (``seconds_per_step``, or FLOPs-scaled from the nearest measured width)."""
+    measured = seconds_per_step(records)
+    flops: dict[int, float] = {}
+    for c in cells:   # model FLOPs per token of each width (all of a width's cells share the model)
+        flops.setdefault(c.width, _flops_per_token(c))
+    started = {cid: cl.started for cid, _, cl in running}
+    out = {}
+    for width in sorted({c.width for c in left}):
+        mine = [c for c in left if c.width == width]
+        if width in measured:
+            rate, n = measured[width]
+            basis = f"measured at width {width}: {rate * 1e3:.3g} ms per step per cell over {n} cell{'s' * (n > 1)}"
+        elif measured and flops.get(width):
+            ref = min(measured, key=lambda w: (abs(math.log(w / width)), -w))
+            rate = measured[ref][0] * flops[width] / flops[ref] if flops.get(ref) else None
+            basis = (f"scaled by FLOPs from width {ref}, which measured {measured[ref][0] * 1e3:.3g} ms per step per "
+                     f"cell; width {width} has no finished cell yet")
+        else:
+            rate, basis = None, "unknown until a cell finishes"
+        if rate is None:
+            out[width] = WidthLeft(len(mine), None, basis)
+            continue
+        seconds = sum(c.steps * rate for c in mine if c.id not in started)
+        stacks: dict[float, list] = {}
+        for c in mine:
+            if c.id in started:
+                stacks.setdefault(started[c.id], []).append(c)
+        for t0, stack in stacks.items():   # a running stack: its cost less the time it has run
+            seconds += max(0.0, sum(c.steps * rate for c in stack) - max(0.0, now - t0))
+        out[width] = WidthLeft(len(mine), seconds, basis)
+    return out
 
 
 def _flops_per_token(cell) -> float:
@@ -180,9 +248,11 @@ def render(st: RunStatus):
     total = st.total
     table.add_row("all", *(str(total[k]) for k in KINDS), style="bold")
     lines = []
-    for cid, w, cl in st.running:
-        lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {fmt_duration(now - cl.started)} "
-                     f"ago, heartbeat {fmt_duration(now - cl.heartbeat)} ago")
+    for s in st.stacks:
+        n = len(s.cells)
+        lines.append(f"running: stack of {n} cell{'s' * (n > 1)} (width {s.width}: {', '.join(s.cells)}) on "
+                     f"{s.worker}, started {fmt_duration(now - s.started)} ago, heartbeat "
+                     f"{fmt_duration(now - s.heartbeat)} ago")
     for cid, w, cl in st.stale:
         if cl.broken:
             lines.append(f"unreadable claim: cell {cid} (width {w}): not a claim lwscale wrote; the next worker "
@@ -203,5 +273,39 @@ def render(st: RunStatus):
         lines.append(f"time left: unknown until a cell finishes ({left} cells to go)")
     else:
         lines.append(f"time left: about {fmt_duration(st.seconds_left / st.workers)} for {left} cells with "
-                     f"{st.workers} worker{'s' if st.workers > 1 else ''} (from the measured throughput)")
+                     f"{st.workers} worker{'s' if st.workers > 1 else ''}; per width, for one worker:")
+        for w, x in st.left_by_width.items():
+            lines.append(f"  width {w}: {x.cells} cell{'s' * (x.cells > 1)}, {fmt_duration(x.seconds)} ({x.basis})")
     return Group(table, *(Text(x) for x in lines))
+
+
+def to_json(st: RunStatus) -> dict:
+    """The status as plain data (``lwscale status --json``): counts per width and status, the
+    running stacks, stale claims, failures, and the time left per width with its basis."""
+    from datetime import datetime, timezone
+
+    now = time.time()
+
+    def iso(t: float) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+    left = st.total["running"] + st.total["pending"]
+    seconds = None if st.seconds_left is None else st.seconds_left / st.workers
+    return {
+        "run": str(st.root),
+        "counts": {str(w): c for w, c in st.counts.items()},
+        "total": st.total,
+        "workers": st.workers,
+        "running": [{"worker": s.worker, "width": s.width, "cells": s.cells, "started": iso(s.started),
+                     "heartbeat": iso(s.heartbeat), "started_ago_s": max(0.0, now - s.started),
+                     "heartbeat_ago_s": max(0.0, now - s.heartbeat)} for s in st.stacks],
+        "stale": [{"cell": cid, "width": w, "worker": cl.worker, "broken": cl.broken,
+                   "heartbeat": iso(cl.heartbeat)} for cid, w, cl in st.stale],
+        "failures": [{"cell": cid, "reason": reason} for cid, reason in st.failures],
+        "time_left": {"seconds": 0.0 if left == 0 else seconds, "cells": left, "workers": st.workers,
+                      "basis": "per width: measured seconds per step per cell x steps (or scaled by FLOPs from "
+                               "the nearest measured width), summed, divided by the live workers",
+                      "by_width": {str(w): {"cells": x.cells, "seconds": x.seconds, "basis": x.basis}
+                                   for w, x in st.left_by_width.items()}},
+        "warnings": st.warnings,
+    }

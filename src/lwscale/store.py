@@ -169,22 +169,10 @@ class Store:
         cells the directory already holds. ``spec.yaml`` becomes ``spec`` unless
         ``update_spec`` is False (for derived runs, such as ``transfer --train``, that add
         cells to a run without replacing the spec the user swept)."""
-        base = Path(out_dir if out_dir is not None else spec.out_dir)
-        root = base / spec.name
-        if spec.name in ("", ".", "..") or Path(spec.name).name != spec.name:
-            raise UserError(f"the run name {spec.name!r} would put the run directory outside {base}; "
-                            "choose another 'name' in the spec")
+        root = cls.root_for(spec, out_dir)
         store = cls(root)
         frozen = root / "spec.yaml"
-        if frozen.exists():
-            old = store.read_spec()
-            before, after = result_settings(old), result_settings(spec)
-            if before != after:
-                changed = ", ".join(_diff(before, after)) or "settings"
-                raise UserError(
-                    f"{root} was made with different settings ({changed}); they would change the cells it "
-                    f"already holds. Start a new run: change 'name' in the spec, pass --out DIR, or delete {root}"
-                )
+        store.check_spec(spec)
         try:
             root.mkdir(parents=True, exist_ok=True)
             store.cells_dir.mkdir(exist_ok=True)
@@ -193,6 +181,28 @@ class Store:
         except OSError as exc:
             raise UserError(f"cannot write to the run directory {root}: {exc.strerror or exc}") from None
         return store
+
+    @staticmethod
+    def root_for(spec: Spec, out_dir: str | Path | None = None) -> Path:
+        """The run directory of ``spec``: <out_dir>/<name>, ``out_dir`` defaulting to the spec's."""
+        base = Path(out_dir if out_dir is not None else spec.out_dir)
+        if spec.name in ("", ".", "..") or Path(spec.name).name != spec.name:
+            raise UserError(f"the run name {spec.name!r} would put the run directory outside {base}; "
+                            "choose another 'name' in the spec")
+        return base / spec.name
+
+    def check_spec(self, spec: Spec) -> None:
+        """Refuse ``spec`` if its result settings differ from the run's own spec.yaml (they would
+        change the cells it holds); a run without spec.yaml takes any spec. Reads only."""
+        if not (self.root / "spec.yaml").exists():
+            return
+        before, after = result_settings(self.read_spec()), result_settings(spec)
+        if before != after:
+            changed = ", ".join(_diff(before, after)) or "settings"
+            raise UserError(
+                f"{self.root} was made with different settings ({changed}); they would change the cells it "
+                f"already holds. Start a new run: change 'name' in the spec, pass --out DIR, or delete {self.root}"
+            )
 
     def read_spec(self) -> Spec:
         path = self.root / "spec.yaml"

@@ -298,9 +298,11 @@ def train_stack(
     return records
 
 
-def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3, warmup: int = 1) -> float:
+def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3, warmup: int = 1,
+               forward: bool = False) -> float | tuple[float, float]:
     """Seconds per training step of a stack of ``k`` cells of ``cfg``, on random tokens
-    (for the dry-run estimate and for choosing K)."""
+    (for the dry-run estimate and for choosing K). With ``forward``, also the seconds of one
+    evaluation forward pass (no gradients) of the same [k, batch] tokens: (step, forward)."""
     cfg = replace(cfg, n_stack=k)
     model, infos = build_with_classes(cfg, spec, [0] * k, device)
     groups = stack_groups(model, infos, [("sqrt-wd", 1e-3, 0.1)] * k)
@@ -320,16 +322,28 @@ def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3
         opt.step(1.0)
         opt.zero_grad()
 
-    for _ in range(warmup):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        one()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / steps
+    def timed(fn) -> float:
+        for _ in range(warmup):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - t0) / steps
+
+    step_s = timed(one)
+    if not forward:
+        return step_s
+
+    @torch.no_grad()
+    def fwd_only() -> None:
+        with autocast(device, precision):
+            fwd(tokens[..., :-1], tokens[..., 1:]).float()
+
+    return step_s, timed(fwd_only)
 
 
 def peak_step_memory(cfg, spec: Spec, device: torch.device, k: int) -> int:

@@ -276,16 +276,18 @@ def done_cells(points: pd.DataFrame) -> pd.DataFrame:
     return points[points["status"] == "done"]
 
 
-def transferred(points: pd.DataFrame) -> list[tuple[str, float, float]]:
+def transferred(points: pd.DataFrame, order: list[str] | None = None) -> list[tuple[str, float, float]]:
     """(rule, eta, wd) of each rule's grid optimum (mean over seeds) at the smallest width
-    with finished cells (the proxy): the points the tables and figures show."""
+    with finished cells (the proxy): the points the tables and figures show, in the rule
+    ``order`` given (the spec's, ``Run.rules``), others after it alphabetically."""
     stats = cell_stats(done_cells(points).drop_duplicates(["rule", "width", "eta", "wd", "seed"]))
     out = []
     for rule, sub in stats.groupby("rule"):
         best = argmin(sub[sub["width"] == sub["width"].min()])
         if best is not None:
             out.append((rule, float(best["eta"]), float(best["wd"])))
-    return out
+    rank = {r: i for i, r in enumerate(order or [])}
+    return sorted(out, key=lambda o: (rank.get(o[0], len(rank)), o[0]))
 
 
 def rows_at(points: pd.DataFrame, rule: str, eta: float, wd: float) -> pd.DataFrame:
@@ -443,20 +445,36 @@ def diagnose(run: Run, points: pd.DataFrame, optima: list[tuple[str, float, floa
     return report
 
 
-def run_diagnose(run_dir, console) -> Report:
-    """The ``lwscale diagnose`` command: print the report, write diagnose.md/.json and figures."""
+def write_diagnose(run: Run) -> Report:
+    """Diagnose ``run`` and write RUN_DIR/diagnose.md, diagnose.json and figures/diagnose-*.png,
+    printing nothing: what ``lwscale diagnose`` writes, and what ``lwscale report`` runs so
+    that its page is the same before and after a diagnose. A UserError when no cell has
+    diagnostics. The figures' paths are in ``report.data["figures"]``."""
     import json
 
     from ..store import Store, _clean, _json_default, atomic_write_text
-    from .results import load_run
     from .spectra import write_figures
 
-    run = load_run(run_dir)
     root = run.root
     records = Store(root).records()  # read once for the report and the figures
     points = load_points(run, records)
-    optima = transferred(points)
+    optima = transferred(points, run.rules)
     report = diagnose(run, points, optima)
+    figures = write_figures(root, points, records, run.spec.grid.pairs is not None, optima)
+    report.data["figures"] = [str(p.relative_to(root)) for p in figures]
+    atomic_write_text(root / "diagnose.md", report.markdown(f"lwscale diagnose: {root.name}")
+                      + "\n" + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures) + "\n")
+    atomic_write_text(root / "diagnose.json", json.dumps(_clean(report.data), indent=1, default=_json_default))
+    return report
+
+
+def run_diagnose(run_dir, console) -> Report:
+    """The ``lwscale diagnose`` command: print the report, write diagnose.md/.json and figures."""
+    from .results import load_run
+
+    run = load_run(run_dir)
+    root = run.root
+    report = write_diagnose(run)
     for tab in report.tables:
         console.print(tab.rich())
     for n in report.notes:
@@ -464,12 +482,6 @@ def run_diagnose(run_dir, console) -> Report:
     if report.snippet:
         console.print("implied wd exponent as a rule for your spec:")
         console.print(report.snippet, markup=False, soft_wrap=True)
-    figures = write_figures(root, points, records, run.spec.grid.pairs is not None, optima)
-    report.data["figures"] = [str(p.relative_to(root)) for p in figures]
-    atomic_write_text(root / "diagnose.md", report.markdown(f"lwscale diagnose: {root.name}")
-                      + "\n" + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures) + "\n")
-    atomic_write_text(root / "diagnose.json", json.dumps(_clean(report.data), indent=1, default=_json_default))
-    console.print(f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(figures)} figures in "
-                  f"{root / 'figures'}")
+    console.print(f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(report.data['figures'])} figures "
+                  f"in {root / 'figures'}")
     return report
-

@@ -1,7 +1,9 @@
 """report.md: what was run and what it showed, readable by someone who was not there.
 
-Sections: the spec summary, cell counts, the loss tables (mean ± se over seeds), every
-figure under RUN_DIR/figures, the transfer table, and diagnose.md when it exists.
+Sections: the spec summary, cell counts, what it showed (each width's best cell, the transfer
+verdict, timescales, optima on the grid's edge), the loss tables (mean ± se over seeds), every
+figure under RUN_DIR/figures, the transfer table, and diagnose.md when it exists (``lwscale
+report`` runs the diagnostics first, so it does when the cells have them).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import math
 from .fmt import num
 from .gate import VERDICT, gate_tab
 from .results import Run, panel
-from .tables import best_cells, finished, loss_tab
+from .tables import argmin, best_cells, finished, loss_tab
 from .transfer_tables import hparam_tab, metrics_tab, ranking_tab, seeds_text
 
 
@@ -64,6 +66,8 @@ def findings(run: Run, result: dict | None) -> str:
                      + ("" if not ev else f"; read on the {'fresh ' if ev['fresh'] else 'grid '}"
                         f"{seeds_text(ev['seeds'])}" + ("" if ev["fresh"] else ", which also picked the optima, so "
                                                         "the regrets are selection-biased")) + ".")
+    for edge in edge_findings(run):
+        lines.append(f"- Edge of the grid: {edge}.")
     ts = run.df.loc[finished(run.df, "timescales"), "timescales"] if "timescales" in run.df else []
     if len(ts):
         low = float((ts < 3).mean())
@@ -71,6 +75,21 @@ def findings(run: Run, result: dict | None) -> str:
                      + (f"; {low:.0%} of the cells completed fewer than 3, so they are not in steady state and "
                         "the grid tests η more than λ" if low else "; every cell completed at least 3") + ".")
     return "\n".join(lines) or "No finished cells yet."
+
+
+def edge_findings(run: Run) -> list[str]:
+    """For each rule and width whose best cell lies on the grid's edge, which way to widen it
+    (``transfer.edge_warnings``): an optimum there may lie outside the grid."""
+    from .transfer import edge_warnings
+
+    out = []
+    for rule in run.rules:
+        for width in run.widths:
+            sub = panel(run.stats, rule, width)
+            best = argmin(sub)
+            if best is not None:
+                out += edge_warnings(sub, float(best["eta"]), float(best["wd"]), f"the best {rule} cell at width {width}")
+    return out
 
 
 def status_counts(run: Run) -> str:

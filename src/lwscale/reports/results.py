@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import UserError
 from ..spec import Spec
 from ..store import Store, find_run
-from .tables import cell_stats, finished
+from .tables import cell_stats, finished, rule_order
 
 
 @dataclass
@@ -39,8 +39,7 @@ class Run:
     @property
     def rules(self) -> list[str]:
         """Rule labels in the spec's order, then any others the table holds."""
-        named = [r.label() for r in self.spec.rule_objects()]
-        return [r for r in named if r in set(self.df["rule"])] + sorted(set(self.df["rule"]) - set(named))
+        return rule_order(self.spec, self.df["rule"])
 
     def has_sigma(self) -> bool:
         return "sigma_max" in self.df and self.df["sigma_max"].notna().any()

@@ -48,6 +48,14 @@ class Tab:
                          + [line(i, r) for i, r in enumerate(self.rows)])
 
 
+def rule_order(spec, present) -> list[str]:
+    """The rule labels in ``present`` in the spec's order, then any others (an earlier spec's)
+    alphabetically: the order every table, figure and report lists rules in."""
+    named = [r.label() for r in spec.rule_objects()]
+    have = set(present)
+    return [r for r in named if r in have] + sorted(have - set(named))
+
+
 def mean_se(values) -> tuple[float, float, int]:
     """Mean over seeds, its standard error sd(ddof=1)/sqrt(n) (NaN below 2 seeds) and n, of
     the values that are not NaN (NaN marks a seed that did not finish). Every report that

@@ -60,9 +60,11 @@ def _save_k(run_dir: Path, device: torch.device, chosen: dict[int, int]) -> None
 
 
 def choose_k(spec: Spec, cells: list, device: torch.device,
-             log: Callable[[str], None] = lambda s: None, run_dir: Path | None = None) -> dict[int, int]:
+             log: Callable[[str], None] = lambda s: None, run_dir: Path | None = None,
+             save: bool = True) -> dict[int, int]:
     """K for each width of these cells: the spec's number, or chosen automatically (the K
-    the run in ``run_dir`` chose earlier on this kind of device, else measured and saved)."""
+    the run in ``run_dir`` chose earlier on this kind of device, else measured and saved
+    there unless ``save`` is False: a dry run writes nothing)."""
     widths = sorted({c.width for c in cells})
     if spec.model.factory:  # a user's model cannot be stacked (lwscale.factory)
         return {w: 1 for w in widths}
@@ -85,7 +87,7 @@ def choose_k(spec: Spec, cells: list, device: torch.device,
         else:
             out[w] = k_for_speed(group[0].model, spec, device, min(n, 8), log)
         chosen[w] = out[w]
-    if run_dir is not None and chosen:
+    if run_dir is not None and chosen and save:
         _save_k(run_dir, device, chosen)
     return out
 
