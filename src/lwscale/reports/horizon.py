@@ -206,7 +206,8 @@ def rule_snippet(fit: LambdaFit, a: float = 1.0) -> str:
     """The spec lines of the fitted rule, beside the rule it was read from."""
     g = fit.g.value if math.isfinite(fit.g.value) else 0.0
     h = fit.h.value if math.isfinite(fit.h.value) else 0.0
-    why = f"lambda* ~ m^g (S/S0)^-h on {fit.rule}'s grid: g = {fit.g.text()}, h = {fit.h.text()}"
+    why = (f"{fit.rule_label(a)}: lambda* ~ m^g (S/S0)^-h on {fit.rule}'s grid, g = {fit.g.text()}, "
+           f"h = {fit.h.text()}")
     return f"rules:\n  - {fit.rule}\n  - {{name: custom, a: {a:g}, g: {g + 0.0:.3f}, h: {h + 0.0:.3f}}}   # {why}"
 
 
@@ -217,12 +218,11 @@ def fit_table(fits: list[LambdaFit]):
     rows = []
     for f in fits:
         rows.append([f.rule, f.g.text(), f.h.text(), str(f.n), str(f.edge),
-                     {"seeds": "spread of the seeds' own fits", "t": "t on the residuals"}.get(f.intervals, "–"),
-                     f.rule_label(get_rule(f.rule).a) if f.n >= 2 else "–"])
+                     {"seeds": "the seeds' own fits", "t": "t, residuals"}.get(f.intervals, "–")])
     return Tab("lambda* from the loss surface: physical matrix wd at each (width, steps) optimum ~ m^g (S/S0)^-h "
                "(h = 1 holds the timescales completed fixed)",
                ["rule's grid", "g (width) [95% CI]", "h (horizon) [95% CI]", "optima", "on the λ edge",
-                "interval from", "as a rule"], rows)
+                "interval from"], rows)
 
 
 def fit_lambda_data(fits: list[LambdaFit]) -> dict:
