@@ -83,5 +83,5 @@ def test_schedules():
     assert lr_factor(50, 100, 0, "constant") == 1.0
     assert lr_factor(79, 100, 0, "wsd", 0.0, 0.2) == 1.0
     assert lr_factor(99, 100, 0, "wsd", 0.0, 0.2) == pytest.approx(0.0)
-    # cosine to 10%: about 0.55 of the steps' worth of peak lr (SCIENCE.md section 4)
+    # cosine to 10%: about 0.55 of the steps' worth of peak lr (docs/science.md §4)
     assert factor_sum(10000, 0, "cosine", 0.1) / 10000 == pytest.approx(0.55, abs=0.01)

@@ -1,4 +1,4 @@
-"""Every cell of SCIENCE.md section 2's rule table, at m = 1, 2, 8, in both wd modes."""
+"""Every cell of docs/science.md §2's rule table, at m = 1, 2, 8, in both wd modes."""
 import math
 
 import pytest

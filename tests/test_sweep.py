@@ -82,7 +82,7 @@ def test_dry_run_estimates(tmp_path):
 
 
 def test_pairs_grid_is_sized_by_its_slowest_pair():
-    """SCIENCE.md: a Figure-1 style pairs grid is sized by the cell that completes the fewest
+    """docs/science.md §5: a Figure-1 style pairs grid is sized by the cell that completes the fewest
     timescales, so the plan table and the warning use that pair, not a made-up centre."""
     from lwscale.plan import centre_cells, make_plan
     from lwscale.reports.tables import plan_table, timescale_warning

@@ -1,4 +1,4 @@
-"""lwscale transfer: rule arithmetic (SCIENCE.md section 2), regret and shift on a hand-made
+"""lwscale transfer: rule arithmetic (docs/science.md §2), regret and shift on a hand-made
 table, ties, edge warnings, sigma_max ratio, outputs, every bad input, and --train."""
 import json
 import math
@@ -426,3 +426,23 @@ def test_the_gate_fails_when_the_narrower_model_wins(tmp_path):
     failed = rows[:9] + rows_for("sqrt-wd", 128, ETAS, WDS, [0], bowl(-8, -3, 2.5), status=lambda e, w: "failed")
     no_target = make_run(tmp_path / "p", failed, [32, 128], ["sqrt-wd"], ETAS, WDS)
     assert transfer(load_run(no_target), 32, 128)["gate"] is None   # no finished target cell: nothing to gate
+
+
+def test_fresh_seeds_rank_the_rules_even_without_a_finished_target_grid(tmp_path):
+    """Every target grid cell diverged (no best target cell to compare with), but --train
+    trained each rule's transferred point on fresh seeds: their losses are read and ranked
+    there, and no regret is made up."""
+    proxy = bowl(-8, -3, 3.0)
+    rows = rows_for("sqrt-wd", 32, ETAS, WDS, [0], proxy) + rows_for("const-wd", 32, ETAS, WDS, [0], proxy)
+    for rule in ("sqrt-wd", "const-wd"):
+        rows += rows_for(rule, 128, ETAS, WDS, [0], proxy, status=lambda e, w: "diverged")
+    rows += rows_for("sqrt-wd", 128, [ETAS[1]], [WDS[1]], [1, 2], lambda e, w, s: 2.50 + 0.01 * s)
+    rows += rows_for("const-wd", 128, [ETAS[1]], [WDS[1]], [1, 2], lambda e, w, s: 2.60 + 0.02 * s)
+    run = load_run(make_run(tmp_path / "r", rows, [32, 128], ["sqrt-wd", "const-wd"], ETAS, WDS, seeds=[0]))
+    res = transfer(run, 32, 128, eval_seeds=[1, 2])
+    by = {e["rule"]: e for e in res["rules"]}
+    assert by["sqrt-wd"]["target_loss"] == pytest.approx(2.515) and by["sqrt-wd"]["target_n"] == 2
+    assert "regret_pooled" not in by["sqrt-wd"] and "best_loss_pooled" not in by["sqrt-wd"]
+    assert [r["rule"] for r in res["ranking"]] == ["sqrt-wd", "const-wd"]
+    assert res["ranking"][1]["gap"] == pytest.approx(0.115) and res["ranking"][1]["seeds"] == [1, 2]
+    assert transfer(run, 32, 128)["ranking"] == []          # on the grid's seed nothing finished

@@ -4,11 +4,15 @@ A worker claims a stack by writing one claim file (host, pid, start time, the st
 cells) and hard-linking it to ``claims/<cell_id>.claim`` for each cell. ``os.link`` fails
 when the name exists, atomically, also on NFS, so every cell is won by exactly one worker;
 a worker trains only the cells it won. All the links share one inode, whose modification
-time is the heartbeat: touching it (a background thread does, every timeout / 4) refreshes
+time is the heartbeat: touching it (a background thread does, every timeout / 4 and at least
+every minute) refreshes
 the claim of every cell at once.
 
 A claim is *stale* when its heartbeat is older than the timeout, or when its pid is dead on
-this host. A stale claim is taken over under a per-cell takeover lock (``mkdir``, atomic):
+this host. A claim file that cannot be read as one (not UTF-8, not JSON: lwscale writes a
+claim whole before linking it, so it never sees a half-written one) is *broken*, and stale
+at once: nobody can be shown to hold it, and waiting for its timeout would leave its cell
+untrained. A stale claim is taken over under a per-cell takeover lock (``mkdir``, atomic):
 re-read under the lock, unlinked, and replaced by a link to the new claim. A claim is
 released (its links removed) once the stack's records are written.
 """
@@ -22,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import faults
 
@@ -36,12 +41,15 @@ class ClaimInfo:
     started: float     # unix time the claim was made
     heartbeat: float   # unix time of the last heartbeat (the file's mtime)
     cells: tuple[str, ...]
+    broken: bool = False   # the file is not a claim lwscale wrote: stale at once
 
     @property
     def worker(self) -> str:
         return f"{self.host}:{self.pid}"
 
     def stale(self, timeout_s: float, now: float | None = None) -> bool:
+        if self.broken:
+            return True
         now = time.time() if now is None else now
         if now - self.heartbeat > timeout_s:
             return True
@@ -63,20 +71,20 @@ def claims_dir(run_dir: Path) -> Path:
 
 
 def read_claim(path: Path) -> ClaimInfo | None:
-    """The claim at ``path``, or None if there is none (or it vanished while read)."""
+    """The claim at ``path``, or None if there is none (or it vanished while read); a file
+    that is not a readable claim gives a ``broken`` one."""
     try:
         st = path.stat()
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     cid = path.name.removesuffix(SUFFIX)
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
         return ClaimInfo(cid, str(data["host"]), int(data["pid"]), float(data["started"]), st.st_mtime,
-                         tuple(data.get("cells", ())))
-    except (ValueError, KeyError, TypeError):
-        # unreadable: owned by nobody we can check, so it turns stale after the timeout
-        return ClaimInfo(cid, "?", -1, st.st_mtime, st.st_mtime, ())
+                         tuple(str(c) for c in data.get("cells", ())))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # UnicodeDecodeError is a ValueError
+        return ClaimInfo(cid, "?", -1, st.st_mtime, st.st_mtime, (), broken=True)
 
 
 def read_claims(run_dir: Path) -> dict[str, ClaimInfo]:
@@ -114,7 +122,7 @@ class Claim:
             os.utime(self.fd)
 
     def _beat_loop(self) -> None:
-        while not self._stop.wait(self.timeout_s / 4):
+        while not self._stop.wait(min(self.timeout_s / 4, 60.0)):  # a bounded wait, however long the timeout
             try:
                 self.beat()
             except OSError:
@@ -137,8 +145,10 @@ class Claim:
         self.release()
 
 
-def claim(run_dir: Path, cell_ids: list[str], timeout_s: float) -> Claim | None:
-    """Claim as many of ``cell_ids`` as are free or stale; None if none of them is."""
+def claim(run_dir: Path, cell_ids: list[str], timeout_s: float,
+          log: Callable[[str], None] = lambda s: None) -> Claim | None:
+    """Claim as many of ``cell_ids`` as are free or stale; None if none of them is. Taking
+    over a broken (unreadable) claim is said through ``log``."""
     d = claims_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     host, pid = socket.gethostname(), os.getpid()
@@ -148,7 +158,7 @@ def claim(run_dir: Path, cell_ids: list[str], timeout_s: float) -> Claim | None:
         faults.check_write(tmp)
         os.write(fd, json.dumps({"host": host, "pid": pid, "started": time.time(), "cells": cell_ids}).encode())
         os.fsync(fd)
-        won = [cid for cid in cell_ids if _link(tmp, d / f"{cid}{SUFFIX}", timeout_s)]
+        won = [cid for cid in cell_ids if _link(tmp, d / f"{cid}{SUFFIX}", timeout_s, log)]
     except BaseException:
         os.close(fd)
         raise
@@ -160,7 +170,7 @@ def claim(run_dir: Path, cell_ids: list[str], timeout_s: float) -> Claim | None:
     return Claim(run_dir, fd, won, timeout_s)
 
 
-def _link(src: Path, dst: Path, timeout_s: float) -> bool:
+def _link(src: Path, dst: Path, timeout_s: float, log: Callable[[str], None] = lambda s: None) -> bool:
     try:
         os.link(src, dst)
         return True
@@ -169,7 +179,10 @@ def _link(src: Path, dst: Path, timeout_s: float) -> bool:
     info = read_claim(dst)
     if info is not None and not info.stale(timeout_s):
         return False
-    return _take_over(src, dst, timeout_s)
+    taken = _take_over(src, dst, timeout_s)
+    if taken and info is not None and info.broken:
+        log(f"warning: unreadable claim {dst} (not a claim lwscale wrote); taking it over")
+    return taken
 
 
 def _take_over(src: Path, dst: Path, timeout_s: float) -> bool:

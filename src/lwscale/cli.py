@@ -1,8 +1,9 @@
 """The ``lwscale`` command line: a thin Typer layer over plan, runners, store and reports.
 
 User mistakes (bad spec, missing file, inconsistent flags) print one line and exit 2.
-Exit codes of ``sweep``: 0 when every cell is done or diverged, 1 when some failed,
-2 for a user error, 130 when interrupted.
+Exit codes of ``sweep``: 0 when every cell is done or diverged (a sweep waits for cells
+that other workers are training), 1 when some failed, 2 for a user error, 130 when
+interrupted.
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ def sweep(
     if warning:
         warn(warning)
     if dry_run:
+        _check_data(spec)
         _dry_run(spec, plan, resolve_device(spec.train.device))
         return
 
@@ -214,6 +216,22 @@ def coord_check(
 # above this many FLOPs per training step of one cell, a CPU dry run does not time steps:
 # one step would take minutes (e.g. configs/gpu-scale.yaml's width 2048 is ~2e13 FLOPs)
 CPU_TIMING_MAX_FLOPS = 2e11
+
+
+def _check_data(spec) -> None:
+    """Load the spec's corpus or token file as the sweep will (cached; memory-mapped), so that
+    data that cannot feed this spec (a validation set larger than the corpus, ids outside the
+    vocabulary) is one line from the dry run too, not an error after it. The synthetic source
+    is left out: its data is generated, and any size can be."""
+    if spec.data.source not in ("sotu", "tokens"):
+        return
+    import torch
+
+    from .data import load_dataset
+
+    m = spec.model
+    load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, torch.device("cpu"),
+                 max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=note)
 
 
 def _dry_run(spec, plan, dev) -> None:

@@ -44,7 +44,8 @@ def prepare(
             return lambda n: bars.advance(task, n)
 
         result = run(list(inputs or []), out, field=field, column=column, tokenizer=tokenizer, vocab_size=vocab_size,
-                     fmt=fmt, hf=hf, hf_split=hf_split, bytes_tokens=raw_bytes, progress=progress)
+                     fmt=fmt, hf=hf, hf_split=hf_split, bytes_tokens=raw_bytes, progress=progress,
+                     warn=lambda msg: console.print(f"warning: {msg}", markup=False, soft_wrap=True))
     console.print(f"{result.tokens:,} tokens ({result.dtype}, vocab {result.vocab_size}) from "
                   f"{len(result.manifest['sources'])} source(s) -> {result.out}", markup=False)
     console.print(f"use it in a spec: data: {{source: tokens, paths: [{result.out}]}}", markup=False)

@@ -9,19 +9,21 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .errors import UserError
+from .fsutil import temp_file
+
 EOT = "<|endoftext|>"
 DATA_VERSION = 1  # bump when a change alters the tokens a source yields
 
 
-class DataError(ValueError):
-    """A data problem the user can fix (missing package, too little text, ...)."""
+class DataError(UserError, ValueError):
+    """A data problem the user can fix (missing package, too little text, ...): one line, exit 2."""
 
 
 def cache_dir() -> Path:
@@ -39,7 +41,7 @@ def _digest(*parts) -> str:
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npy")
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp.npy")
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, array)
@@ -136,7 +138,7 @@ def tokenize_corpus(
     if tokenizer == "bpe":
         log(f"training a byte-level BPE tokenizer (vocab {vocab_size}) on {len(train_docs)} documents")
         bpe = train_bpe(train_docs, vocab_size)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json")
+        fd, tmp = temp_file(folder, prefix=".tokenizer.", suffix=".json")
         os.close(fd)
         bpe.save(tmp)
         os.replace(tmp, tok_path)

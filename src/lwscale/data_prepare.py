@@ -1,6 +1,8 @@
 """``lwscale data prepare``: text files, JSONL or Parquet -> one token file a sweep memory-maps.
 
-Inputs stream: text files are read line by line in pieces of about 64 KB, JSONL line by line
+Inputs stream: text files are read in pieces of about 64 KB cut at line ends (a line longer
+than a piece is cut at a space, so one enormous line costs no more memory than many short
+ones), JSONL line by line
 (one document per line, its ``field``), Parquet in record batches of one ``column``
 (pyarrow, optional), a Hugging Face dataset (``datasets``, optional) row by row. Nothing
 holds the corpus in memory, so inputs larger than memory work; peak memory is the
@@ -22,10 +24,16 @@ end-of-text token (a blank line for bytes). Output, in ``out``:
     tokenizer.json  the tokenizer (not for bytes)
     manifest.json   sources (path, bytes, sha256), token count, vocab size, dtype, tokenizer
 
-``manifest.json`` is written last: its presence marks a complete output.
+``manifest.json`` is written last: its presence marks a complete output. A prepare that
+fails leaves no temporary token file, and inputs that hold no text are refused.
+
+Text is UTF-8. Bytes that are not become U+FFFD; they are counted per file (the manifest's
+``replaced_bytes``) and reported through ``warn``, and a file where more than a fifth of the
+bytes are not UTF-8 (binary, or another encoding throughout) is refused.
 """
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import hashlib
@@ -46,6 +54,7 @@ from .errors import UserError
 PIECE_BYTES = 64 << 10         # text files are cut at line ends into pieces of about this size
 BATCH_BYTES = 1 << 20          # pieces encoded together (the tokenizer needs ~100x this in memory)
 FORMATS = ("auto", "text", "jsonl", "parquet")
+MAX_REPLACED = 0.2             # a text file with more bytes than this share not UTF-8 is refused
 MANIFEST_FORMAT = "lwscale-tokens/1"
 
 Advance = Callable[[int], None]
@@ -62,6 +71,7 @@ class Source:
     size: int
     meta: dict = field(default_factory=dict)
     sha256: str | None = None  # set by the first pass that reads the file to its end
+    replaced: int = 0          # bytes that were not UTF-8 (each became U+FFFD) in the last pass
 
 
 def expand_inputs(patterns: list[str], fmt: str = "auto") -> list[Source]:
@@ -150,12 +160,36 @@ def _read_to_end(src: Source, digest: str) -> None:
 
 
 # ---- streaming readers: (text, end_of_document) pieces ---------------------------------------
+_REPLACED = [0]  # bytes the "lwscale-count" error handler replaced so far
+
+
+def _count_replacement(exc: UnicodeError):
+    """Decode errors as errors="replace" does, counting the bytes replaced."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _REPLACED[0] += exc.end - exc.start
+    return "\ufffd", exc.end
+
+
+codecs.register_error("lwscale-count", _count_replacement)
+
+
 def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
     buf: list[str] = []
     size = 0
+    carry = ""
     raw = _HashingFile(src.path)
-    with io.TextIOWrapper(_decoded(raw, src.path), encoding="utf-8", errors="replace", newline="") as f:
-        for line in f:
+    replaced_before = _REPLACED[0]
+    with io.TextIOWrapper(_decoded(raw, src.path), encoding="utf-8", errors="lwscale-count", newline="") as f:
+        while True:
+            line = f.readline(PIECE_BYTES)  # at most a piece: a line longer than that comes in parts
+            if not line and not carry:
+                break
+            line, carry = carry + line, ""
+            if line and not line.endswith("\n") and len(line) >= PIECE_BYTES:
+                cut = max(line.rfind(" "), line.rfind("\t"))  # a part of a long line ends at a space
+                if cut > 0:
+                    line, carry = line[: cut + 1], line[cut + 1:]
             buf.append(line)
             size += len(line)
             if size >= PIECE_BYTES:
@@ -163,6 +197,10 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
                 yield "".join(buf), False
                 buf, size = [], 0
         _read_to_end(src, raw.hash.hexdigest())
+    src.replaced = _REPLACED[0] - replaced_before
+    if src.replaced > MAX_REPLACED * max(src.size, 1):
+        raise PrepareError(f"{src.path}: {src.replaced:,} of its {src.size:,} bytes are not UTF-8 text: is it a binary "
+                           "file? (convert text in another encoding first, e.g. iconv -f latin1 -t utf-8)")
     advance(size)
     yield "".join(buf), True
 
@@ -177,9 +215,14 @@ def _jsonl_pieces(src: Source, key: str | None, advance: Advance) -> Iterator[tu
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise PrepareError(f"{src.path}:{n}: not UTF-8 (byte {exc.start + 1} of the line); JSON "
+                                   "must be UTF-8") from None
             except json.JSONDecodeError as exc:
                 raise PrepareError(f"{src.path}:{n}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise PrepareError(f"{src.path}:{n}: JSON nested too deeply") from None
             if not isinstance(obj, dict) or key not in obj:
                 raise PrepareError(f"{src.path}:{n}: no field {key!r} in this record")
             if not isinstance(obj[key], str):
@@ -282,11 +325,13 @@ class Prepared:
 def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, column: str | None = None,
             tokenizer: str | Path | None = None, vocab_size: int = 4096, fmt: str = "auto",
             hf: str | None = None, hf_split: str = "train", bytes_tokens: bool = False,
-            progress: Callable[[str, int], Callable[[int], None]] | None = None) -> Prepared:
+            progress: Callable[[str, int], Callable[[int], None]] | None = None,
+            warn: Callable[[str], None] = lambda s: None) -> Prepared:
     """Tokenize ``inputs`` (paths or globs; or ``hf="name[:config]"``) into ``out``.
 
     ``progress(label, total_bytes)`` returns an ``advance(nbytes)`` callback, called as input
-    is read (the CLI draws a Rich bar with it).
+    is read (the CLI draws a Rich bar with it). ``warn`` is given one line per input file
+    that is not all UTF-8.
     """
     from . import __version__
 
@@ -337,37 +382,47 @@ def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, col
 
     dtype = _token_dtype(enc.vocab_size)
     tmp = out / "tokens.bin.tmp"
-    n_tokens = n_docs = 0
-    with open(tmp, "wb") as f:
-        batch: list[tuple[str, bool]] = []
-        size = 0
+    n_tokens = n_docs = n_text = 0
+    try:
+        with open(tmp, "wb") as f:
+            batch: list[tuple[str, bool]] = []
+            size = 0
 
-        def flush() -> None:
-            nonlocal n_tokens, n_docs
-            ids: list[int] = []
-            for (text, end), toks in zip(batch, enc.encode_batch([t for t, _ in batch])):
-                ids.extend(toks)
-                if end:
-                    ids.extend(enc.separator())
-                    n_docs += 1
-            np.asarray(ids, dtype=dtype).tofile(f)
-            n_tokens += len(ids)
-            batch.clear()
+            def flush() -> None:
+                nonlocal n_tokens, n_docs, n_text
+                ids: list[int] = []
+                for (text, end), toks in zip(batch, enc.encode_batch([t for t, _ in batch])):
+                    ids.extend(toks)
+                    n_text += len(toks)
+                    if end:
+                        ids.extend(enc.separator())
+                        n_docs += 1
+                np.asarray(ids, dtype=dtype).tofile(f)
+                n_tokens += len(ids)
+                batch.clear()
 
-        for text, end in stream("tokenizing"):
-            batch.append((text, end))
-            size += len(text)
-            if size >= BATCH_BYTES:
-                flush()
-                size = 0
-        flush()
-    os.replace(tmp, out / "tokens.bin")
-    if n_tokens == 0:
-        raise PrepareError("the inputs hold no text")
+            for text, end in stream("tokenizing"):
+                batch.append((text, end))
+                size += len(text)
+                if size >= BATCH_BYTES:
+                    flush()
+                    size = 0
+            flush()
+        if n_text == 0:  # document separators alone are no corpus
+            raise PrepareError("the inputs hold no text" + (f" ({', '.join(str(s.path) for s in sources)} "
+                                                             "are empty)" if sources else ""))
+        os.replace(tmp, out / "tokens.bin")
+    finally:
+        tmp.unlink(missing_ok=True)
+    for s in sources:
+        if s.replaced:
+            warn(f"{s.path}: {s.replaced:,} bytes are not UTF-8 and became U+FFFD (is it Latin-1? convert it "
+                 "with iconv -f latin1 -t utf-8)")
 
     src_info = ([{"hf": hf, "split": hf_split, "field": field}] if hf else
                 [{"path": str(s.path), "format": s.fmt, "bytes": s.size, "sha256": s.sha256 or sha256_file(s.path)}
                  | ({"field": field} if s.fmt == "jsonl" else {}) | ({"column": column} if s.fmt == "parquet" else {})
+                 | ({"replaced_bytes": s.replaced} if s.replaced else {})
                  for s in sources])
     manifest = {
         "format": MANIFEST_FORMAT,

@@ -1,6 +1,6 @@
 """Per-cell diagnostics of a training stack: top singular values, spectra, sublayer gains.
 
-SCIENCE.md section 5. For every matrix-like block weight (q k v o gate up down of every
+docs/science.md §5. For every matrix-like block weight (q k v o gate up down of every
 block) of every cell of a stack:
 
 * the **sublayer gain** ||W x||_rms / ||x||_rms, measured at each evaluation point on a

@@ -4,7 +4,7 @@ Every weight has a leading stack axis K: cell k's linear maps are ``weight[k]`` 
 single run is simply K = 1, so the batched and the one-by-one paths are the same code.
 Linears are batched matmuls (``torch.bmm``); attention folds K into SDPA's batch axis.
 
-Architecture (SCIENCE.md section 3): pre-RMSNorm blocks, RoPE, causal SDPA attention,
+Architecture (docs/science.md §3): pre-RMSNorm blocks, RoPE, causal SDPA attention,
 SwiGLU FFN with hidden size exactly ``ffn_mult * width``, no biases, untied embedding and
 unembedding (tying is an option), final RMSNorm. Width grows by adding heads of a fixed
 ``head_dim``; depth is fixed across widths.
@@ -270,7 +270,7 @@ def matrix_type(name: str) -> str | None:
 
 
 def flops_per_token(cfg: ModelConfig) -> float:
-    """Training FLOPs per token of one cell: 6*(N_matrix + V*d) + 12*L*d*T (ARCHITECTURE.md)."""
+    """Training FLOPs per token of one cell: 6*(N_matrix + V*d) + 12*L*d*T (docs/performance.md, "MFU")."""
     d, L = cfg.width, cfg.depth
     n_matrix = L * (4 * d * d + 3 * d * cfg.ffn_hidden)
     return 6.0 * (n_matrix + cfg.vocab_size * d) + 12.0 * L * d * cfg.seq_len

@@ -3,7 +3,7 @@ training length.
 
 A rule is an exponent pair (a, g), and optionally horizon exponents (h, h_lr). With a
 parameter's width multiplier m (its fan-in ratio to the base model) and the horizon ratio
-rho = S/S0 (the cell's training steps over the base horizon's, docs/science.md section 2):
+rho = S/S0 (the cell's training steps over the base horizon's, docs/science.md §2):
 
     matrix-like:  lr = eta * m**-a * rho**-h_lr                  wd = lam * m**g * rho**-h   (coupled wd)
     vector-like:  lr = eta * vector_lr_mult * rho**-h_lr         wd = 0
@@ -13,7 +13,7 @@ sum_t lr_t*wd fixed across lengths at a fixed lr (Wang & Aitchison, arXiv 2405.1
 A rule with horizon exponents is written ``sqrt-wd(h=1)``, ``const-wd(h=0.5,h_lr=0.5)`` or
 ``custom(a=1,g=0.5,h=1)``: the label every table and figure shows, and a spec accepts.
 
-Presets (docs/science.md section 2):
+Presets (docs/science.md §2):
 
     rule        a   g    per-step decay lr*wd of matrices   sigma_max vs width
     sqrt-wd     1   1/2  ~ m^-1/2                           flat  (arXiv 2510.15262, default)
@@ -51,7 +51,7 @@ class Rule:
 
     ``mup`` says whether cells under this rule use the muP parametrization with the
     spec's base width. ``sp`` is defined as the muP model with base width := own width,
-    so its multipliers are all 1 (docs/science.md section 2).
+    so its multipliers are all 1 (docs/science.md §2).
     """
 
     name: str

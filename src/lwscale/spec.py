@@ -7,6 +7,7 @@ See ``configs/*.yaml`` for commented examples of every field.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -17,22 +18,29 @@ from .errors import UserError
 from .rules import PRESETS, Rule, RuleError, custom, get_rule
 
 
+# bounds that catch typos before they hang the planner or overflow a tensor size
+MAX_WIDTH, MAX_DEPTH, MAX_STEPS, MAX_POINTS = 2**20, 1024, 10**7, 100_000
+MAX_LOG2 = 256             # grid exponents: 2**256 is already far past any learning rate
+MAX_TIMEOUT_MINUTES = 10**6  # about two years: a heartbeat thread can wait a quarter of it
+
+
 class SpecError(UserError):
     """A spec that cannot be used."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are refused in every float field: none of them means anything as infinite
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---- model ---------------------------------------------------------------------------------
 class ModelSpec(Strict):
     widths: list[int] = Field(default=[256, 512, 1024, 2048], description="widths d to sweep")
-    base_width: int | None = Field(default=None, description="muP base width d0; default: the smallest width")
+    base_width: int | None = Field(default=None, le=MAX_WIDTH, description="muP base width d0; default: the smallest width")
     depth: int = Field(default=8, ge=1, description="number of blocks, the same at every width")
     head_dim: int = Field(default=64, ge=2, description="fixed head size; heads = width / head_dim")
     ffn_mult: float = Field(default=2.75, gt=0, description="SwiGLU hidden size = ffn_mult * width, exactly")
-    seq_len: int = Field(default=256, ge=2, description="tokens per training sequence")
+    seq_len: int = Field(default=256, ge=2, le=2**20, description="tokens per training sequence")
     init_std: float = Field(default=0.02, gt=0, description="init std sigma at the base width")
     vector_lr_mult: float = Field(default=1.0, gt=0, description="vector-like lr = eta * vector_lr_mult")
     unembed_class: Literal["vector", "matrix"] = Field(
@@ -56,6 +64,8 @@ class ModelSpec(Strict):
         bad = [w for w in v if w <= 0]
         if bad:
             raise ValueError(f"widths must be positive, got {bad[0]}")
+        if max(v) > MAX_WIDTH:
+            raise ValueError(f"widths above {MAX_WIDTH:,} are not supported, got {max(v)}")
         if len(set(v)) != len(v):
             raise ValueError("widths are repeated")
         return sorted(v)
@@ -98,7 +108,7 @@ class TeacherSpec(Strict):
     width: int | None = Field(default=None, ge=2, description="teacher width; default 2 x the widest student")
     depth: int | None = Field(default=None, ge=1, description="teacher depth; default student depth + 2")
     head_dim: int | None = Field(default=None, ge=2, description="default: the students' head_dim")
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**62)
     entropy: float = Field(default=0.5, gt=0, lt=1, description="mean next-token entropy / ln(vocab)")
 
 
@@ -137,14 +147,14 @@ class TrainSpec(Strict):
     steps: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, description="optimizer steps per cell (1000 if no budget is given); a list of horizons "
         "trains every width at every one (docs/science.md section 4)")
-    base_steps: int | None = Field(default=None, ge=1, description="the base horizon S0 where (eta, lambda) are "
+    base_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="the base horizon S0 where (eta, lambda) are "
                                    "written: a rule's horizon exponent scales by (S/S0); default: the shortest")
     steps_by_width: dict[int, list[int]] | None = Field(
         default=None, description="which of the horizons each width trains, e.g. {32: [500], 128: [2000]}; a width "
         "not named trains every horizon (default: all)")
     tokens: int | None = Field(default=None, ge=1, description="token budget per cell; alternative to steps")
     steps_width_exponent: float = Field(default=0.0, description="steps(d) = steps * m**p; 0 = same budget at every width")
-    batch_size: int = Field(default=32, ge=1, description="sequences per step, per cell")
+    batch_size: int = Field(default=32, ge=1, le=2**20, description="sequences per step, per cell")
     warmup: float = Field(default=0.05, ge=0, description="warmup steps, or a fraction of steps if < 1")
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="final lr / peak lr (cosine and wsd)")
@@ -152,7 +162,7 @@ class TrainSpec(Strict):
     grad_clip: float | None = Field(default=1.0, gt=0, description="per-cell gradient-norm clip; null = off")
     eval_interval: int = Field(default=100, ge=1, description="steps between validation evaluations at the base "
                                "horizon; scaled with the horizon, so every horizon gets as many")
-    eval_tokens: int = Field(default=65536, ge=1, description="size of the fixed validation set")
+    eval_tokens: int = Field(default=65536, ge=1, le=2**40, description="size of the fixed validation set")
     log_interval: int = Field(default=10, ge=1, description="steps between train-loss logs")
     precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto = bf16 on CUDA, fp32 on CPU")
     compile: Literal["auto", True, False] = Field(default="auto", description="auto = on for CUDA, off on CPU")
@@ -205,6 +215,8 @@ class TrainSpec(Strict):
                              f"{self.steps[0]}; write it as a fraction (< 1) to scale with each horizon")
         if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be a non-empty list of distinct non-negative integers")
+        if any(s >= 2**63 for s in self.seeds):
+            raise ValueError("seeds must be below 2**63")
         if isinstance(self.cells_per_stack, int) and self.cells_per_stack < 1:
             raise ValueError("cells_per_stack must be at least 1 or 'auto'")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -238,6 +250,13 @@ class Log2Range(Strict):
     log2: tuple[float, float] = Field(description="[low, high] exponents of 2, inclusive")
     points: int = Field(ge=1, le=10_000)
 
+    @field_validator("log2")
+    @classmethod
+    def _exponents(cls, v):
+        if not all(-MAX_LOG2 <= x <= MAX_LOG2 for x in v):
+            raise ValueError(f"exponents of 2 must lie in [-{MAX_LOG2}, {MAX_LOG2}], got {list(v)}")
+        return v
+
     def values(self) -> list[float]:
         lo, hi = self.log2
         if self.points == 1:
@@ -262,7 +281,10 @@ def _axis(v: Any) -> Any:
     if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
         if not v:
             raise ValueError("the axis is empty")
-        return [float(x) for x in v]
+        try:
+            return [float(x) for x in v]
+        except OverflowError:
+            raise ValueError("a number on the axis is too large for a float") from None
     raise ValueError("must be a list of numbers or {log2: [low, high], points: n}")
 
 
@@ -329,8 +351,6 @@ class SlurmSpec(Strict):
     setup: list[str] = Field(default=[], description="shell lines run before each task (module load, venv)")
 
 
-# bounds that catch typos before they hang the planner or overflow a tensor size
-MAX_WIDTH, MAX_DEPTH, MAX_STEPS, MAX_POINTS = 2**20, 1024, 10**7, 100_000
 
 
 class RunnerSpec(Strict):
@@ -343,7 +363,8 @@ class RunnerSpec(Strict):
         default=30.0, ge=0, description="save a stack's state every N minutes; 0 = every step; null = never")
     keep_checkpoints: bool = Field(default=False, description="keep a stack's checkpoint after it finishes")
     claim_timeout_minutes: float = Field(
-        default=10.0, gt=0, description="a claim whose heartbeat is older than this is stale and taken over")
+        default=10.0, gt=0, le=MAX_TIMEOUT_MINUTES,
+        description="a claim whose heartbeat is older than this is stale and taken over")
     slurm: SlurmSpec = SlurmSpec()
 
 
@@ -357,6 +378,13 @@ class Spec(Strict):
     grid: GridSpec
     rules: list[RuleSpec] = Field(default=["sqrt-wd"])
     runner: RunnerSpec = RunnerSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if set(v) == {"."}:  # "." and ".." name the out_dir itself or its parent, not a run in it
+            raise ValueError(f"{v!r} is not a run name (letters, digits, '.', '_' and '-', not only dots)")
+        return v
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -505,6 +533,10 @@ def parse_spec(data: Any, source: str = "<spec>", root: yaml.Node | None = None)
         spec = Spec.model_validate(data)
         spec.rule_objects()
         return spec
+    except RecursionError:
+        raise SpecError(f"{source}: values nested too deeply") from None
+    except OverflowError as exc:  # a number a check could not compute with: too large
+        raise SpecError(f"{source}: a number is too large ({exc})") from None
     except ValidationError as exc:
         path, loc, msg = _describe(exc.errors()[0])
         line = _line_of(root, loc) if root is not None else None
@@ -512,6 +544,28 @@ def parse_spec(data: Any, source: str = "<spec>", root: yaml.Node | None = None)
         raise SpecError(f"{where}: {path}: {msg}") from None
     except RuleError as exc:
         raise SpecError(f"{source}: rules: {exc}") from None
+
+
+MAX_NESTING = 64
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data, from one parse."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (None if root is None else loader.construct_document(root))
+    finally:
+        loader.dispose()
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of [ ] and { } in ``text`` (quotes not parsed: an upper bound)."""
+    depth = top = 0
+    for m in re.finditer(r"[\[\]{}]", text):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        top = max(top, depth)
+    return top
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -525,9 +579,13 @@ def load_spec(path: str | Path) -> Spec:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read {p}: {exc}") from None
+    depth = _flow_depth(text)
+    if depth > MAX_NESTING:  # PyYAML's scanner is quadratic in it, and its composer recursive
+        raise SpecError(f"{p}: malformed YAML: lists or mappings nested {depth} deep (at most {MAX_NESTING})")
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        root, data = _parse_yaml(text)
+    except RecursionError:
+        raise SpecError(f"{p}: malformed YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

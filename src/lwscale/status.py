@@ -6,6 +6,10 @@ estimate of the time left. The estimate prices each unfinished cell at the run's
 seconds per model FLOP (the median over finished records of wall_s / stack_size over
 tokens x flops_per_token, so widths not measured yet are priced too) and divides by the
 number of live workers (at least one).
+
+Status only reads: for a ``model.factory`` spec, whose plan would import the user's model
+code, the cells come from the run's plan.json (written by ``lwscale sweep``), never from
+planning the spec.
 """
 from __future__ import annotations
 
@@ -20,6 +24,21 @@ from .claims import ClaimInfo, read_claims
 from .model import flops_per_token
 from .plan import make_plan
 from .store import Store
+
+
+@dataclass(frozen=True)
+class IndexedCell:
+    """A cell as plan.json lists it: what status needs, without planning the spec."""
+
+    id: str
+    width: int
+    steps: int
+    flops_per_token: float
+
+
+@dataclass
+class IndexedPlan:
+    cells: list
 
 KINDS = ("done", "diverged", "failed", "running", "pending")
 
@@ -53,8 +72,19 @@ class StatusReader:
     def _replan(self, force: bool = False) -> None:
         stamp = (self.root / "spec.yaml").stat().st_mtime_ns if (self.root / "spec.yaml").exists() else None
         if force or stamp != self._stamp:
-            self.spec = Store(self.root).read_spec()
-            self.plan = make_plan(self.spec)
+            store = Store(self.root)
+            self.spec = store.read_spec()
+            self.note = None
+            if self.spec.model.factory:  # planning would import the user's model: read the run's index
+                index = store.read_plan_index()
+                if index is None:
+                    self.note = ("this run's plan.json is missing or older than its spec.yaml, and planning a "
+                                 "model.factory spec would run its code: only cells with records are shown "
+                                 "(a sweep of the spec writes plan.json)")
+                    index = []
+                self.plan = IndexedPlan([IndexedCell(**c) for c in index])
+            else:
+                self.plan = make_plan(self.spec)
             self._stamp = stamp
 
     def read(self) -> RunStatus:
@@ -64,9 +94,13 @@ class StatusReader:
         records = store.records()
         timeout_s = spec.runner.claim_timeout_minutes * 60
         claims, now = read_claims(store.root), time.time()
-        counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in plan.cells})}
+        cells = list(plan.cells)
+        if isinstance(plan, IndexedPlan) and not cells:  # no index: the cells that have records
+            cells = [IndexedCell(cid, int(r.get("width") or 0), int(r.get("steps") or 0),
+                                 float(r.get("flops_per_token") or 0)) for cid, r in records.items()]
+        counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in cells})}
         running, stale, failures, left = [], [], [], []
-        for cell in plan.cells:
+        for cell in cells:
             rec, cl = records.get(cell.id), claims.get(cell.id)
             live = cl is not None and not cl.stale(timeout_s, now)
             if rec is not None and rec["status"] in ("done", "diverged"):
@@ -85,8 +119,9 @@ class StatusReader:
                 left.append(cell)
             counts[cell.width][kind] += 1
         workers = len({cl.worker for _, _, cl in running})
+        warnings = list(store.warnings) + ([self.note] if self.note else [])
         return RunStatus(store.root, counts, running, stale, failures, _seconds_left(records, left, spec),
-                         max(workers, 1), list(store.warnings))
+                         max(workers, 1), warnings)
 
 
 def run_status(run_dir: Path) -> RunStatus:
@@ -108,7 +143,11 @@ def _seconds_left(records: dict, cells: list, spec) -> float | None:
     if rate is None:
         return None if cells else 0.0
     tokens_per_step = spec.train.batch_size * spec.model.seq_len
-    return sum(c.steps * tokens_per_step * flops_per_token(c.model) * rate for c in cells)
+    return sum(c.steps * tokens_per_step * _flops_per_token(c) * rate for c in cells)
+
+
+def _flops_per_token(cell) -> float:
+    return cell.flops_per_token if isinstance(cell, IndexedCell) else flops_per_token(cell.model)
 
 
 def fmt_duration(seconds: float) -> str:
@@ -145,6 +184,10 @@ def render(st: RunStatus):
         lines.append(f"running: cell {cid} (width {w}) on {cl.worker}, started {fmt_duration(now - cl.started)} "
                      f"ago, heartbeat {fmt_duration(now - cl.heartbeat)} ago")
     for cid, w, cl in st.stale:
+        if cl.broken:
+            lines.append(f"unreadable claim: cell {cid} (width {w}): not a claim lwscale wrote; the next worker "
+                         "takes it over")
+            continue
         lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat "
                      f"{fmt_duration(now - cl.heartbeat)} ago; the next worker takes it over")
     for cid, reason in st.failures[:5]:

@@ -2,6 +2,8 @@
 
     <out_dir>/<name>/
         spec.yaml               the resolved spec of the latest run (every default written out)
+        plan.json               its cells (id, width, steps, FLOPs per token), for readers that
+                                must not plan: planning a model.factory spec imports user code
         cells/<cell_id>/record.json
         results.csv             rebuilt from the records after every stack; never appended to
 
@@ -12,11 +14,11 @@ results.csv columns are a versioned contract, documented in docs/records.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
@@ -26,6 +28,7 @@ import pandas as pd
 import yaml
 
 from . import __version__, faults
+from .fsutil import temp_file
 from .diagnostics import SPECTRA_FILE, summary as diagnostics_summary
 from .errors import UserError
 from .plan import Plan, make_plan, result_settings
@@ -72,21 +75,78 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+class _Sink:
+    """The temporary file of an atomic write, as the writer sees it. It keeps the OSError of a
+    failed write, which some writers swallow: ``torch.save`` reports a full disk as a
+    RuntimeError ("unexpected pos ..."), and the error must still read as the disk's. It
+    also hashes what a writer writes in order (one that seeks is hashed from the file)."""
+
+    def __init__(self, f: IO, binary: bool):
+        self._f, self.error = f, None
+        self._hash = hashlib.sha256() if binary else None
+        self._pos = 0
+
+    def write(self, data):
+        try:
+            n = self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+        if self._hash is not None:
+            size = memoryview(data).nbytes
+            if self._f.tell() != self._pos + size:  # the writer moved: hash the file instead
+                self._hash = None
+            else:
+                self._hash.update(data)
+                self._pos += size
+        return n
+
+    def digest(self, path: str) -> str:
+        if self._hash is not None:
+            return self._hash.hexdigest()
+        return sha256_file(Path(path))
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False,
+                 before_rename: Callable[[str], None] | None = None) -> str | None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place:
-    nothing half-written stays, and injected write faults (lwscale.faults) apply."""
+    nothing half-written stays, and injected write faults (lwscale.faults) apply. A write
+    that fails in the file system raises its OSError, whatever ``write`` turned it into.
+    Returns the SHA-256 of a binary file's bytes, which ``before_rename(digest)`` is given
+    once they are on disk and before the file takes ``path``'s place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")  # as open() would: the umask applies
+    sink = None
+    digest = None
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             faults.check_write(path)
-            write(f)
+            sink = _Sink(f, binary)
+            write(sink)
             f.flush()
             os.fsync(f.fileno())
+        if binary:
+            digest = sink.digest(tmp)
+        if before_rename is not None:
+            before_rename(digest)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if sink is not None and sink.error is not None and not isinstance(exc, OSError):
+            raise sink.error from exc
         raise
+    return digest
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -100,6 +160,7 @@ class Store:
         self.cells_dir = self.root / "cells"
         self.warnings: list[str] = []
         self._own_plan: tuple[Spec, list] | None = None   # the run's own spec and its labels
+        self.listed: dict[str, int | None] = {}   # cell id -> record_stamp() when pending() listed it
 
     # ---- opening ------------------------------------------------------------------------
     @classmethod
@@ -108,7 +169,11 @@ class Store:
         cells the directory already holds. ``spec.yaml`` becomes ``spec`` unless
         ``update_spec`` is False (for derived runs, such as ``transfer --train``, that add
         cells to a run without replacing the spec the user swept)."""
-        root = Path(out_dir if out_dir is not None else spec.out_dir) / spec.name
+        base = Path(out_dir if out_dir is not None else spec.out_dir)
+        root = base / spec.name
+        if spec.name in ("", ".", "..") or Path(spec.name).name != spec.name:
+            raise UserError(f"the run name {spec.name!r} would put the run directory outside {base}; "
+                            "choose another 'name' in the spec")
         store = cls(root)
         frozen = root / "spec.yaml"
         if frozen.exists():
@@ -138,6 +203,29 @@ class Store:
         except (SpecError, yaml.YAMLError) as exc:
             raise UserError(f"cannot read the run's spec: {exc}") from None
 
+    # ---- the plan, for readers -------------------------------------------------------------
+    def write_plan_index(self, plan: Plan) -> None:
+        """Write plan.json: the cells of ``plan`` (the run's own spec's) and the digest of the
+        spec.yaml they were planned from. ``lwscale status`` reads it instead of planning."""
+        from .model import flops_per_token
+
+        cells = [{"id": c.id, "width": c.width, "steps": c.steps, "flops_per_token": flops_per_token(c.model)}
+                 for c in plan.cells]
+        text = json.dumps({"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells},
+                          default=_json_default)
+        atomic_write_text(self.root / "plan.json", text)
+
+    def read_plan_index(self) -> list[dict] | None:
+        """The cells of plan.json if it was planned from the spec.yaml now in the run, else None."""
+        try:
+            data = json.loads((self.root / "plan.json").read_bytes().decode("utf-8"))
+            if data["spec_sha256"] != sha256_file(self.root / "spec.yaml"):
+                return None
+            return [{"id": str(c["id"]), "width": int(c["width"]), "steps": int(c["steps"]),
+                     "flops_per_token": float(c["flops_per_token"])} for c in data["cells"]]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return None
+
     # ---- records ------------------------------------------------------------------------
     def record_path(self, cell_id: str) -> Path:
         return self.cells_dir / cell_id / "record.json"
@@ -157,21 +245,32 @@ class Store:
         text = json.dumps(_clean(record), default=_json_default, indent=1)
         atomic_write_text(self.record_path(record["id"]), text)
 
+    def record_stamp(self, cell_id: str) -> int | None:
+        """The state of a cell's record: its modification time (ns), or None when it has none."""
+        try:
+            return self.record_path(cell_id).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def read_record(self, cell_id: str) -> dict | None:
         """The record of a cell, or None if there is none. A corrupt or half-written record
         is reported (``self.warnings``) and treated as missing, so its cell is retrained."""
         path = self.record_path(cell_id)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory in its place, an unreadable file
+            self.warnings.append(f"unreadable record {path} ({exc.strerror or exc}); the cell will be retrained")
+            return None
         try:
-            rec = json.loads(text)
+            rec = json.loads(raw.decode("utf-8"))  # not UTF-8: a UnicodeDecodeError, a ValueError
             if not isinstance(rec, dict) or rec.get("id") != cell_id or rec.get("status") not in STATUSES:
                 raise ValueError("missing id or status")
             return rec
-        except ValueError as exc:
-            self.warnings.append(f"corrupt record {path} ({exc}); the cell will be retrained")
+        except (ValueError, RecursionError) as exc:
+            why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0][:200]
+            self.warnings.append(f"corrupt record {path} ({why}); the cell will be retrained")
             return None
 
     def records(self) -> dict[str, dict]:
@@ -184,12 +283,16 @@ class Store:
         return out
 
     def pending(self, plan: Plan, retry_failed: bool = False) -> list:
-        """Cells of the plan without a finished record (failed ones too with retry_failed)."""
+        """Cells of the plan without a finished record (failed ones too with retry_failed).
+        The state of each listed cell's record is kept in ``self.listed``: a worker trains a
+        cell only if its record is still in that state once the worker holds its claim."""
         todo, versions = [], set()
         for cell in plan.cells:
+            stamp = self.record_stamp(cell.id)  # before the read: a record that changes after it is skipped
             rec = self.read_record(cell.id)
             if rec is None or (retry_failed and rec["status"] == "failed"):
                 todo.append(cell)
+                self.listed[cell.id] = stamp
             elif rec["status"] in FINISHED:
                 versions.add(rec.get("lwscale_version"))
         other = versions - {__version__}

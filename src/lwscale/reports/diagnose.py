@@ -38,7 +38,7 @@ from .tables import Tab, argmin, cell_stats, finished, mean_se
 STEADY_TIMESCALES = 3.0
 COLLAPSED = 0.01  # sigma_max/S below this share of its type's median at that width: ~0
 FFN_TYPES = ("gate", "up", "down")
-# Figure 1 of arXiv 2510.15262 (SCIENCE.md section 5), sigma_max relative to base (8.2), read to +-5%
+# Figure 1 of arXiv 2510.15262 (docs/science.md §5), sigma_max relative to base (8.2), read to +-5%
 PAPER_RATIOS = {(1.0, 2.0): "0.68 (5.6/8.2)", (1.0, 0.5): "1.49 (12.2/8.2)"}
 PAPER_JOINT = "0.91-1.07 (7.5-8.8 / 8.2)"
 

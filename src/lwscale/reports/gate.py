@@ -1,5 +1,5 @@
-"""The validity gate, read before any transfer result (SCIENCE.md section 4, the study's
-issue): a comparison of width-scaling rules for weight decay means something only when
+"""The validity gate, read before any transfer result (docs/science.md §4): a comparison of
+width-scaling rules for weight decay means something only when
 
 1. **wider is better at the optimum**: the best finished target cell (any rule) has a lower
    loss than the best proxy cell, so the target is not undertrained or mis-parametrized;

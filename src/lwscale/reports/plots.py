@@ -24,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from .transfer_tables import seeds_text
 from .results import Run, at_point, log2, panel  # noqa: E402
-from .ridge import Ridge, fit_ridge  # noqa: E402
+from .ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
 from .tables import argmin, finished  # noqa: E402
 
 CMAP = "viridis_r"   # low loss = bright
@@ -122,10 +122,11 @@ class GridAxes:
 
 
 def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tuple[float, float] | None,
-                  annotate: bool, offset: float = 0.0, seeds: pd.DataFrame | None = None):
+                  annotate: bool, offset: float = 0.0, seeds: pd.DataFrame | None = None, guides: bool = True):
     """One (rule, width) panel, coloured by loss - ``offset``; returns the set of bad statuses
     it drew and the ridge's note. ``seeds``: the panel's results rows (one per seed), for the
-    ridge's seed bootstrap."""
+    ridge's seed bootstrap. ``guides``: the iso-eta*lambda and iso-eta/lambda lines through the
+    best cell (left out where the grid is too small for a ridge to be read)."""
     Z = np.full((len(g.wds), len(g.etas)), np.nan)
     seen = np.zeros(Z.shape, bool)
     bad = set()
@@ -154,11 +155,13 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
     if best is not None:
         i, j = g.index(best["eta"], best["wd"])
         bx, by = g.xs[j], g.ys[i]
-        ax.plot(bx, by, marker="*", ms=17, mfc="gold", mec="black", ls="none", zorder=5)
-        # guides through the best cell: iso-eta*lambda (slope -1) and iso-eta/lambda (slope +1)
-        t = np.array([g.xe[0], g.xe[-1]])
-        ax.plot(t, by - (t - bx), ls="--", color="white", lw=1.2, zorder=3, path_effects=_HALO)
-        ax.plot(t, by + (t - bx), ls=":", color="white", lw=1.4, zorder=3, path_effects=_HALO)
+        # the star sits in the cell's upper half, clear of the loss printed in its lower half
+        ax.plot(bx, by + 0.2 * (g.ye[i + 1] - g.ye[i]), marker="*", ms=14, mfc="gold", mec="black", ls="none",
+                zorder=5)
+        if guides:  # through the best cell: iso-eta*lambda (slope -1) and iso-eta/lambda (slope +1)
+            t = np.array([g.xe[0], g.xe[-1]])
+            ax.plot(t, by - (t - bx), ls="--", color="white", lw=1.2, zorder=3, path_effects=_HALO)
+            ax.plot(t, by + (t - bx), ls=":", color="white", lw=1.4, zorder=3, path_effects=_HALO)
     if proxy is not None:  # outline the proxy optimum's cell (or mark it off-grid)
         hit = g.index(*proxy)
         if hit is not None:
@@ -210,9 +213,10 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     proxy_steps = run.default_steps(proxy_width) if proxy_steps is None else proxy_steps
     g = GridAxes(stats)
     annotate = len(g.etas) * len(g.wds) <= 64
+    guides = min(len(g.etas), len(g.wds)) >= MIN_POINTS     # too small a grid to read a direction from
     fig, axes = plt.subplots(len(rules), len(panels), figsize=(4.0 * len(panels) + 1.2, 3.5 * len(rules) + 1.4),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
-    bad, any_ridge, any_rows = set(), False, False
+    bad, any_ridge, any_rows, titles = set(), False, False, []
     for i, rule in enumerate(rules):
         best_p = argmin(panel(stats, rule, proxy_width, proxy_steps))
         proxy = None if best_p is None else (float(best_p["eta"]), float(best_p["wd"]))
@@ -225,27 +229,33 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             done = sub.loc[finished(sub), "loss"]
             offset = float(done.min()) if relative and not done.empty else 0.0
             is_proxy = (width, steps) == (proxy_width, proxy_steps)
-            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, None if is_proxy else proxy, annotate,
-                                              offset, panel(run.df, rule, width, steps))
+            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, None if is_proxy else proxy, annotate, offset,
+                                              panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width, steps),
+                                              guides)
             bad |= drawn
             any_ridge |= not ridge_note.startswith("no ridge")
             any_rows |= any(ln.get_gid() == "row-minima" for ln in ax.lines)
             length = f", S={steps:,}" if run.multi_horizon else ""
-            ax.set_title(f"{rule}, width {width} (m={width / run.spec.model.d0:g}{length})\n{ridge_note}", fontsize=9)
+            titles.append((ax, f"{rule}, width {width} (m={width / run.spec.model.d0:g}{length})", ridge_note))
             if i == len(rules) - 1:
                 ax.set_xlabel("η  (base lr, log₂ axis)")
             if j == 0:
                 ax.set_ylabel("λ  (base wd, log₂ axis)")
+    # a note every panel shares ("no ridge: 3 eta x 3 lambda values, ...") is said once, above them all
+    notes = {note for _, _, note in titles}
+    shared = notes.pop() if len(notes) == 1 and len(titles) > 1 else None
+    for ax, title, note in titles:
+        ax.set_title(title if shared else f"{title}\n{note}", fontsize=9)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
     cb = fig.colorbar(sm, ax=axes, shrink=0.9, extend="both")
     cb.set_label("loss above the panel's best cell (nats/token)" if relative
                  else "final validation loss (nats/token, mean over seeds)")
     handles = [plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
                Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum ({run.where(proxy_width, proxy_steps)}) "
-                     "on the other panels"),
-               plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
-               plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell"),
-               ]
+                     "on the other panels")]
+    if guides:
+        handles += [plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
+                    plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell")]
     if any_ridge:
         handles.append(plt.Line2D([], [], color="red", lw=1.8, label="ridge η ∝ λ^s: the valley's axis, from a "
                                   "quadratic fit around the best cell"))
@@ -258,7 +268,8 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     colours = (f"colours: loss above each panel's best cell, one scale, clipped at its {CLIP[1]:.0%} quantile"
                if relative else f"colours shared by all panels, clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} "
                "quantiles of the finished cells")
-    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ)\n{colours} (numbers: the loss)",
+    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ), mean over the grid's "
+                 f"{seeds_text(run.grid_seeds)}\n{colours} (numbers: the loss)" + (f"\n{shared}" if shared else ""),
                  fontsize=10)
     return _save(fig, out, "heatmaps", pdf)
 

@@ -36,6 +36,7 @@ from ..rules import RuleError, get_rule, timescale
 from .gate import gate
 from .results import Run, at_point, log2, panel, seed_losses
 from .tables import argmin, cell_stats, finished, mean_se, paired
+from .transfer_tables import seeds_text
 
 TIE_SIGMAS = 2.0
 
@@ -217,15 +218,16 @@ def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: in
     """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target (width
     ``target`` trained ``target_steps``). ``pooled``: the best target cell of any rule, ``own``:
     the best of the rule's own grid, both picked on the grid's seeds (None when no target cell
-    finished). Losses and regrets are read from ``ev``, the results rows of the evaluation
-    seeds, paired seed by seed."""
+    finished: then only the loss at the transferred point, if trained). Losses and regrets are
+    read from ``ev``, the results rows of the evaluation seeds, paired seed by seed."""
     out: dict = {}
-    if pooled is None:
-        return out
-    pooled_losses = _losses(ev, pooled, target)
-    out.update(best_loss_pooled=mean_se(list(pooled_losses.values()))[0], best_loss_pooled_rule=pooled["rule"],
-               best_loss_pooled_eta=float(pooled["eta"]), best_loss_pooled_wd=float(pooled["wd"]))
+    if pooled is not None:
+        out.update(best_loss_pooled=mean_se(list(_losses(ev, pooled, target).values()))[0],
+                   best_loss_pooled_rule=pooled["rule"], best_loss_pooled_eta=float(pooled["eta"]),
+                   best_loss_pooled_wd=float(pooled["wd"]))
     mine = seed_losses(ev, rule, target, opt.eta, opt.wd, target_steps)
+    if pooled is None and not mine:
+        return out
     statuses = ev.loc[at_point(ev, rule, target, opt.eta, opt.wd, target_steps), "status"]
     if mine:
         loss, se, n = mean_se(list(mine.values()))
@@ -342,17 +344,15 @@ def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None, steps
     ``steps_args``: the --proxy-steps/--target-steps the suggested command repeats."""
     grid = run.grid_seeds
     if seeds is None:
-        n = "seed" if len(grid) == 1 else "seeds"
         return {"seeds": grid, "fresh": False, "selection_seeds": grid,
-                "note": f"regrets are read on the grid's {n} {', '.join(map(str, grid))}, the same noise that picked "
-                        "the best target cells: a selection-biased estimate (the lowest of many noisy cells is "
-                        "biased low, so a regret against it is biased high). For an unbiased one, train the "
-                        f"competitors on fresh seeds: lwscale transfer {run.root} --proxy-width {proxy} "
-                        f"--target-width {target}{steps_args} --train --seeds 3"}
+                "note": f"regrets are read on the grid's {seeds_text(grid)}, the same noise that picked the best "
+                        "target cells: a selection-biased estimate (the lowest of many noisy cells is biased low, so "
+                        "a regret against it is biased high). For an unbiased one, train the competitors on fresh "
+                        f"seeds: lwscale transfer {run.root} --proxy-width {proxy} --target-width {target}{steps_args} "
+                        "--train --seeds 3"}
     return {"seeds": list(seeds), "fresh": True, "selection_seeds": grid,
-            "note": f"the best cells were picked on the grid's seeds {', '.join(map(str, grid))}; every target loss "
-                    f"and regret is read on the fresh seeds {', '.join(map(str, seeds))} (transfer --train), paired "
-                    "seed by seed"}
+            "note": f"the best cells were picked on the grid's {seeds_text(grid)}; every target loss and regret is "
+                    f"read on the fresh {seeds_text(seeds)} (transfer --train), paired seed by seed"}
 
 
 def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, eta: float | None = None,

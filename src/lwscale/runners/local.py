@@ -8,6 +8,7 @@ loses only the stack in flight.
 """
 from __future__ import annotations
 
+import errno
 import traceback
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -15,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from ..checkpoint import WriteError
 from ..data import Dataset
 from ..errors import UserError
 from ..plan import Cell, Plan, make_plan
@@ -31,13 +33,28 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
 
 
-def make_stacks(cells: list[Cell], k: int | dict[int, int]) -> list[list[Cell]]:
-    """Cut cells into stacks of at most k (an int, or per width) that can share one model."""
-    order = sorted(cells, key=lambda c: (c.width, repr(c.stack_key()), c.seed, c.rule_hparams[1:], c.id))
-    stacks = []
+def make_stacks(cells: list[Cell], k: int | dict[int, int], reserved: list[list[str]] = ()) -> list[list[Cell]]:
+    """Cut cells into stacks of at most k (an int, or per width) that can share one model.
+    Each of ``reserved`` (cell ids in stacking order: the stacks that have a checkpoint,
+    lwscale.checkpoint.saved_stacks) whose cells are all here, can share a model and fit in
+    k is kept whole, first, so that it resumes; the other cells are cut as usual."""
+    def size_for(width: int) -> int:
+        return k if isinstance(k, int) else k.get(width, 1)
+
+    by_id = {c.id: c for c in cells}
+    stacks, taken = [], set()
+    for ids in reserved:
+        if not ids or len(set(ids)) != len(ids) or any(i not in by_id or i in taken for i in ids):
+            continue
+        stack = [by_id[i] for i in ids]
+        if len({c.stack_key() for c in stack}) == 1 and len(stack) <= size_for(stack[0].width):
+            stacks.append(stack)
+            taken.update(ids)
+    rest = [c for c in cells if c.id not in taken]
+    order = sorted(rest, key=lambda c: (c.width, repr(c.stack_key()), c.seed, c.rule_hparams[1:], c.id))
     for _, group in groupby(order, key=lambda c: c.stack_key()):
         group = list(group)
-        size = k if isinstance(k, int) else k.get(group[0].width, 1)
+        size = size_for(group[0].width)
         # balanced sizes (differing by at most one): fewer distinct shapes to compile
         n = -(-len(group) // size)
         cuts = [round(i * len(group) / n) for i in range(n + 1)]
@@ -51,6 +68,20 @@ def failed_record(cell: Cell, reason: str) -> dict:
         "steps": cell.steps, "warmup": cell.warmup, "model": cell.model.to_dict(),
         "groups": [g.__dict__ for g in cell.groups], "labels": [lab.__dict__ for lab in cell.labels],
     }
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _disk_error(exc: BaseException) -> OSError | None:
+    """The OSError of a full (or read-only) disk behind ``exc``, following its causes."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, device: torch.device,
@@ -77,6 +108,10 @@ def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, dev
     except (KeyboardInterrupt, UserError):  # Ctrl-C, or a file of the run cannot be written
         raise
     except Exception as exc:  # a failing stack is data; the sweep goes on
+        full = _disk_error(exc)
+        if full is not None:  # a full disk is not the cells' result: stop, and let a rerun resume
+            raise WriteError(f"cannot write {full.filename or 'a file'}: {full.strerror or full}; finished cells "
+                             "are kept, rerun to resume once there is space") from None
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         summary.failures.append(reason + "\n" + traceback.format_exc(limit=3))
         records = [failed_record(c, reason) for c in stack]
@@ -118,6 +153,11 @@ def open_run(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable
     warnings (corrupt records, cells of another version) go to ``log``."""
     plan = make_plan(spec)
     store = Store.open(spec, out_dir, update_spec=update_spec)
+    if update_spec:  # the run's own spec: its cells, for `lwscale status` (which never plans a factory spec)
+        try:
+            store.write_plan_index(plan)
+        except OSError as exc:
+            raise UserError(f"cannot write to the run directory {store.root}: {exc.strerror or exc}") from None
     todo = store.pending(plan, retry_failed=retry_failed)
     if cells is not None:
         keep = set(cells)
@@ -153,12 +193,15 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
             from ..factory import preflight
 
             preflight(spec, todo[0].model, log)
-        stacks = make_stacks(todo, choose_k(spec, todo, device, log))
+        from ..checkpoint import saved_stacks
+
+        stacks = make_stacks(todo, choose_k(spec, todo, device, log, run_dir=store.root), saved_stacks(store.root))
         progress.start(len(todo))
         from .worker import work
 
         try:  # claim -> train -> release, stack by stack; other workers may share the run
-            table = work(stacks, spec, store, plan, dataset, device, summary, progress, log)
+            # a submitit job (cells given) waits for others' claims in its own loop (WorkerJob)
+            table = work(stacks, spec, store, plan, dataset, device, summary, progress, log, wait=cells is None)
         except KeyboardInterrupt:  # perhaps between a stack's records and its rebuild
             interrupted = True
     if table is None:

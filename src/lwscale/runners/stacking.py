@@ -6,10 +6,16 @@ one step of a K = 1 and a K = 2 stack is measured, and K fills 85% of free memor
 from a short timing of K = 1 against larger K, and K > 1 is chosen only if it is at least
 5% faster per cell: never slower than one by one. The spec's ``cells_per_stack`` or
 ``--cells-per-stack`` overrides both.
+
+A run keeps the K it chose, per width and device, in ``<run>/cells_per_stack.json``, and a
+rerun uses it instead of timing again: a stack's id hashes its cells, so another K would
+make other stacks, and a killed stack's checkpoint would never be resumed.
 """
 from __future__ import annotations
 
+import json
 from itertools import groupby
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -20,17 +26,56 @@ MEMORY_FRACTION = 0.85
 MAX_K = 64
 
 
+K_FILE = "cells_per_stack.json"
+
+
+def _device_key(device: torch.device) -> str:
+    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
+
+
+def saved_k(run_dir: Path | None, device: torch.device) -> dict[int, int]:
+    """The K a run chose earlier on this kind of device, per width ({} when none or unreadable)."""
+    if run_dir is None:
+        return {}
+    try:
+        data = json.loads((Path(run_dir) / K_FILE).read_bytes().decode("utf-8"))
+        return {int(w): int(k) for w, k in data.get(_device_key(device), {}).items() if int(k) >= 1}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _save_k(run_dir: Path, device: torch.device, chosen: dict[int, int]) -> None:
+    from ..store import atomic_write_text
+
+    path = Path(run_dir) / K_FILE
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    entry = data.get(_device_key(device))
+    entry = entry if isinstance(entry, dict) else {}
+    data[_device_key(device)] = {**entry, **{str(w): k for w, k in chosen.items()}}
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
 def choose_k(spec: Spec, cells: list, device: torch.device,
-             log: Callable[[str], None] = lambda s: None) -> dict[int, int]:
-    """K for each width of these cells: the spec's number, or chosen automatically."""
+             log: Callable[[str], None] = lambda s: None, run_dir: Path | None = None) -> dict[int, int]:
+    """K for each width of these cells: the spec's number, or chosen automatically (the K
+    the run in ``run_dir`` chose earlier on this kind of device, else measured and saved)."""
     widths = sorted({c.width for c in cells})
     if spec.model.factory:  # a user's model cannot be stacked (lwscale.factory)
         return {w: 1 for w in widths}
     k = spec.train.cells_per_stack
     if isinstance(k, int):
         return {w: k for w in widths}
-    out = {}
+    out, earlier, chosen = {}, saved_k(run_dir, device), {}
     for w in widths:
+        if w in earlier:
+            out[w] = earlier[w]
+            log(f"width {w}: {out[w]} cells per stack (chosen earlier in this run, kept so that its stacks and "
+                "their checkpoints stay the same)")
+            continue
         group = [c for c in cells if c.width == w]
         n = max(len(list(g)) for _, g in groupby(sorted(group, key=lambda c: repr(c.stack_key())),
                                                  key=lambda c: repr(c.stack_key())))
@@ -39,6 +84,9 @@ def choose_k(spec: Spec, cells: list, device: torch.device,
             log(f"width {w}: {out[w]} cells per stack (from measured memory, {MEMORY_FRACTION:.0%} of free)")
         else:
             out[w] = k_for_speed(group[0].model, spec, device, min(n, 8), log)
+        chosen[w] = out[w]
+    if run_dir is not None and chosen:
+        _save_k(run_dir, device, chosen)
     return out
 
 

@@ -226,8 +226,10 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
         from ..train import resolve_device
         from .stacking import choose_k
 
-        k = choose_k(spec, todo, resolve_device("cuda"), log)
-    stacks = make_stacks(todo, k)
+        k = choose_k(spec, todo, resolve_device("cuda"), log, run_dir=store.root)
+    from ..checkpoint import saved_stacks
+
+    stacks = make_stacks(todo, k, saved_stacks(store.root))
     minutes = spec.runner.slurm.time_minutes
     if minutes * 60 < 2 * SIGNAL_DELAY_S:
         log(f"warning: runner.slurm.time_minutes is {minutes}: Slurm signals each task {SIGNAL_DELAY_S} s before "

@@ -2,9 +2,11 @@
 
 Any number of workers (processes on this box, Slurm tasks on a cluster) may run it on one
 run directory. A worker trains only the cells whose claim it won (lwscale.claims), and
-only if their record is still what it was when the worker planned its work: a cell that
-another worker finished (or, with --retry-failed, retried) in the meantime is skipped. A
-record is written before its claim is released, so no cell is ever trained twice at once.
+only if, read again once the claim is held, their record is still what it was when the
+worker listed the cells to train (``Store.pending``, before the seconds spent choosing K
+and preparing data): a cell that another worker finished (or, with --retry-failed,
+retried) in the meantime is skipped. A record is written before its claim is released, so
+no cell is ever trained twice.
 
 A worker that Slurm asks to stop (SIGUSR2 before its time limit or at preemption, SIGTERM
 from scancel, ``scontrol requeue`` or the time limit itself) stops at the next step
@@ -21,9 +23,10 @@ import socket
 import time
 from typing import Callable
 
-from ..checkpoint import StackCheckpoint, WriteError
+from ..checkpoint import StackCheckpoint, WriteError, prune
 from ..claims import claim
 from ..plan import Cell
+from ..store import FINISHED
 from .local import RunSummary, run_stack
 
 
@@ -86,34 +89,50 @@ class _StoppableCheckpoint(StackCheckpoint):
 
 def _stamp(store, cell_id: str) -> int | None:
     """The state of a cell's record: its modification time, or None when it has none."""
-    try:
-        return store.record_path(cell_id).stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
+    return store.record_stamp(cell_id)
+
+
+POLL_S = 5.0  # seconds between looks at the cells other workers hold, while waiting for them
+
+
+def _unchanged(store, cell: Cell, planned: dict) -> bool:
+    """Whether a cell whose claim this worker holds still needs training: its record, read
+    again now, is as it was when the cell was listed (and not finished meanwhile)."""
+    if store.record_stamp(cell.id) != planned[cell.id]:
+        return False
+    rec = store.read_record(cell.id)
+    return rec is None or rec["status"] not in FINISHED
 
 
 def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: RunSummary, progress,
-         log: Callable[[str], None] = lambda s: None):
+         log: Callable[[str], None] = lambda s: None, wait: bool = True):
     """Train the stacks this worker wins. Returns results.csv's table when the last stack's
-    rebuild wrote it (nothing of this worker's changed since), else None: the caller rebuilds."""
+    rebuild wrote it (nothing of this worker's changed since), else None: the caller rebuilds.
+
+    With ``wait``, cells that other live workers hold are waited for (polled every POLL_S
+    seconds) until their records are written, or trained here once their claims go stale,
+    so that the worker returns only when every one of its cells is finished."""
     r = spec.runner
     timeout_s = r.claim_timeout_minutes * 60
     every_s = None if r.checkpoint_minutes is None else r.checkpoint_minutes * 60
-    planned = {c.id: _stamp(store, c.id) for stack in stacks for c in stack}
-    trained = skipped = 0
+    # each record's state when the cells were listed; a cell listed elsewhere: its state now
+    planned = {c.id: store.listed[c.id] if c.id in store.listed else store.record_stamp(c.id)
+               for stack in stacks for c in stack}
+    trained = 0
     table = None
 
     def checkpoint_for(stack: list[Cell]) -> StackCheckpoint:
         return _StoppableCheckpoint(store.root, [c.id for c in stack], every_s, r.keep_checkpoints, log)
 
-    for stack in stacks:
+    def attempt(stack: list[Cell]) -> list[Cell]:
+        """Claim and train what is free of ``stack``; return its cells that others hold."""
+        nonlocal trained, table
         check_stop()  # a stop asked for between stacks: claim nothing more
         won = None
         try:
-            won = claim(store.root, [c.id for c in stack], timeout_s)
-            mine = [] if won is None else [c for c in stack
-                                           if c.id in won.cells and _stamp(store, c.id) == planned[c.id]]
-            skipped += len(stack) - len(mine)
+            won = claim(store.root, [c.id for c in stack], timeout_s, log)
+            held = [c for c in stack if won is None or c.id not in won.cells]
+            mine = [c for c in stack if won is not None and c.id in won.cells and _unchanged(store, c, planned)]
             table = None  # until this stack's records are in it; other workers' may land meanwhile
             if mine:
                 run_stack(mine, spec, store, dataset, device, summary, progress.step, progress.stack_started,
@@ -126,7 +145,29 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
         finally:
             if won is not None:
                 won.release()
+        return [c for c in held if _unchanged(store, c, planned)]  # not finished by their worker yet
+
+    waiting = []
+    for stack in stacks:
+        rest = attempt(stack)
+        if rest:
+            waiting.append(rest)
         progress.stack_finished(stack)
+    if wait and waiting:
+        n = sum(map(len, waiting))
+        log(f"waiting for {n} cell{'s' if n > 1 else ''} that other workers are training: this worker returns "
+            f"once they are finished, and trains any whose worker stops (its claim goes stale after "
+            f"{r.claim_timeout_minutes:g} min); Ctrl-C stops waiting, they stay theirs")
+        while waiting:
+            deadline = time.monotonic() + POLL_S
+            while time.monotonic() < deadline:
+                check_stop()
+                time.sleep(min(0.5, POLL_S))
+            waiting = [rest for rest in map(attempt, waiting) if rest]
+        table = None  # the others' records landed after this worker's last rebuild
+    if not r.keep_checkpoints:  # a stack cut otherwise than its checkpoint's, whose cells are all finished
+        prune(store.root, lambda cid: (store.read_record(cid) or {}).get("status") in FINISHED)
+    skipped = len(planned) - trained
     log(f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "
         f"{summary.diverged} diverged, {summary.failed} failed); {skipped} were taken by other workers")
     return table
