@@ -67,11 +67,12 @@ def sweep(
     runner: Optional[str] = typer.Option(None, "--runner", help="local (this process), gpus (one worker per "
                                          "visible GPU) or slurm (a job array); overrides the spec's runner.kind"),
 ) -> None:
-    """Train every (width, rule, eta, wd, seed) cell of SPEC and write loss tables.
+    """Train every (width, length, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
     The grid is in base coordinates (eta, wd) at the base width.
 
-    Each rule maps them to per-class (lr, wd) at every width. Finished cells are kept: rerunning resumes.
+    Each rule maps them to per-class (lr, wd) at every width and training length (train.steps may be a list).
+    Finished cells are kept: rerunning resumes.
     """
     from .plan import make_plan
     from .reports.tables import cell_stats, loss_table, plan_table, timescale_warning
