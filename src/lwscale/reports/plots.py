@@ -442,13 +442,14 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
     wstyles = {w: _HORIZON_STYLES[k % len(_HORIZON_STYLES)] for k, w in enumerate(widths)}
     d0 = run.spec.model.d0
     fig, (ax_s, ax_w) = plt.subplots(1, 2, figsize=(11.5, 4.6))
-    for f in fits:
+    for i, f in enumerate(fits):
         r, c = get_rule(f.rule), colours[f.rule]
         anchor = next((o for o in f.optima if (o.width, o.steps) == (proxy_width, proxy_steps)), None)
+        nudge = 2 ** (0.05 * (i - (len(fits) - 1) / 2))   # rules that find the same optimum stay visible side by side
         for o in f.optima:
             kw = dict(color=c, mfc="none" if o.on_edge else c, mec=c, ls="none", ms=6, alpha=0.9)
-            ax_s.plot(o.steps, o.wd_phys, marker=markers[o.width], **kw)
-            ax_w.plot(o.width, o.wd_phys, marker=hmark[o.steps], **kw)
+            ax_s.plot(o.steps * nudge, o.wd_phys, marker=markers[o.width], **kw)
+            ax_w.plot(o.width * nudge, o.wd_phys, marker=hmark[o.steps], **kw)
         if anchor is None:
             continue
         m_p = anchor.width / d0 if r.mup else 1.0
@@ -487,19 +488,20 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
         ax.grid(alpha=0.3, which="both")
     ax_s.set_title("against training length: one marker shape (and line style) per width", fontsize=9)
     ax_w.set_title("against width: one marker shape (and line style) per length", fontsize=9)
-    handles = [plt.Line2D([], [], color=colours[f.rule], marker="o", label=f"{f.rule}: its optima; its "
+    ax_s.legend(handles=[plt.Line2D([], [], color="0.4", marker=markers[w], ls=wstyles[w], label=f"width {w}")
+                         for w in widths], fontsize=7, loc="best")
+    ax_w.legend(handles=[plt.Line2D([], [], color="0.4", marker=hmark[st], ls=styles[st], label=f"{st:,} steps")
+                         for st in horizons], fontsize=7, loc="best")
+    handles = [plt.Line2D([], [], color=colours[f.rule], marker="o", label=f"{f.rule}: its optima, and its "
                           "prediction from its proxy optimum") for f in fits]
-    handles += [plt.Line2D([], [], color="0.4", marker=markers[w], ls=wstyles[w], label=f"width {w}") for w in widths]
-    handles += [plt.Line2D([], [], color="0.4", marker=hmark[st], mfc="none", ls=styles[st], label=f"{st:,} steps")
-                for st in horizons]
     if best is not None:
         handles.append(plt.Line2D([], [], color="black", ls="--", label=f"fit on {best.rule}'s grid: λ* ∝ "
                                   f"m^g S^-h, g = {best.g.text()}, h = {best.h.text()}"))
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"{run.spec.name}: the loss-optimal weight decay across training lengths and widths "
                  f"(hollow: on the grid's λ edge; lines anchored at {run.where(proxy_width, proxy_steps)})",
                  fontsize=10)
-    fig.tight_layout(rect=(0, 0.12 + 0.025 * (len(handles) // 3), 1, 1))
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(handles) + 1) // 2), 1, 1))
     return _save(fig, out, "optima", pdf)
 
 
