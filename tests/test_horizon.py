@@ -55,6 +55,10 @@ def test_horizon_exponents_scale_wd_and_lr_and_keep_the_physical_decay_in_both_m
     # independent mode: the same physical per-step decay, as for the width exponents
     lr_i, wd_i = class_hparams("const-wd(h=0.5,h_lr=0.5)", eta, eta * lam, m, "matrix", "independent", horizon=rho)
     assert lr_i * coupled_wd(lr_i, wd_i, "independent") == pytest.approx(lr2 * wd2)
+    # the library API takes the horizon ratio too
+    from lwscale import scale_hparams
+
+    assert scale_hparams(eta, lam, m, "sqrt-wd(h=1)", horizon=rho) == pytest.approx((lr, wd))
     # a width-only rule ignores the horizon, bit for bit
     assert class_hparams("sqrt-wd", eta, lam, m, "matrix", horizon=rho) == class_hparams("sqrt-wd", eta, lam, m,
                                                                                          "matrix")
