@@ -1,4 +1,4 @@
-"""Training lengths (horizons): rules with a horizon exponent (docs/science.md section 2), specs
+"""Training lengths (horizons): rules with a horizon exponent (docs/science.md §2), specs
 with several lengths, cell ids that do not move, a real CPU sweep that plots and transfers
 across width and length, and the exponents of lambda* read back from planted loss surfaces."""
 import copy

@@ -7,7 +7,7 @@ lr and coupled wd, the training, optimizer and data settings, and the seed. Rule
 not part of it: at the base width every muP rule (and SP) gives the same physical cell, so
 it is trained once and shared, and a rerun or an added rule finds it already done.
 
-Horizons (``train.steps`` as a list, docs/science.md section 4): a cell's id hashes its own
+Horizons (``train.steps`` as a list, docs/science.md §4): a cell's id hashes its own
 steps, and the spec's settings as a single-horizon spec of that length would write them, so
 a cell of a multi-horizon run has the id it would have in a run of that one length, and a
 single-horizon spec's ids are those it always had.

@@ -146,7 +146,7 @@ class DataSpec(Strict):
 class TrainSpec(Strict):
     steps: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, description="optimizer steps per cell (1000 if no budget is given); a list of horizons "
-        "trains every width at every one (docs/science.md section 4)")
+        "trains every width at every one (docs/science.md §4)")
     base_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="the base horizon S0 where (eta, lambda) are "
                                    "written: a rule's horizon exponent scales by (S/S0); default: the shortest")
     steps_by_width: dict[int, list[int]] | None = Field(
@@ -444,7 +444,7 @@ class Spec(Strict):
             raise SpecError("rules are repeated")
         return out
 
-    # ---- horizons (docs/science.md section 4) ----------------------------------------------
+    # ---- horizons (docs/science.md §4) ----------------------------------------------
     def horizons(self) -> list[int]:
         """The training lengths S written in ``train.steps`` (steps at the base width), shortest
         first; one for a single number or a ``tokens`` budget."""

@@ -1,5 +1,5 @@
 """The optimal weight decay across widths and training lengths, read straight from the loss
-surface, and the exponents that describe it (docs/science.md section 2, docs/transfer.md).
+surface, and the exponents that describe it (docs/science.md §2, docs/transfer.md).
 
 For every (width, steps) panel of a rule's grid, the optimum (eta*, lambda*) in base
 coordinates is the grid argmin of the seed means, refined by default to the vertex of a

@@ -4,7 +4,7 @@ training lengths, and, where the run has target cells, regret, shift and the sig
 
 All (eta, lambda) are base coordinates: the values at the base width and the base horizon.
 A rule maps them to per-class (lr, wd) at any width and length (a horizon exponent scales wd
-by (S/S0)**-h, docs/science.md section 2), so the transferred point of a rule at the target
+by (S/S0)**-h, docs/science.md §2), so the transferred point of a rule at the target
 is the same base (eta, lambda); under every muP rule it is a measured target cell of the
 grid when the run trained the target at that length. The proxy and the target are each a
 (width, steps): ``proxy_steps`` and ``target_steps`` pick the lengths of a run of several.
