@@ -19,8 +19,9 @@ BASE_SPEC = {
 }
 
 
-def rows_for(rule, width, etas, wds, seeds, loss, status=lambda e, w: "done", base_width=32):
-    """One results row per grid point and seed; ``loss(eta, wd, seed)`` gives its value."""
+def rows_for(rule, width, etas, wds, seeds, loss, status=lambda e, w: "done", base_width=32, steps=None):
+    """One results row per grid point and seed; ``loss(eta, wd, seed)`` gives its value.
+    ``steps``: the rows' training length (a run of several horizons; else the spec's)."""
     out = []
     for e in etas:
         for w in wds:
@@ -29,19 +30,23 @@ def rows_for(rule, width, etas, wds, seeds, loss, status=lambda e, w: "done", ba
                 val = loss(e, w, s) if st == "done" else math.nan
                 out.append({"rule": rule, "width": width, "m": width / base_width, "eta": e, "wd": w, "seed": s,
                             "status": st, "final_val_loss": val, "initial_loss": 5.55,
-                            "reason": None if st == "done" else f"{st} in a fixture"})
+                            "reason": None if st == "done" else f"{st} in a fixture",
+                            **({"steps": steps} if steps is not None else {})})
     return out
 
 
-def make_run(root: Path, rows: list[dict], widths, rules, etas, wds, seeds=(0,), name=None, records=True) -> Path:
+def make_run(root: Path, rows: list[dict], widths, rules, etas, wds, seeds=(0,), name=None, records=True,
+             train: dict | None = None) -> Path:
+    """``train``: more keys of the spec's train section, e.g. {"steps": [20, 80]} for horizons."""
     root = Path(root)
     spec = parse_spec({**BASE_SPEC, "name": name or root.name, "model": {**BASE_SPEC["model"], "widths": list(widths)},
-                       "train": {**BASE_SPEC["train"], "seeds": list(seeds)},
+                       "train": {**BASE_SPEC["train"], "seeds": list(seeds), **(train or {})},
                        "grid": {"eta": list(etas), "wd": list(wds)}, "rules": list(rules)})
     (root / "cells").mkdir(parents=True, exist_ok=True)
     (root / "spec.yaml").write_text(dump_spec(spec))
     for r in rows:
         key = f"{r['rule'] if r['width'] != 32 else 'base'}|{r['width']}|{r['eta']}|{r['wd']}|{r['seed']}"
+        key += f"|{r['steps']}" if r.get("steps") is not None else ""
         r.setdefault("cell_id", hashlib.sha256(key.encode()).hexdigest()[:16])
         if records:
             loss = r["final_val_loss"]

@@ -40,14 +40,19 @@ class APIError(UserError, ValueError):
 
 # ---- plain numbers -------------------------------------------------------------------------
 def scale_hparams(eta: float, wd: float, m: float, rule: str | Rule = DEFAULT_RULE, cls: str = "matrix",
-                  wd_mode: WdMode = "coupled", vector_lr_mult: float = 1.0) -> tuple[float, float]:
+                  wd_mode: WdMode = "coupled", vector_lr_mult: float = 1.0,
+                  horizon: float = 1.0) -> tuple[float, float]:
     """(lr, torch.optim.AdamW weight_decay) of a ``cls`` parameter at width multiplier ``m``,
-    from base coordinates (``eta``, ``wd``) at the base width.
+    from base coordinates (``eta``, ``wd``) at the base width; ``horizon`` is the training
+    length over the base one, S/S0, which a rule with a horizon exponent scales by
+    (docs/science.md §2).
 
     >>> scale_hparams(1e-3, 0.1, 4, "sqrt-wd")
     (0.00025, 0.2)
+    >>> scale_hparams(1e-3, 0.1, 4, "sqrt-wd(h=1)", horizon=4)
+    (0.00025, 0.05)
     """
-    lr, w = class_hparams(get_rule(rule), eta, wd, m, cls, wd_mode, vector_lr_mult)  # type: ignore[arg-type]
+    lr, w = class_hparams(get_rule(rule), eta, wd, m, cls, wd_mode, vector_lr_mult, horizon)  # type: ignore[arg-type]
     return lr, coupled_wd(lr, w, wd_mode)
 
 

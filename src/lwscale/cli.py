@@ -74,11 +74,12 @@ def sweep(
                                          help="local (this process), gpus (one worker per visible GPU) or slurm "
                                          "(a job array); overrides the spec's runner.kind"),
 ) -> None:
-    """Train every (width, rule, eta, wd, seed) cell of SPEC and write loss tables.
+    """Train every (width, length, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
     The grid is in base coordinates (eta, wd) at the base width.
 
-    Each rule maps them to per-class (lr, wd) at every width. Finished cells are kept: rerunning resumes.
+    Each rule maps them to per-class (lr, wd) at every width and training length (train.steps may be a list).
+    Finished cells are kept: rerunning resumes.
 
     KEY=VALUE arguments override keys of SPEC (dotted, YAML values), for this run and in its spec.yaml.
     """
@@ -121,10 +122,11 @@ def sweep(
         result = run_sweep(spec, out, retry_failed=retry_failed, progress=_RichProgress(spec), log=note)
     df = result.table
     stats = cell_stats(df)
+    panels = sorted({(int(w), int(s)) for w, s in zip(df["width"], df["steps"])})
     for rule in rule_order(spec, df["rule"]):     # as the spec lists them
-        for width in sorted(df["width"].unique()):
-            if ((stats["rule"] == rule) & (stats["width"] == width)).any():
-                console.print(loss_table(stats, rule, int(width)))
+        for width, steps in panels:
+            if ((stats["rule"] == rule) & (stats["width"] == width) & (stats["steps"] == steps)).any():
+                console.print(loss_table(stats, rule, width, steps if spec.multi_horizon else None))
     counts = df.drop_duplicates("cell_id")["status"].value_counts().to_dict()
     console.print("cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     console.print(f"results: {result.store.root / 'results.csv'}")
@@ -387,6 +389,11 @@ def transfer(
     proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width the optimum is read from (default: "
                                               "smallest)"),
     target_width: Optional[int] = typer.Option(None, "--target-width", help="width to transfer it to (default: largest)"),
+    proxy_steps: Optional[int] = typer.Option(None, "--proxy-steps", help="the proxy's training length, for a run of "
+                                              "several (default: the base horizon, train.base_steps)"),
+    target_steps: Optional[int] = typer.Option(None, "--target-steps", help="the target's training length: any "
+                                               "number of steps, cells at it or not (default: the longest the run "
+                                               "trained the target width)"),
     rule: Optional[list[str]] = typer.Option(None, "--rule", help="a rule of the run (repeatable; default: all)"),
     eta: Optional[float] = typer.Option(None, "--eta", help="use this base lr eta (base coordinates: the value at the "
                                         "base width) instead of the proxy's optimum; needs --wd"),
@@ -405,7 +412,8 @@ def transfer(
 ) -> None:
     """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
 
-    Prints, for each rule and parameter class, the proxy's and the target's (lr, wd) and tau.
+    Prints, for each rule and parameter class, the proxy's and the target's (lr, wd) and tau, at the target's width
+    and training length (--target-steps; a rule's horizon exponent h scales wd by (S/S0)^-h).
 
     With target cells: first the validity gate (wider is better at the optimum, and the target's optimum completes
     at least 3 AdamW timescales), then the regret against the best target cell, the shift of the optimum, the
@@ -413,6 +421,8 @@ def transfer(
 
     The optima are picked on the grid's seeds. Without --train the regrets are read on those same seeds (a
     selection-biased estimate); with --train on fresh seeds. Every difference is paired seed by seed.
+
+    Metrics need target cells at --target-steps; without them only the (lr, wd) are printed.
 
     Writes transfer.csv and transfer.json into RUN_DIR.
     """
@@ -429,16 +439,18 @@ def transfer(
     as_json = as_json or emit is not None    # quiet: stdout holds the one document
     run = load_run(run_dir)
     proxy_width, target_width = proxy_width or run.widths[0], target_width or run.widths[-1]
-    result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined)
+    result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined, proxy_steps=proxy_steps,
+                         target_steps=target_steps)
     if train:
         from .reports.train_target import fresh_seeds, train_points
 
         fresh = fresh_seeds(run.spec, seeds)
         train_points(run.spec, run.root, target_width, competitors(result), fresh,
                      log=note if not as_json else (lambda s: None),
-                     progress=None if as_json else _RichProgress(run.spec))
+                     progress=None if as_json else _RichProgress(run.spec), steps=result["target_steps"])
         run = load_run(run.root)
-        result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined, eval_seeds=fresh)
+        result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined, eval_seeds=fresh,
+                             proxy_steps=result["proxy_steps"], target_steps=result["target_steps"])
     atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
     from .store import _clean
 

@@ -157,21 +157,24 @@ def group_hparams(
     lam: float,
     wd_mode: WdMode = "coupled",
     vector_lr_mult: float = 1.0,
+    horizon: float = 1.0,
 ) -> tuple[float, float]:
-    """Peak lr and the *coupled* wd that the optimizer applies to one group."""
-    lr, wd = class_hparams(get_rule(rule), eta, lam, key.width_mult, key.cls, wd_mode, vector_lr_mult)
+    """Peak lr and the *coupled* wd that the optimizer applies to one group; ``horizon`` is
+    the cell's S/S0 (its steps over the base horizon's; 1 for a width-only rule's purposes)."""
+    lr, wd = class_hparams(get_rule(rule), eta, lam, key.width_mult, key.cls, wd_mode, vector_lr_mult, horizon)
     return lr, coupled_wd(lr, wd, wd_mode)
 
 
 def stack_groups(
     model: nn.Module,
     infos: list[ParamInfo],
-    cells: list[tuple[Rule | str, float, float]],
+    cells: list[tuple],
     wd_mode: WdMode = "coupled",
     vector_lr_mult: float = 1.0,
 ):
     """Optimizer groups for a stacked model: one group per (class, multiplier), holding
-    [K] tensors of each cell's peak lr and coupled wd. ``cells[k] = (rule, eta, lam)``."""
+    [K] tensors of each cell's peak lr and coupled wd. ``cells[k] = (rule, eta, lam)``, or
+    ``(rule, eta, lam, horizon)`` with the cell's horizon ratio S/S0 (``plan.Cell.rule_hparams``)."""
     import torch
 
     from .optim import Group
@@ -179,7 +182,7 @@ def stack_groups(
     params = dict(model.named_parameters())
     groups = []
     for key, names in group_keys(infos).items():
-        hp = [group_hparams(key, rule, eta, lam, wd_mode, vector_lr_mult) for rule, eta, lam in cells]
+        hp = [group_hparams(key, c[0], c[1], c[2], wd_mode, vector_lr_mult, *c[3:]) for c in cells]
         groups.append(
             Group(
                 name=key.label(),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
-from .rules import PRESETS, Rule, RuleError, custom
+from .rules import PRESETS, Rule, RuleError, custom, get_rule
 
 
 # bounds that catch typos before they hang the planner or overflow a tensor size
@@ -144,7 +144,14 @@ class DataSpec(Strict):
 
 # ---- training ------------------------------------------------------------------------------
 class TrainSpec(Strict):
-    steps: int | None = Field(default=None, ge=1, description="optimizer steps per cell (1000 if no budget is given)")
+    steps: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, description="optimizer steps per cell (1000 if no budget is given); a list of horizons "
+        "trains every width at every one (docs/science.md §4)")
+    base_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="the base horizon S0 where (eta, lambda) are "
+                                   "written: a rule's horizon exponent scales by (S/S0); default: the shortest")
+    steps_by_width: dict[int, list[int]] | None = Field(
+        default=None, description="which of the horizons each width trains, e.g. {32: [500], 128: [2000]}; a width "
+        "not named trains every horizon (default: all)")
     tokens: int | None = Field(default=None, ge=1, description="token budget per cell; alternative to steps")
     steps_width_exponent: float = Field(default=0.0, description="steps(d) = steps * m**p; 0 = same budget at every width")
     batch_size: int = Field(default=32, ge=1, le=2**20, description="sequences per step, per cell")
@@ -153,7 +160,8 @@ class TrainSpec(Strict):
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="final lr / peak lr (cosine and wsd)")
     decay_frac: float = Field(default=0.2, gt=0, le=1, description="wsd: fraction of steps spent decaying")
     grad_clip: float | None = Field(default=1.0, gt=0, description="per-cell gradient-norm clip; null = off")
-    eval_interval: int = Field(default=100, ge=1, description="steps between validation evaluations")
+    eval_interval: int = Field(default=100, ge=1, description="steps between validation evaluations at the base "
+                               "horizon; scaled with the horizon, so every horizon gets as many")
     eval_tokens: int = Field(default=65536, ge=1, le=2**40, description="size of the fixed validation set")
     log_interval: int = Field(default=10, ge=1, description="steps between train-loss logs")
     precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto = bf16 on CUDA, fp32 on CPU")
@@ -173,10 +181,38 @@ class TrainSpec(Strict):
             return {**data, "steps": 1000}
         return data
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _horizons(cls, v: Any) -> Any:
+        """A list of horizons, sorted; a one-element list is the plain number (the same cells)."""
+        if isinstance(v, (list, tuple)):
+            if not v:
+                raise ValueError("the list of horizons is empty")
+            bad = [x for x in v if not (isinstance(x, int) and not isinstance(x, bool) and x >= 1)]
+            if bad:
+                raise ValueError(f"horizons must be whole numbers of steps, at least 1; got {bad[0]!r}")
+            if len(set(v)) != len(v):
+                raise ValueError("horizons are repeated")
+            return v[0] if len(v) == 1 else sorted(v)
+        return v
+
     @model_validator(mode="after")
     def _budget(self) -> "TrainSpec":
         if self.steps is not None and self.tokens is not None:
             raise ValueError("give either train.steps or train.tokens, not both")
+        if self.steps_by_width is not None:
+            if not self.steps_by_width:
+                raise ValueError("steps_by_width is empty; leave it out to train every width at every horizon")
+            have = set(self.horizon_list())
+            for w, hs in self.steps_by_width.items():
+                if not hs:
+                    raise ValueError(f"steps_by_width {w}: at least one horizon is needed")
+                other = sorted(set(hs) - have)
+                if other:
+                    raise ValueError(f"steps_by_width {w}: {other[0]} is not one of train.steps")
+        if (isinstance(self.steps, list) and self.warmup >= 1 and self.warmup >= self.steps[0]):
+            raise ValueError(f"warmup {self.warmup:g} steps is not shorter than the shortest horizon "
+                             f"{self.steps[0]}; write it as a fraction (< 1) to scale with each horizon")
         if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be a non-empty list of distinct non-negative integers")
         if any(s >= 2**63 for s in self.seeds):
@@ -186,6 +222,12 @@ class TrainSpec(Strict):
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self
+
+    def horizon_list(self) -> list[int] | None:
+        """The horizons written in ``steps`` (None for a ``tokens`` budget: one horizon)."""
+        if self.steps is None:
+            return None
+        return list(self.steps) if isinstance(self.steps, list) else [self.steps]
 
 
 class OptimizerSpec(Strict):
@@ -286,6 +328,8 @@ class CustomRule(Strict):
     name: Literal["custom"] = "custom"
     a: float = Field(default=1.0, description="matrix lr ~ m**-a")
     g: float = Field(description="matrix wd ~ m**g")
+    h: float = Field(default=0.0, description="matrix wd ~ (S/S0)**-h across horizons")
+    h_lr: float = Field(default=0.0, description="every lr ~ (S/S0)**-h_lr across horizons")
 
 
 RuleSpec = Union[str, CustomRule]
@@ -370,6 +414,11 @@ class Spec(Strict):
         for r in v:
             if isinstance(r, str) and r in PRESETS:
                 out.append(r)
+            elif isinstance(r, str):   # a label: sqrt-wd(h=1), custom(a=1,g=0.5,h=1)
+                try:
+                    out.append(get_rule(r).label())
+                except RuleError as exc:
+                    raise ValueError(str(exc)) from None
             elif isinstance(r, dict) and r.get("name") == "custom":
                 try:
                     out.append(CustomRule.model_validate(r))
@@ -377,7 +426,8 @@ class Spec(Strict):
                     e = exc.errors()[0]
                     raise ValueError(f"custom rule: {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
             else:
-                raise ValueError(f"unknown rule {r!r}; choose from {', '.join(PRESETS)} or {{name: custom, a: .., g: ..}}")
+                raise ValueError(f"unknown rule {r!r}; choose from {', '.join(PRESETS)}, a preset with horizon "
+                                 "exponents such as sqrt-wd(h=1), or {name: custom, a: .., g: .., h: ..}")
         return out
 
     @model_validator(mode="after")
@@ -387,33 +437,75 @@ class Spec(Strict):
             raise ValueError(f"model widths (and ffn_mult x width / 16) above {MAX_WIDTH:,} are not supported")
         if m.depth > MAX_DEPTH:
             raise ValueError(f"model.depth above {MAX_DEPTH} is not supported")
+        extra = sorted(set(self.train.steps_by_width or {}) - set(m.widths))
+        if extra:
+            raise ValueError(f"train.steps_by_width names width {extra[0]}, which is not one of model.widths")
         try:
-            steps = max(self.steps_at(w) for w in m.widths)
+            steps = max(self.steps_at(w, h) for w in m.widths for h in self.horizons_at(w))
         except (OverflowError, ValueError):
             steps = math.inf
         if steps > MAX_STEPS:
             raise ValueError(f"train: more than {MAX_STEPS:,} steps per cell (check steps, tokens and "
                              "steps_width_exponent)")
-        n = len(self.grid.points()) * len(self.train.seeds) * len(m.widths) * len(self.rules)
+        runs = sum(len(self.horizons_at(w)) for w in m.widths)
+        n = len(self.grid.points()) * len(self.train.seeds) * runs * len(self.rules)
         if n > MAX_POINTS:
-            raise ValueError(f"the sweep has {n:,} points (grid x seeds x widths x rules); more than "
+            raise ValueError(f"the sweep has {n:,} points (grid x seeds x widths x horizons x rules); more than "
                              f"{MAX_POINTS:,} is surely a mistake")
         return self
 
     def rule_objects(self) -> list[Rule]:
         out = []
         for r in self.rules:
-            out.append(PRESETS[r] if isinstance(r, str) else custom(r.a, r.g))
+            out.append(get_rule(r) if isinstance(r, str) else custom(r.a, r.g, r.h, r.h_lr))
         labels = [r.label() for r in out]
         if len(set(labels)) != len(labels):
             raise SpecError("rules are repeated")
         return out
 
-    def steps_at(self, width: int) -> int:
-        base = self.train.steps or max(1, self.train.tokens // (self.train.batch_size * self.model.seq_len))
+    # ---- horizons (docs/science.md §4) ----------------------------------------------
+    def horizons(self) -> list[int]:
+        """The training lengths S written in ``train.steps`` (steps at the base width), shortest
+        first; one for a single number or a ``tokens`` budget."""
+        t = self.train
+        return t.horizon_list() or [max(1, t.tokens // (t.batch_size * self.model.seq_len))]
+
+    @property
+    def multi_horizon(self) -> bool:
+        return len(self.horizons()) > 1
+
+    def base_horizon(self) -> int:
+        """S0: ``train.base_steps``, or the shortest horizon. Base coordinates (eta, lambda) are
+        the values at the base width *and* the base horizon."""
+        return self.train.base_steps or self.horizons()[0]
+
+    def horizons_at(self, width: int) -> list[int]:
+        """The horizons ``width`` trains: ``train.steps_by_width`` when it names the width, else all."""
+        by = self.train.steps_by_width or {}
+        return sorted(by[width]) if width in by else self.horizons()
+
+    def steps_at(self, width: int, horizon: int | None = None) -> int:
+        """Optimizer steps of a cell at ``width`` and ``horizon`` (default: the base horizon):
+        the horizon times m**steps_width_exponent."""
+        base = self.base_horizon() if horizon is None else horizon
         return max(1, round(base * (width / self.model.d0) ** self.train.steps_width_exponent))
 
+    def horizon_ratio(self, width: int, steps: int) -> float:
+        """rho = S/S0 of a cell at ``width`` trained ``steps`` steps: its steps over what that
+        width trains at the base horizon (so ``steps_width_exponent`` stays on the width axis).
+        A rule's horizon exponents scale by it; exactly 1 at the base horizon."""
+        return steps / self.steps_at(width, self.base_horizon())
+
+    def eval_interval_at(self, ratio: float) -> int:
+        """Steps between evaluations of a cell whose horizon ratio S/S0 is ``ratio``
+        (``horizon_ratio``): ``eval_interval`` scaled by it, so every horizon gets as many
+        evaluations as the base one, where it is ``eval_interval`` itself."""
+        iv = self.train.eval_interval
+        return iv if ratio == 1.0 else max(1, round(iv * ratio))
+
     def warmup_steps(self, steps: int) -> int:
+        """Warmup steps of a cell trained ``steps`` steps: a fraction (< 1) scales with the
+        cell's steps, so with its horizon; a whole number is the same at every horizon."""
         w = self.train.warmup
         return int(round(w * steps)) if w < 1 else int(w)
 
@@ -436,7 +528,7 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-_UNION_TAGS = ("int", "str", "float", "bool", "Log2Range", "CustomRule")
+_UNION_TAGS = ("int", "str", "float", "bool", "Log2Range", "CustomRule", "constrained-int")
 
 
 def _describe(err: dict) -> tuple[str, tuple, str]:

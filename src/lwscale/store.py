@@ -323,18 +323,19 @@ class Store:
         labels = list(plan.labels) + self._own_labels(plan)
         rows, seen = [], set()
         for label, cid in labels:
-            key = (label.rule, label.width, label.eta, label.wd, label.seed)
+            key = (label.rule, label.width, label.steps, label.eta, label.wd, label.seed)
             if key not in seen:
                 seen.add(key)
                 rows.append(_row(label, cid, records.get(cid)))
         for cid, rec in records.items():
             for lab in rec.get("labels", []):
-                key = (lab["rule"], lab["width"], lab["eta"], lab["wd"], lab["seed"])
+                view = _LabelView(**{"steps": rec.get("steps"), **lab})  # labels before horizons: the record's steps
+                key = (view.rule, view.width, view.steps, view.eta, view.wd, view.seed)
                 if key not in seen:
                     seen.add(key)
-                    rows.append(_row(_LabelView(**lab), cid, rec))
+                    rows.append(_row(view, cid, rec))
         df = pd.DataFrame(rows, columns=COLUMNS)
-        df = df.sort_values(["rule", "width", "wd", "eta", "seed"], kind="stable").reset_index(drop=True)
+        df = df.sort_values(["rule", "width", "steps", "wd", "eta", "seed"], kind="stable").reset_index(drop=True)
         atomic_write_text(self.root / "results.csv", df.to_csv(index=False))
         return df
 
@@ -359,19 +360,20 @@ class Store:
 
 
 def _label_fields(spec: Spec) -> tuple:
-    """What a plan's sweep points (rule, width, eta, wd, seed) follow from."""
-    return spec.grid, spec.rules, spec.model.widths, spec.train.seeds
+    """What a plan's sweep points (rule, width, steps, eta, wd, seed) follow from."""
+    return spec.grid, spec.rules, spec.model.widths, spec.train.seeds, spec.horizons(), \
+        spec.train.steps_by_width, spec.base_horizon()
 
 
 class _LabelView:
-    def __init__(self, rule, width, eta, wd, seed):
-        self.rule, self.width, self.eta, self.wd, self.seed = rule, width, eta, wd, seed
+    def __init__(self, rule, width, eta, wd, seed, steps=None):
+        self.rule, self.width, self.eta, self.wd, self.seed, self.steps = rule, width, eta, wd, seed, steps
 
 
 def _row(label, cid: str, rec: dict | None) -> dict:
     row = {c: None for c in COLUMNS}
     row.update(rule=label.rule, width=label.width, eta=label.eta, wd=label.wd, seed=label.seed,
-               cell_id=cid, status="pending")
+               steps=label.steps, cell_id=cid, status="pending")
     if rec is None:
         return row
     groups = rec.get("groups", [])

@@ -165,6 +165,7 @@ def train_stack(
     t_spec, o_spec = spec.train, spec.optimizer
     precision = resolve_precision(spec, device)
     steps, warmup, width = first.steps, first.warmup, first.width
+    eval_interval = spec.eval_interval_at(first.horizon_ratio)   # as many evaluations at every horizon
     B, T = t_spec.batch_size, first.model.seq_len
 
     cfg = replace(first.model, n_stack=K)
@@ -247,7 +248,7 @@ def train_stack(
             window_n = 0
             if on_progress:
                 on_progress(done, steps, [last_train[k] if alive[k] else math.nan for k in range(K)])
-        if done % t_spec.eval_interval == 0 and done != steps:
+        if done % eval_interval == 0 and done != steps:
             record_eval(done)
         if checkpoint is not None:
             checkpoint.after_step(done, steps, model, opt, loop_state)

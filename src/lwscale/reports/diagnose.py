@@ -10,6 +10,10 @@ not by sqrt(lr_peak/wd): under a decaying schedule the end-of-run sigma_max depe
 how many timescales a cell completed, and S accounts for that. The fits' intervals come
 from a cluster bootstrap over cells (``fits.cluster_slope``).
 
+Beside the sigma_max-derived g, the width and horizon exponents of the loss-optimal weight
+decay itself, read from the loss surface (``horizon.fit_all``), each as a ready rule; they
+need no diagnostics, so a run trained without them gets that section alone.
+
 ``diagnose(run, points, optima)`` returns the report as a ``Report`` (tables + notes + a
 JSON-able dict), which ``run_diagnose`` prints with Rich and writes as RUN_DIR/diagnose.md
 and diagnose.json, with the figures of spectra.py.
@@ -258,6 +262,7 @@ class Report:
     tables: list[Tab] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     snippet: str | None = None
+    lambda_snippet: str | None = None
     data: dict = field(default_factory=dict)
 
     def markdown(self, title: str) -> str:
@@ -267,7 +272,31 @@ class Report:
         out += [f"- {n}" for n in self.notes]
         if self.snippet:
             out += ["", "Implied wd exponent as a rule for your spec:", "", "```yaml", self.snippet, "```"]
+        if self.lambda_snippet:
+            out += ["", LAMBDA_SNIPPET_TITLE + ":", "", "```yaml", self.lambda_snippet, "```"]
         return "\n".join(out) + "\n"
+
+
+LAMBDA_SNIPPET_TITLE = "The loss-optimal wd's width and horizon exponents as a rule for your spec"
+
+
+def lambda_section(run: Run, report: Report) -> None:
+    """The exponents of the loss-optimal weight decay across widths and lengths
+    (``horizon.fit_all``), per rule's grid, and the ready rule of the best-placed fit."""
+    from ..rules import get_rule
+    from .horizon import best_fit, fit_all, fit_lambda_data, fit_table, rule_snippet
+
+    if len(run.panels()) < 2:
+        return
+    fits = fit_all(run)
+    report.tables.append(fit_table(fits))
+    report.data["lambda_star"] = fit_lambda_data(fits)
+    best = best_fit(fits)
+    if best is not None:
+        report.lambda_snippet = rule_snippet(best, get_rule(best.rule).a)
+    if any(f.edge for f in fits):
+        report.notes.append("lambda*: an optimum on its grid's lowest or highest lambda may lie beyond it, which "
+                            "biases the exponents toward 0; widen the lambda axis there")
 
 
 def done_cells(points: pd.DataFrame) -> pd.DataFrame:
@@ -278,12 +307,16 @@ def done_cells(points: pd.DataFrame) -> pd.DataFrame:
 
 def transferred(points: pd.DataFrame, order: list[str] | None = None) -> list[tuple[str, float, float]]:
     """(rule, eta, wd) of each rule's grid optimum (mean over seeds) at the smallest width
-    with finished cells (the proxy): the points the tables and figures show, in the rule
-    ``order`` given (the spec's, ``Run.rules``), others after it alphabetically."""
-    stats = cell_stats(done_cells(points).drop_duplicates(["rule", "width", "eta", "wd", "seed"]))
+    with finished cells (the proxy), at its shortest length: the points the tables and figures
+    show, in the rule ``order`` given (the spec's, ``Run.rules``), others after it alphabetically."""
+    keys = ["rule", "width", "steps", "eta", "wd", "seed"] if "steps" in points else ["rule", "width", "eta", "wd", "seed"]
+    stats = cell_stats(done_cells(points).drop_duplicates(keys))
     out = []
     for rule, sub in stats.groupby("rule"):
-        best = argmin(sub[sub["width"] == sub["width"].min()])
+        sub = sub[sub["width"] == sub["width"].min()]
+        if "steps" in sub:
+            sub = sub[sub["steps"] == sub["steps"].min()]
+        best = argmin(sub)
         if best is not None:
             out.append((rule, float(best["eta"]), float(best["wd"])))
     rank = {r: i for i, r in enumerate(order or [])}
@@ -303,8 +336,12 @@ def optimum_tables(points: pd.DataFrame, optima: list[tuple[str, float, float]],
         sub = rows_at(done, rule, eta, wd)
         if sub.empty:
             continue
-        mean = sub.groupby(["width", "type"])[["sigma", "gain_end"]].agg(lambda v: mean_se(v)[0])  # over seeds
-        widths = sorted(sub["width"].unique())
+        # one column per width, or per (width, steps) in a run of several lengths
+        multi = "steps" in sub and sub.groupby("width")["steps"].nunique().max() > 1
+        sub = sub.assign(_col=list(zip(sub["width"], sub["steps"])) if multi else sub["width"])
+        mean = sub.groupby(["_col", "type"])[["sigma", "gain_end"]].agg(lambda v: mean_se(v)[0])  # over seeds
+        widths = sorted(sub["_col"].unique())
+        names = [f"d={w[0]},S={w[1]}" if multi else f"d={w}" for w in widths]
         types = ordered_types(sub["type"])
         entry = {}
         for col, name in (("sigma", "sigma_max"), ("gain_end", "gain")):
@@ -313,10 +350,11 @@ def optimum_tables(points: pd.DataFrame, optima: list[tuple[str, float, float]],
                 vals = [mean[col].get((w, t), math.nan) for w in widths]
                 ratio = vals[-1] / vals[0] if len(widths) > 1 and vals[0] else math.nan
                 rows.append([t] + [num(v, ".3g") for v in vals] + [num(ratio, ".3g")])
-                entry.setdefault(name, {})[t] = {"by_width": dict(zip(map(int, widths), vals)), "ratio": ratio}
+                keys = [f"{w[0]}/{w[1]}" for w in widths] if multi else list(map(int, widths))
+                entry.setdefault(name, {})[t] = {"by_width": dict(zip(keys, vals)), "ratio": ratio}
             report.tables.append(Tab(f"{rule}: {name} at the transferred optimum (eta {eta:.3g}, wd {wd:.3g})",
-                                     ["type"] + [f"d={w}" for w in widths]
-                                     + [f"ratio d={widths[-1]}/d={widths[0]}" if len(widths) > 1 else "ratio"],
+                                     ["type"] + names
+                                     + [f"ratio {names[-1]}/{names[0]}" if len(widths) > 1 else "ratio"],
                                      rows))
         report.data.setdefault("transferred", {})[rule] = {"eta": eta, "wd": wd, **entry}
 
@@ -441,6 +479,8 @@ def diagnose(run: Run, points: pd.DataFrame, optima: list[tuple[str, float, floa
     exponent_section(points, report)
     if run.spec.grid.pairs is not None:
         figure1_section(points, run.spec.grid.points(), report)
+    else:
+        lambda_section(run, report)
     report.data["run"] = str(run.root)
     return report
 
@@ -457,10 +497,20 @@ def write_diagnose(run: Run) -> Report:
 
     root = run.root
     records = Store(root).records()  # read once for the report and the figures
-    points = load_points(run, records)
-    optima = transferred(points, run.rules)
-    report = diagnose(run, points, optima)
-    figures = write_figures(root, points, records, run.spec.grid.pairs is not None, optima)
+    try:
+        points = load_points(run, records)
+    except UserError as exc:       # no sigma_max: the loss surface's own exponents still stand
+        report = Report(notes=[str(exc)])
+        if run.spec.grid.pairs is None:
+            lambda_section(run, report)
+        if not report.tables:
+            raise
+        points = None
+    optima = None
+    if points is not None:
+        optima = transferred(points, run.rules)
+        report = diagnose(run, points, optima)
+    figures = [] if points is None else write_figures(root, points, records, run.spec.grid.pairs is not None, optima)
     report.data["figures"] = [str(p.relative_to(root)) for p in figures]
     atomic_write_text(root / "diagnose.md", report.markdown(f"lwscale diagnose: {root.name}")
                       + "\n" + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures) + "\n")
@@ -482,6 +532,9 @@ def run_diagnose(run_dir, console) -> Report:
     if report.snippet:
         console.print("implied wd exponent as a rule for your spec:")
         console.print(report.snippet, markup=False, soft_wrap=True)
+    if report.lambda_snippet:
+        console.print(LAMBDA_SNIPPET_TITLE.lower() + ":")
+        console.print(report.lambda_snippet, markup=False, soft_wrap=True)
     console.print(f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(report.data['figures'])} figures "
                   f"in {root / 'figures'}")
     return report

@@ -59,7 +59,9 @@ def gate_tab(result: dict) -> Tab | None:
     g = result.get("gate")
     if not g:
         return None
-    p, t = result["proxy_width"], result["target_width"]
+    from .transfer_tables import ends
+
+    p, t, _ = ends(result)
     w = g["wider_is_better"]
     pb, tb = w["proxy_best"], w["target_best"]
     wider = (f"best width-{t} cell {tb['loss']:.4f} against best width-{p} cell "

@@ -1,4 +1,5 @@
-"""Figures of a run (matplotlib, Agg): heatmaps, slices, the transfer comparison, curves.
+"""Figures of a run (matplotlib, Agg): heatmaps, slices, the transfer comparison, curves, and
+for a run of several widths or lengths the optimal weight decay against both (``optima``).
 
 Every figure is drawn from results.csv (and the cell records for curves), written to
 RUN_DIR/figures/<name>.png, and also as PDF on request. Measured cells are drawn as cells:
@@ -69,7 +70,8 @@ def colour_norm(stats: pd.DataFrame, relative: bool = False) -> Normalize:
         return Normalize(0, 1)
     ok = done["loss"].to_numpy(float)
     if relative:
-        ok = ok - done.groupby(["rule", "width"])["loss"].transform("min").to_numpy(float)
+        keys = ["rule", "width", "steps"] if "steps" in done else ["rule", "width"]
+        ok = ok - done.groupby(keys)["loss"].transform("min").to_numpy(float)
     lo, hi = (0.0 if relative else np.quantile(ok, CLIP[0])), np.quantile(ok, CLIP[1])
     if hi - lo < 1e-9:
         lo, hi = (lo, lo + 0.1) if relative else (lo - 0.05, hi + 0.05)
@@ -199,36 +201,42 @@ def on_spec_grid(run: Run) -> pd.DataFrame:
 
 
 def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False,
-             relative: bool = True) -> list[Path]:
-    """``relative`` colours each cell by its loss above its panel's best (one scale for all
-    panels): every panel's valley shows even when the widths' losses do not overlap."""
+             relative: bool = True, proxy_steps: int | None = None) -> list[Path]:
+    """One panel per (width, steps) and one row per rule. ``relative`` colours each cell by its
+    loss above its panel's best (one scale for all panels): every panel's valley shows even
+    when the widths' losses do not overlap. The proxy is (``proxy_width``, ``proxy_steps``;
+    default the smallest width at its base horizon); its optimum is outlined on the others."""
     stats, rules, widths = on_spec_grid(run), run.rules, run.widths
+    panels = run.panels()
     norm = colour_norm(stats, relative)
     proxy_width = widths[0] if proxy_width is None else proxy_width
+    proxy_steps = run.default_steps(proxy_width) if proxy_steps is None else proxy_steps
     g = GridAxes(stats)
     annotate = len(g.etas) * len(g.wds) <= 64
     guides = min(len(g.etas), len(g.wds)) >= MIN_POINTS     # too small a grid to read a direction from
-    fig, axes = plt.subplots(len(rules), len(widths), figsize=(4.0 * len(widths) + 1.2, 3.5 * len(rules) + 1.4),
+    fig, axes = plt.subplots(len(rules), len(panels), figsize=(4.0 * len(panels) + 1.2, 3.5 * len(rules) + 1.4),
                              squeeze=False, sharex=True, sharey=True, layout="constrained")
     bad, any_ridge, any_rows, titles = set(), False, False, []
     for i, rule in enumerate(rules):
-        best_p = argmin(panel(stats, rule, proxy_width))
+        best_p = argmin(panel(stats, rule, proxy_width, proxy_steps))
         proxy = None if best_p is None else (float(best_p["eta"]), float(best_p["wd"]))
-        for j, width in enumerate(widths):
+        for j, (width, steps) in enumerate(panels):
             ax = axes[i, j]
-            sub = panel(stats, rule, width)
+            sub = panel(stats, rule, width, steps)
             if sub.empty:
                 ax.set_axis_off()
                 continue
             done = sub.loc[finished(sub), "loss"]
             offset = float(done.min()) if relative and not done.empty else 0.0
-            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, proxy if width != proxy_width else None, annotate,
-                                              offset, panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width),
+            is_proxy = (width, steps) == (proxy_width, proxy_steps)
+            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, None if is_proxy else proxy, annotate, offset,
+                                              panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width, steps),
                                               guides)
             bad |= drawn
             any_ridge |= not ridge_note.startswith("no ridge")
             any_rows |= any(ln.get_gid() == "row-minima" for ln in ax.lines)
-            titles.append((ax, f"{rule}, width {width} (m={width / run.spec.model.d0:g})", ridge_note))
+            length = f", S={steps:,}" if run.multi_horizon else ""
+            titles.append((ax, f"{rule}, width {width} (m={width / run.spec.model.d0:g}{length})", ridge_note))
             if i == len(rules) - 1:
                 ax.set_xlabel("η  (base lr, log₂ axis)")
             if j == 0:
@@ -243,7 +251,8 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     cb.set_label("loss above the panel's best cell (nats/token)" if relative
                  else "final validation loss (nats/token, mean over seeds)")
     handles = [plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
-               Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum (width {proxy_width}) on the target panels")]
+               Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum ({run.where(proxy_width, proxy_steps)}) "
+                     "on the other panels")]
     if guides:
         handles += [plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
                     plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell")]
@@ -254,7 +263,7 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
         handles.append(plt.Line2D([], [], ls="none", marker="o", ms=4, mfc="red", mec="white",
                                   label="each λ row's best η"))
     handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(widths) < 3 else 4),
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(panels) < 3 else 4),
                fontsize=8, frameon=False)
     colours = (f"colours: loss above each panel's best cell, one scale, clipped at its {CLIP[1]:.0%} quantile"
                if relative else f"colours shared by all panels, clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} "
@@ -270,18 +279,25 @@ def _widths_colours(widths):
     return {w: cm(0.1 + 0.75 * i / max(len(widths) - 1, 1)) for i, w in enumerate(widths)}
 
 
+_HORIZON_STYLES = ("-", "--", ":", "-.")
+
+
 def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
-    """Loss against eta at each width's best lambda, and against lambda at its best eta."""
+    """Loss against eta at each panel's best lambda, and against lambda at its best eta: one
+    line per width (colour) and, in a run of several lengths, per horizon (line style). In
+    base coordinates, so under a rule that transfers the minima line up, across widths and,
+    with a good horizon exponent h, across lengths."""
     stats, rules, widths = run.stats, run.rules, run.widths
     colours = _widths_colours(widths)
+    styles = {s: _HORIZON_STYLES[k % len(_HORIZON_STYLES)] for k, s in enumerate(run.horizons)}
     g = GridAxes(stats)
     fig, axes = plt.subplots(len(rules), 2, figsize=(10, 3.3 * len(rules) + 0.6), squeeze=False)
     for i, rule in enumerate(rules):
         for j, (along, fixed, name) in enumerate((("eta", "wd", "η"), ("wd", "eta", "λ"))):
             ax = axes[i, j]
             drawn = False
-            for w in widths:
-                sub = panel(stats, rule, w)
+            for w, steps in run.panels():
+                sub = panel(stats, rule, w, steps)
                 best = argmin(sub)
                 if best is None:
                     continue
@@ -291,7 +307,8 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
                 se = line["se"].where(line["n"] > 1).to_numpy(float)
                 fixed_txt = f"{'λ' if fixed == 'wd' else 'η'}={best[fixed]:.3g}"
                 ax.errorbar(x, line["loss"], yerr=None if np.all(np.isnan(se)) else se, marker="o", ms=4,
-                            color=colours[w], capsize=3, label=f"width {w} ({fixed_txt})")
+                            color=colours[w], capsize=3, ls=styles[steps] if run.multi_horizon else "-",
+                            label=f"{run.where(w, steps)} ({fixed_txt})")
                 bx = g.coord(along, [best[along]])[0]
                 ax.plot(bx, best["loss"], marker="*", ms=13, color=colours[w], mec="black", zorder=5)
                 drawn = True
@@ -300,12 +317,14 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
             ax.set_xlabel(f"{name}  (base {'lr' if along == 'eta' else 'wd'}, log₂ axis)")
             ax.set_ylabel("final validation loss")
             other = "λ" if along == "eta" else "η"
-            ax.set_title(f"{rule}: loss vs {name} at each width's best {other}", fontsize=10)
+            each = "each (width, length)'s" if run.multi_horizon else "each width's"
+            ax.set_title(f"{rule}: loss vs {name} at {each} best {other}", fontsize=10)
             if drawn:
                 ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
-    fig.suptitle("Slices through each width's optimum (★): under a good rule the minima line up; "
-                 "error bars = seed standard error", fontsize=10)
+    fig.suptitle("Slices through each " + ("panel" if run.multi_horizon else "width") + "'s optimum (★): under a "
+                 "good rule the minima line up" + (" (line style: training length)" if run.multi_horizon else "")
+                 + "; error bars = seed standard error", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "slices", pdf)
 
@@ -350,7 +369,9 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
                              (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")), 0.18)
     axes[1].set_ylabel("target optimum − proxy optimum (log₂ units)")
     axes[1].set_title("shift of the grid optimum from proxy to target (0 = perfect transfer)", fontsize=9)
-    fig.suptitle(f"Transfer from width {result['proxy_width']} to width {result['target_width']} "
+    from .transfer_tables import ends
+
+    fig.suptitle(f"Transfer from {ends(result)[2].replace('->', 'to')} "
                  "(error bars: seed standard error; none with one seed)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "transfer", pdf)
@@ -358,18 +379,18 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
 
 def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[Path]:
     """Validation loss against tokens for the best few cells (those on the ridge) of each panel."""
-    rules, widths = run.rules, run.widths
-    fig, axes = plt.subplots(len(rules), len(widths), figsize=(3.8 * len(widths), 3.0 * len(rules) + 0.5),
+    rules, panels = run.rules, run.panels()
+    fig, axes = plt.subplots(len(rules), len(panels), figsize=(3.8 * len(panels), 3.0 * len(rules) + 0.5),
                              squeeze=False, sharey=True)
     df = run.df
     lo, hi = math.inf, -math.inf   # y range of the curves after step 0 (the initial loss is far above)
     for i, rule in enumerate(rules):
-        for j, w in enumerate(widths):
+        for j, (w, steps) in enumerate(panels):
             ax = axes[i, j]
-            sub = panel(run.stats, rule, w)
+            sub = panel(run.stats, rule, w, steps)
             near = sub[finished(sub)].nsmallest(per_panel, "loss")
             for k, r in enumerate(near.itertuples()):
-                rows = df[at_point(df, rule, w, r.eta, r.wd)]
+                rows = df[at_point(df, rule, w, r.eta, r.wd, steps)]
                 for s, cid in enumerate(rows["cell_id"].dropna()):
                     c = np.array(run.curves(cid), float)
                     if c.ndim != 2 or len(c) == 0:
@@ -379,7 +400,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                     later = c[c[:, 0] > 0, 2]
                     if len(later):
                         lo, hi = min(lo, later.min()), max(hi, later.max())
-            ax.set_title(f"{rule}, width {w}", fontsize=10)
+            ax.set_title(f"{rule}, {run.where(w, steps)}", fontsize=10)
             ax.set_xlabel("training tokens")
             if j == 0:
                 ax.set_ylabel("validation loss")
@@ -393,6 +414,95 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                  "the step-0 loss is above the frame)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "curves", pdf)
+
+
+def _rule_colours(rules) -> dict:
+    return {r: f"C{i % 10}" for i, r in enumerate(rules)}
+
+
+def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | None = None,
+                  proxy_steps: int | None = None) -> list[Path]:
+    """The loss-optimal weight decay against training length (left) and width (right), log
+    axes: each rule's measured optimum of every (width, steps) panel as the physical coupled
+    matrix wd it trained with (``horizon.optima``; hollow when on the grid's lambda edge), and
+    each rule's prediction from its own proxy optimum, lambda_p m^g (S/S_p)^-h, as a line in
+    the rule's colour: a rule that transfers has its line through its points. The black
+    dashed line is the fit of lambda* ~ m^g S^-h of the best-placed rule's grid (diagnose)."""
+    from ..rules import get_rule
+    from .horizon import best_fit, fit_all
+
+    widths, horizons = run.widths, run.horizons
+    proxy_width = widths[0] if proxy_width is None else proxy_width
+    proxy_steps = run.default_steps(proxy_width) if proxy_steps is None else proxy_steps
+    fits = fit_all(run)
+    colours = _rule_colours(run.rules)
+    markers = dict(zip(widths, "osD^vP*X"))
+    hmark = dict(zip(horizons, "osD^vP*X"))
+    styles = {s: _HORIZON_STYLES[k % len(_HORIZON_STYLES)] for k, s in enumerate(horizons)}
+    wstyles = {w: _HORIZON_STYLES[k % len(_HORIZON_STYLES)] for k, w in enumerate(widths)}
+    d0 = run.spec.model.d0
+    fig, (ax_s, ax_w) = plt.subplots(1, 2, figsize=(11.5, 4.6))
+    for i, f in enumerate(fits):
+        r, c = get_rule(f.rule), colours[f.rule]
+        anchor = next((o for o in f.optima if (o.width, o.steps) == (proxy_width, proxy_steps)), None)
+        nudge = 2 ** (0.05 * (i - (len(fits) - 1) / 2))   # rules that find the same optimum stay visible side by side
+        for o in f.optima:
+            kw = dict(color=c, mfc="none" if o.on_edge else c, mec=c, ls="none", ms=6, alpha=0.9)
+            ax_s.plot(o.steps * nudge, o.wd_phys, marker=markers[o.width], **kw)
+            ax_w.plot(o.width * nudge, o.wd_phys, marker=hmark[o.steps], **kw)
+        if anchor is None:
+            continue
+        m_p = anchor.width / d0 if r.mup else 1.0
+
+        def predict(width, steps):
+            m = width / d0 if r.mup else 1.0
+            rho = run.spec.horizon_ratio(width, steps)
+            return anchor.wd_phys * (m / m_p) ** r.g * (rho / anchor.rho) ** -r.h
+
+        s_axis = np.geomspace(min(horizons), max(horizons), 30)
+        for w in widths:
+            if run.steps_at(w):
+                ax_s.plot(s_axis, [predict(w, run.spec.steps_at(w, run.spec.base_horizon()) * x / run.spec.base_horizon())
+                                   for x in s_axis], color=c, lw=1.2, ls=wstyles[w], alpha=0.8)
+        w_axis = np.geomspace(min(widths), max(widths), 30)
+        for st in horizons:
+            ax_w.plot(w_axis, [predict(w, st) for w in w_axis], color=c, lw=1.2, ls=styles[st], alpha=0.8)
+    best = best_fit(fits)
+    if best is not None and best.optima:
+        g = best.g.value if math.isfinite(best.g.value) else 0.0
+        h = best.h.value if math.isfinite(best.h.value) else 0.0
+        ys = [math.log2(o.wd_phys) - g * math.log2(o.m) + h * math.log2(o.rho) for o in best.optima]
+        ref = float(np.mean(ys))
+        s_axis = np.geomspace(min(horizons), max(horizons), 30)
+        base = run.spec.base_horizon()
+        ax_s.plot(s_axis, [2 ** (ref - h * math.log2(x / base) + g * math.log2(proxy_width / d0)) for x in s_axis],
+                  color="black", ls="--", lw=1.4)
+        w_axis = np.geomspace(min(widths), max(widths), 30)
+        ax_w.plot(w_axis, [2 ** (ref + g * math.log2(w / d0) - h * math.log2(proxy_steps / base)) for w in w_axis],
+                  color="black", ls="--", lw=1.4)
+    for ax, xlab in ((ax_s, "training steps S (log axis)"), (ax_w, "width d (log axis)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel(xlab)
+        ax.set_ylabel("optimal λ: matrix wd, coupled (log axis)")
+        ax.grid(alpha=0.3, which="both")
+    ax_s.set_title("against training length: one marker shape (and line style) per width", fontsize=9)
+    ax_w.set_title("against width: one marker shape (and line style) per length", fontsize=9)
+    ax_s.legend(handles=[plt.Line2D([], [], color="0.4", marker=markers[w], ls=wstyles[w], label=f"width {w}")
+                         for w in widths], fontsize=7, loc="best")
+    ax_w.legend(handles=[plt.Line2D([], [], color="0.4", marker=hmark[st], ls=styles[st], label=f"{st:,} steps")
+                         for st in horizons], fontsize=7, loc="best")
+    handles = [plt.Line2D([], [], color=colours[f.rule], marker="o", label=f"{f.rule}: its optima, and its "
+                          "prediction from its proxy optimum") for f in fits]
+    if best is not None:
+        handles.append(plt.Line2D([], [], color="black", ls="--", label=f"fit on {best.rule}'s grid: λ* ∝ "
+                                  f"m^g S^-h, g = {best.g.text()}, h = {best.h.text()}"))
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"{run.spec.name}: the loss-optimal weight decay across training lengths and widths "
+                 f"(hollow: on the grid's λ edge; lines anchored at {run.where(proxy_width, proxy_steps)})",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(handles) + 1) // 2), 1, 1))
+    return _save(fig, out, "optima", pdf)
 
 
 def _warn(msg: str) -> None:
@@ -413,6 +523,8 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
             check_width(run, w, what)
     out = run.root / "figures"
     paths = heatmaps(run, out, proxy, pdf, relative) + slices(run, out, pdf) + curves(run, out, pdf)
+    if run.multi_horizon and run.spec.grid.pairs is None:
+        paths += optima_figure(run, out, pdf, proxy)
     widths = run.widths
     if transfer_result is None and len(widths) > 1:
         try:

@@ -26,7 +26,7 @@ def spec_summary(run: Run) -> str:
         f"{', '.join(f'{w / m.d0:g}' for w in m.widths)}); depth {m.depth}, head_dim {m.head_dim}, "
         f"seq_len {m.seq_len}, unembedding {m.unembed_class}-like",
         f"- data: {s.data.source}, tokenizer {s.data.tokenizer}",
-        f"- training: {t.steps or '—'} steps{f' ({t.tokens:,} tokens)' if t.tokens else ''}, batch {t.batch_size}, "
+        f"- training: {_steps_text(s)}{f' ({t.tokens:,} tokens)' if t.tokens else ''}, batch {t.batch_size}, "
         f"{t.schedule} schedule, warmup {t.warmup:g}, grad clip {t.grad_clip}, seeds {t.seeds}",
         f"- AdamW β = {tuple(s.optimizer.betas)}, ε = {s.optimizer.eps:g}, weight decay {s.optimizer.wd_mode}",
         f"- grid (base coordinates at width {m.d0}): η ∈ {{{', '.join(f'{e:.3g}' for e in etas)}}}, "
@@ -34,6 +34,17 @@ def spec_summary(run: Run) -> str:
         f"- rules: {', '.join(run.rules)}",
     ]
     return "\n".join(lines)
+
+
+def _steps_text(spec) -> str:
+    """"1,000 steps", or the horizons, the base one and which widths train which."""
+    t = spec.train
+    if not spec.multi_horizon:
+        return f"{t.steps or '—'} steps"
+    by = "".join(f"; width {w} at {', '.join(f'{h:,}' for h in spec.horizons_at(w))}" for w in spec.model.widths
+                 if spec.horizons_at(w) != spec.horizons())
+    return (f"horizons {', '.join(f'{h:,}' for h in spec.horizons())} steps (base horizon S0 = "
+            f"{spec.base_horizon():,}{by})")
 
 
 def findings(run: Run, result: dict | None) -> str:
@@ -44,8 +55,10 @@ def findings(run: Run, result: dict | None) -> str:
     for rule in run.rules:
         b = best[best["rule"] == rule].sort_values("width")
         if len(b):
-            lines.append(f"- {rule}: best cell per width " + "; ".join(
-                f"{int(r.width)}: η = {r.eta:.3g}, λ = {r.wd:.3g} (loss {r.loss:.4f})" for r in b.itertuples()))
+            per = "per width and length " if run.multi_horizon else "per width "
+            lines.append(f"- {rule}: best cell {per}" + "; ".join(
+                f"{int(r.width)}{f'/{int(r.steps)}' if run.multi_horizon else ''}: η = {r.eta:.3g}, λ = {r.wd:.3g} "
+                f"(loss {r.loss:.4f})" for r in b.sort_values(["width", "steps"]).itertuples()))
     g = (result or {}).get("gate")
     if g:
         w, st = g["wider_is_better"], g["steady_state"]
@@ -58,7 +71,9 @@ def findings(run: Run, result: dict | None) -> str:
         top = result["ranking"][0]
         ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
         ev = result.get("evaluation") or {}
-        lines.append(f"- Transferring the width-{result['proxy_width']} optimum to width {result['target_width']}, "
+        from .transfer_tables import ends
+
+        lines.append(f"- Transferring the {ends(result)[2].replace(' -> ', ' optimum to ')}, "
                      f"{top['rule']} lands on the lowest target loss ({top['loss']:.4f})"
                      + (f", tied within the seed noise with {', '.join(ties)}" if ties else "")
                      + ("" if top["se"] is not None and math.isfinite(top["se"]) else
@@ -98,14 +113,17 @@ def status_counts(run: Run) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
-def loss_table_md(run: Run, rule: str, width: int) -> str:
+def loss_table_md(run: Run, rule: str, width: int, steps: int | None = None) -> str:
     """Markdown: rows lambda, columns eta (base coordinates), the best cell starred."""
-    return loss_tab(run.stats, rule, width).markdown()
+    return loss_tab(run.stats, rule, width, steps).markdown()
 
 
 def transfer_md(result: dict) -> str:
-    p, t = result["proxy_width"], result["target_width"]
-    out = [f"Proxy width {p} → target width {t}; (η, λ) in base coordinates; wd is PyTorch-coupled "
+    from .transfer_tables import ends
+
+    p, t, _ = ends(result)
+    out = [f"Proxy width {p} → target width {t}" + (" (width/steps)" if result.get("multi_horizon") else "")
+           + "; (η, λ) in base coordinates; wd is PyTorch-coupled "
            f"({result['wd_mode']} mode in the spec). τ = 1/(lr·wd) steps.", "", hparam_tab(result).markdown()]
     g = gate_tab(result)
     if g is not None:
@@ -128,9 +146,11 @@ def transfer_md(result: dict) -> str:
     return "\n".join(out)
 
 
-def evaluation_seeds(run: Run, proxy: int, target: int) -> list[int] | None:
-    """The fresh seeds of an earlier ``transfer --train`` between the same widths (transfer.json),
-    so report.md reads the same evaluation; None when there was none."""
+def evaluation_seeds(run: Run, proxy: int, target: int, proxy_steps: int | None = None,
+                     target_steps: int | None = None) -> list[int] | None:
+    """The fresh seeds of an earlier ``transfer --train`` between the same widths and lengths
+    (transfer.json; the lengths default as ``transfer``'s do), so report.md reads the same
+    evaluation; None when there was none."""
     import json
 
     path = run.root / "transfer.json"
@@ -140,6 +160,9 @@ def evaluation_seeds(run: Run, proxy: int, target: int) -> list[int] | None:
         return None
     ev = old.get("evaluation") or {}
     same = (old.get("proxy_width"), old.get("target_width")) == (proxy, target)
+    if "target_steps" in old:   # a transfer.json written before horizons: one length per width
+        lengths = (proxy_steps or run.default_steps(proxy), target_steps or run.default_steps(target, longest=True))
+        same = same and (old.get("proxy_steps"), old.get("target_steps")) == lengths
     return list(ev["seeds"]) if same and ev.get("fresh") else None
 
 
@@ -151,9 +174,10 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
              "with several seeds; seeds `transfer --train` added are not in these tables); ★ the best cell of each "
              "table; rows λ and columns η in base coordinates."]
     for rule in run.rules:
-        for width in run.widths:
-            if not panel(run.stats, rule, width).empty:
-                parts += ["", f"### {rule}, width {width}", loss_table_md(run, rule, width)]
+        for width, steps in run.panels():
+            if not panel(run.stats, rule, width, steps).empty:
+                parts += ["", f"### {rule}, {run.where(width, steps)}",
+                          loss_table_md(run, rule, width, steps if run.multi_horizon else None)]
     parts += ["", "## Transfer"]
     parts.append(transfer_md(transfer_result) if transfer_result else "Needs two widths with finished cells.")
     order = {"heatmaps": 0, "slices": 1, "transfer": 2, "curves": 3}

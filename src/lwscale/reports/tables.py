@@ -80,16 +80,18 @@ def finished(frame: pd.DataFrame, column: str = "loss") -> pd.Series:
 
 
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (rule, width, eta, wd): mean and standard error of the final validation
-    loss over the seeds that finished (``done``), the seed count, and the worst status."""
+    """One row per (rule, width, steps, eta, wd) (``steps`` when the frame has it): mean and
+    standard error of the final validation loss over the seeds that finished (``done``), the
+    seed count, and the worst status."""
     def status(s: pd.Series) -> str:
         for st in ("failed", "diverged", "running", "pending"):
             if (s == st).any() and not (s == "done").any():
                 return st
         return "done"
 
-    keys = ["rule", "width", "eta", "wd"]
-    g = df.assign(_done=df["final_val_loss"].where(finished(df, "final_val_loss"))).groupby(keys, sort=True)
+    keys = ["rule", "width", "steps", "eta", "wd"] if "steps" in df else ["rule", "width", "eta", "wd"]
+    g = df.assign(_done=df["final_val_loss"].where(finished(df, "final_val_loss"))).groupby(keys, sort=True,
+                                                                                          dropna=False)
     out = g.agg(status=("status", status), timescales=("timescales", "mean")).reset_index()
     seeds = pd.DataFrame([mean_se(v) for _, v in g["_done"]], columns=["loss", "se", "n"], index=out.index)
     return out.join(seeds)[keys + ["loss", "n", "status", "timescales", "se"]]
@@ -102,15 +104,18 @@ def argmin(frame: pd.DataFrame) -> pd.Series | None:
 
 
 def best_cells(stats: pd.DataFrame) -> pd.DataFrame:
-    """The grid argmin (mean over seeds) of each (rule, width)."""
-    best = (argmin(sub) for _, sub in stats.groupby(["rule", "width"], sort=True))
+    """The grid argmin (mean over seeds) of each (rule, width) and, with a ``steps`` column, horizon."""
+    keys = ["rule", "width", "steps"] if "steps" in stats else ["rule", "width"]
+    best = (argmin(sub) for _, sub in stats.groupby(keys, sort=True))
     return stats.loc[[b.name for b in best if b is not None]].reset_index(drop=True)
 
 
-def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
+def loss_tab(stats: pd.DataFrame, rule: str, width: int, steps: int | None = None) -> Tab:
     """Rows lambda, columns eta (base coordinates): mean ± se over seeds; the best cell marked,
-    a diverged or failed one named."""
+    a diverged or failed one named. ``steps``: that horizon only (and named in the title)."""
     sub = stats[(stats["rule"] == rule) & (stats["width"] == width)]
+    if steps is not None:
+        sub = sub[sub["steps"] == steps]
     etas, wds = sorted(sub["eta"].unique()), sorted(sub["wd"].unique())
     best = argmin(sub)
     best_key = (best["eta"], best["wd"]) if best is not None else None
@@ -131,17 +136,18 @@ def loss_tab(stats: pd.DataFrame, rule: str, width: int) -> Tab:
                 if (e, w) == best_key:
                     marks[(i, j)] = "best"
         rows.append(cells)
-    return Tab(f"{rule}, width {width}: final validation loss (mean over seeds)",
+    where = f"width {width}" + (f", {steps:,} steps" if steps is not None else "")
+    return Tab(f"{rule}, {where}: final validation loss (mean over seeds)",
                ["λ \\ η"] + [f"{e:.3g}" for e in etas], rows, marks=marks)
 
 
-def loss_table(stats: pd.DataFrame, rule: str, width: int) -> Table:
+def loss_table(stats: pd.DataFrame, rule: str, width: int, steps: int | None = None) -> Table:
     """``loss_tab`` for the terminal."""
-    return loss_tab(stats, rule, width).rich()
+    return loss_tab(stats, rule, width, steps).rich()
 
 
 def plan_table(plan) -> Table:
-    """Per rule and width: sweep points, unique cells, steps, tokens, and at the grid centre (for
+    """Per rule, width and horizon: sweep points, unique cells, steps, tokens, and at the grid centre (for
     explicit pairs: the slowest pair) the matrix timescale tau = 1/(lr*wd) in steps and the
     timescales completed sum_t lr_t*wd."""
     from ..plan import centre_cells, reference_name
@@ -151,8 +157,8 @@ def plan_table(plan) -> Table:
     for col in ("rule", "width", "m", "points", "cells", "steps", "tokens/cell", "tau", "timescales"):
         table.add_column(col, justify="right")
     for rule, width, c in centre_cells(plan):
-        ids = {cid for lab, cid in plan.labels if lab.rule == rule and lab.width == width}
-        n_points = sum(1 for lab, _ in plan.labels if lab.rule == rule and lab.width == width)
+        mine = [cid for lab, cid in plan.labels if lab.rule == rule and lab.width == width and lab.steps == c.steps]
+        ids, n_points = set(mine), len(mine)
         ts, tau = c.matrix_timescales(), c.matrix_tau()
         ts_txt = f"{ts:.2f}" if math.isfinite(ts) else "inf"
         table.add_row(rule, str(width), f"{width / spec.model.d0:g}", str(n_points), str(len(ids)), str(c.steps),
@@ -163,12 +169,13 @@ def plan_table(plan) -> Table:
 
 
 def timescale_warning(plan) -> str | None:
-    """One line naming every (rule, width) whose grid-centre (or slowest-pair) cell completes
-    < 3 timescales."""
+    """One line naming every (rule, width, and horizon S in a run of several) whose grid-centre
+    (or slowest-pair) cell completes < 3 timescales: each horizon is judged by its own cells."""
     from ..plan import centre_cells, reference_name
 
-    low = [(rule, width, c.matrix_timescales()) for rule, width, c in centre_cells(plan)]
-    low = [f"{rule} d={width} ({ts:.2f})" for rule, width, ts in low if ts < 3]
+    multi = plan.spec.multi_horizon
+    low = [(rule, width, c.steps, c.matrix_timescales()) for rule, width, c in centre_cells(plan)]
+    low = [f"{rule} d={width}{f' S={steps}' if multi else ''} ({ts:.2f})" for rule, width, steps, ts in low if ts < 3]
     if not low:
         return None
     return (f"{reference_name(plan.spec)} completes fewer than 3 AdamW timescales 1/(lr*wd) at " + ", ".join(low)

@@ -1,9 +1,13 @@
-"""Proxy -> target transfer: the proxy's optimum, each rule's (lr, wd) at both widths, and,
-where the run has target cells, regret, shift and the sigma_max ratio (docs/transfer.md).
+"""Proxy -> target transfer: the proxy's optimum, each rule's (lr, wd) at both widths and
+training lengths, and, where the run has target cells, regret, shift and the sigma_max ratio
+(docs/transfer.md).
 
-All (eta, lambda) are base coordinates: the values at the base width. A rule maps them to
-per-class (lr, wd) at any width, so the transferred point of a rule at the target is the
-same base (eta, lambda); under every muP rule it is a measured target cell of the grid.
+All (eta, lambda) are base coordinates: the values at the base width and the base horizon.
+A rule maps them to per-class (lr, wd) at any width and length (a horizon exponent scales wd
+by (S/S0)**-h, docs/science.md §2), so the transferred point of a rule at the target
+is the same base (eta, lambda); under every muP rule it is a measured target cell of the
+grid when the run trained the target at that length. The proxy and the target are each a
+(width, steps): ``proxy_steps`` and ``target_steps`` pick the lengths of a run of several.
 
 - regret (pooled) = L_target(rule's transferred point) - the best target loss over all
   target cells of the run, whatever their rule (they are distinct physical (lr, wd)).
@@ -49,7 +53,7 @@ class Optimum:
 
 @dataclass
 class ClassRow:
-    group: str        # e.g. "matrix (m 1->4)": class and width multiplier at proxy -> target
+    group: str        # e.g. "matrix (m 1->4)", "matrix (m 1->4, S x4)": class, width multiplier (and length)
     cls: str
     proxy_lr: float
     proxy_wd: float
@@ -97,14 +101,17 @@ def _quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, floa
     return vx, vy
 
 
-def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False) -> Optimum:
-    sub = panel(run.stats, rule, width)
+def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps: int | None = None) -> Optimum:
+    """The rule's optimum at ``width`` (and ``steps``, when given): the grid argmin of the seed
+    means, or the vertex of a quadratic around it (``refined``)."""
+    sub = panel(run.stats, rule, width, steps)
     best = argmin(sub)
     if best is None:
-        raise UserError(f"no finished cells at the proxy width {width} for rule {rule}; "
+        at = f" trained {steps:,} steps" if steps is not None and run.multi_horizon else ""
+        raise UserError(f"no finished cells at the proxy width {width}{at} for rule {rule}; "
                         f"sweep it first or pass --eta and --wd")
     opt = Optimum(float(best["eta"]), float(best["wd"]), "grid argmin")
-    opt.warnings = edge_warnings(sub, opt.eta, opt.wd, f"the {rule} proxy optimum (width {width})")
+    opt.warnings = edge_warnings(sub, opt.eta, opt.wd, f"the {rule} proxy optimum ({run.where(width, steps)})")
     if refined:
         v = _quadratic_vertex(sub, best)
         if v is None:
@@ -113,7 +120,7 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False) -> Opt
         else:
             opt = Optimum(2.0 ** v[0], 2.0 ** v[1], "refined", warnings=opt.warnings)
             per_seed = []
-            for _, d in panel(run.df, rule, width).groupby("seed"):
+            for _, d in panel(run.df, rule, width, steps).groupby("seed"):
                 s = cell_stats(d)
                 b = argmin(s)
                 pv = _quadratic_vertex(s, b) if b is not None else None
@@ -125,25 +132,33 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False) -> Opt
 
 
 # ---- the rule arithmetic ----------------------------------------------------------------
-def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float) -> list[tuple[float, str, float, float, float]]:
+def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float,
+                     steps: int | None = None) -> list[tuple[float, str, float, float, float]]:
     """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
-    ``width`` under ``rule``, from base (eta, wd): the same classes and arithmetic as a sweep."""
+    ``width`` trained ``steps`` steps (default: the base horizon) under ``rule``, from base (eta, wd):
+    the same classes and arithmetic as a sweep."""
     from ..params import group_hparams, group_keys
     from ..plan import model_config, param_classes
 
     r = get_rule(rule)
+    rho = 1.0 if steps is None else spec.horizon_ratio(width, steps)
     keys = group_keys(param_classes(spec, model_config(spec, width, r)))  # the built-in or a factory model
     out = []
     for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
-        lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult)
+        lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult, rho)
         out.append((key.width_mult, key.cls, lr, cwd, timescale(lr, cwd)))
     return out
 
 
-def class_rows(spec, rule: str, proxy: int, target: int, eta: float, wd: float) -> list[ClassRow]:
-    p = class_hparams_at(spec, rule, proxy, eta, wd)
-    t = class_hparams_at(spec, rule, target, eta, wd)
-    return [ClassRow(tc if tc == "vector" else f"{tc} (m {pm:g}->{tm:g})", tc, plr, pwd, ptau, tlr, twd, ttau)
+def class_rows(spec, rule: str, proxy: int, target: int, eta: float, wd: float,
+               proxy_steps: int | None = None, target_steps: int | None = None) -> list[ClassRow]:
+    """Per parameter group, the (lr, wd, tau) at the proxy and at the target; a group's name
+    says its width multipliers, and the length ratio when the two train different lengths."""
+    p = class_hparams_at(spec, rule, proxy, eta, wd, proxy_steps)
+    t = class_hparams_at(spec, rule, target, eta, wd, target_steps)
+    longer = (f", S x{target_steps / proxy_steps:.3g}" if None not in (proxy_steps, target_steps)
+              and proxy_steps != target_steps else "")
+    return [ClassRow(tc if tc == "vector" else f"{tc} (m {pm:g}->{tm:g}{longer})", tc, plr, pwd, ptau, tlr, twd, ttau)
             for (pm, _, plr, pwd, ptau), (tm, tc, tlr, twd, ttau) in zip(p, t)]
 
 
@@ -166,9 +181,6 @@ def seed_diff(a: dict, b: dict) -> tuple[float, float, list[int]]:
     return diff, se, common
 
 
-def _at(stats: pd.DataFrame, rule: str, width: int, eta: float, wd: float) -> pd.Series | None:
-    hit = stats[at_point(stats, rule, width, eta, wd)]
-    return None if hit.empty else hit.iloc[0]
 
 
 def shift(p_eta: float, p_wd: float, t_eta: float, t_wd: float) -> dict:
@@ -178,13 +190,13 @@ def shift(p_eta: float, p_wd: float, t_eta: float, t_wd: float) -> dict:
     return {"d_log2_eta": de, "d_log2_wd": dw, "d_log2_eta_x_wd": de + dw, "d_log2_eta_over_wd": de - dw}
 
 
-def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
+def _shift_se(run: Run, rule: str, proxy: int, target: int, proxy_steps: int, target_steps: int) -> dict:
     """Standard errors of the shift over the grid's seeds (each seed's own argmins), when > 1."""
     per = []
     d = run.df[(run.df["rule"] == rule) & run.df["seed"].isin(run.grid_seeds)]
     for seed, ds in d.groupby("seed"):
-        p = argmin(cell_stats(ds[ds["width"] == proxy]))
-        t = argmin(cell_stats(ds[ds["width"] == target]))
+        p = argmin(cell_stats(ds[(ds["width"] == proxy) & (ds["steps"] == proxy_steps)]))
+        t = argmin(cell_stats(ds[(ds["width"] == target) & (ds["steps"] == target_steps)]))
         if p is not None and t is not None:
             per.append(shift(p["eta"], p["wd"], t["eta"], t["wd"]))
     if len(per) < 2:
@@ -192,31 +204,31 @@ def _shift_se(run: Run, rule: str, proxy: int, target: int) -> dict:
     return {f"{k}_se": mean_se([p[k] for p in per])[1] for k in per[0]}
 
 
-def _sigma(run: Run, rule: str, width: int, eta: float, wd: float) -> float:
+def _sigma(run: Run, rule: str, width: int, eta: float, wd: float, steps: int) -> float:
     d = run.df[run.df["seed"].isin(run.grid_seeds)]
-    return mean_se(d.loc[at_point(d, rule, width, eta, wd) & finished(d, "sigma_max"), "sigma_max"])[0]
+    return mean_se(d.loc[at_point(d, rule, width, eta, wd, steps) & finished(d, "sigma_max"), "sigma_max"])[0]
 
 
 def _losses(ev: pd.DataFrame, cell: pd.Series | dict, width: int) -> dict[int, float]:
-    return seed_losses(ev, cell["rule"], width, float(cell["eta"]), float(cell["wd"]))
+    return seed_losses(ev, cell["rule"], width, float(cell["eta"]), float(cell["wd"]), int(cell["steps"]))
 
 
 def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: int, opt: Optimum,
-                   pooled: pd.Series | None, own: pd.Series | None) -> dict:
-    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target.
-    ``pooled``: the best target cell of any rule, ``own``: the best of the rule's own grid, both
-    picked on the grid's seeds (None when no target cell finished: then only the loss at the
-    transferred point, if trained). Losses and regrets are read from ``ev``, the results rows of
-    the evaluation seeds, paired seed by seed."""
+                   pooled: pd.Series | None, own: pd.Series | None, proxy_steps: int, target_steps: int) -> dict:
+    """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target (width
+    ``target`` trained ``target_steps``). ``pooled``: the best target cell of any rule, ``own``:
+    the best of the rule's own grid, both picked on the grid's seeds (None when no target cell
+    finished: then only the loss at the transferred point, if trained). Losses and regrets are
+    read from ``ev``, the results rows of the evaluation seeds, paired seed by seed."""
     out: dict = {}
     if pooled is not None:
         out.update(best_loss_pooled=mean_se(list(_losses(ev, pooled, target).values()))[0],
                    best_loss_pooled_rule=pooled["rule"], best_loss_pooled_eta=float(pooled["eta"]),
                    best_loss_pooled_wd=float(pooled["wd"]))
-    mine = seed_losses(ev, rule, target, opt.eta, opt.wd)
+    mine = seed_losses(ev, rule, target, opt.eta, opt.wd, target_steps)
     if pooled is None and not mine:
         return out
-    statuses = ev.loc[at_point(ev, rule, target, opt.eta, opt.wd), "status"]
+    statuses = ev.loc[at_point(ev, rule, target, opt.eta, opt.wd, target_steps), "status"]
     if mine:
         loss, se, n = mean_se(list(mine.values()))
         out.update(target_status="done", target_n=n, target_loss=loss, target_loss_se=se, target_seeds=mine)
@@ -237,9 +249,10 @@ def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: in
         out.update(target_opt_eta=float(own["eta"]), target_opt_wd=float(own["wd"]))
         out.update(shift(opt.eta, opt.wd, own["eta"], own["wd"]))
         if opt.source == "grid argmin":
-            out.update(_shift_se(run, rule, proxy, target))
+            out.update(_shift_se(run, rule, proxy, target, proxy_steps, target_steps))
     if run.has_sigma():
-        sp, st = _sigma(run, rule, proxy, opt.eta, opt.wd), _sigma(run, rule, target, opt.eta, opt.wd)
+        sp = _sigma(run, rule, proxy, opt.eta, opt.wd, proxy_steps)
+        st = _sigma(run, rule, target, opt.eta, opt.wd, target_steps)
         if np.isfinite(sp) and np.isfinite(st) and sp > 0:
             out["sigma_max_ratio"] = st / sp
     return out
@@ -288,6 +301,30 @@ def check_width(run: Run, width: int, what: str) -> None:
         raise UserError(f"{what} width {width} is not in the run (widths: {', '.join(map(str, run.widths))})")
 
 
+def horizons(run: Run, proxy: int, target: int, proxy_steps: int | None,
+             target_steps: int | None) -> tuple[int, int]:
+    """The proxy's and the target's training lengths. The proxy's must be one the run trained it
+    at (default: the base horizon, else its shortest); the target's may be any length (default:
+    the longest the run trained the target at): without cells there, the rules' arithmetic
+    still says what (lr, wd) to use."""
+    def lengths(w: int) -> str:
+        return ", ".join(f"{s:,}" for s in run.steps_at(w))
+
+    if proxy_steps is None:
+        proxy_steps = run.default_steps(proxy)
+    elif proxy_steps not in run.steps_at(proxy):
+        raise UserError(f"the run has no cells at the proxy width {proxy} trained {proxy_steps:,} steps "
+                        f"(it trained that width {lengths(proxy)} steps)")
+    if target_steps is None:
+        target_steps = run.default_steps(target, longest=True)
+    elif target_steps < 1:
+        raise UserError(f"--target-steps must be at least 1, got {target_steps}")
+    if proxy > target or (proxy == target and proxy_steps == target_steps):
+        raise UserError(f"the proxy width ({proxy}) must be narrower than the target width ({target})"
+                        + (", or train fewer steps" if run.multi_horizon else ""))
+    return int(proxy_steps), int(target_steps)
+
+
 def competitors(result: dict) -> dict[str, set[tuple[float, float]]]:
     """The target cells a fresh-seed evaluation trains, per rule: each rule's transferred point,
     the best target cell of any rule and each rule's own best target cell (as picked on the
@@ -302,15 +339,16 @@ def competitors(result: dict) -> dict[str, set[tuple[float, float]]]:
     return out
 
 
-def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None) -> dict:
-    """Which seeds the target losses and regrets read, and what that means for them."""
+def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None, steps_args: str = "") -> dict:
+    """Which seeds the target losses and regrets read, and what that means for them.
+    ``steps_args``: the --proxy-steps/--target-steps the suggested command repeats."""
     grid = run.grid_seeds
     if seeds is None:
         return {"seeds": grid, "fresh": False, "selection_seeds": grid,
                 "note": f"regrets are read on the grid's {seeds_text(grid)}, the same noise that picked the best "
                         "target cells: a selection-biased estimate (the lowest of many noisy cells is biased low, so "
                         "a regret against it is biased high). For an unbiased one, train the competitors on fresh "
-                        f"seeds: lwscale transfer {run.root} --proxy-width {proxy} --target-width {target} "
+                        f"seeds: lwscale transfer {run.root} --proxy-width {proxy} --target-width {target}{steps_args} "
                         "--train --seeds 3"}
     return {"seeds": list(seeds), "fresh": True, "selection_seeds": grid,
             "note": f"the best cells were picked on the grid's {seeds_text(grid)}; every target loss and regret is "
@@ -318,36 +356,52 @@ def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None) -> di
 
 
 def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, eta: float | None = None,
-             wd: float | None = None, refined: bool = False, eval_seeds: list[int] | None = None) -> dict:
+             wd: float | None = None, refined: bool = False, eval_seeds: list[int] | None = None,
+             proxy_steps: int | None = None, target_steps: int | None = None) -> dict:
     """Everything ``lwscale transfer`` reports, as plain data (also transfer.json).
 
-    Optima are picked on the grid's seeds (``run.stats``). Target losses, regrets and the
-    ranking are read on ``eval_seeds`` (fresh seeds trained by ``transfer --train``), or on the
-    grid's seeds when None, and every difference is paired over the seeds both sides share."""
+    The proxy is (``proxy``, ``proxy_steps``), the target (``target``, ``target_steps``);
+    ``horizons`` says what they default to. Optima are picked on the grid's seeds
+    (``run.stats``). Target losses, regrets and the ranking are read on ``eval_seeds`` (fresh
+    seeds trained by ``transfer --train``), or on the grid's seeds when None, and every
+    difference is paired over the seeds both sides share. Without target cells at
+    ``target_steps`` only the per-class (lr, wd) are given."""
     check_width(run, proxy, "proxy")
     check_width(run, target, "target")
-    if proxy >= target:
-        raise UserError(f"the proxy width ({proxy}) must be narrower than the target width ({target})")
+    proxy_steps, target_steps = horizons(run, proxy, target, proxy_steps, target_steps)
     if (eta is None) != (wd is None):
         raise UserError("give both --eta and --wd (base coordinates), or neither")
     if eta is not None and not (eta > 0 and wd >= 0):
         raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
     rules = check_rules(run, rules)
-    pooled = argmin(run.stats[run.stats["width"] == target])   # the best target cell of any rule
-    own = {rule: argmin(panel(run.stats, rule, target)) for rule in rules}   # ... and of each rule's grid
-    ev_info = evaluation(run, proxy, target, eval_seeds)
+    at_target = run.stats[(run.stats["width"] == target) & (run.stats["steps"] == target_steps)]
+    pooled = argmin(at_target)                                       # the best target cell of any rule
+    own = {rule: argmin(panel(at_target, rule, target)) for rule in rules}   # ... and of each rule's grid
+    steps_args = "" if not run.multi_horizon else f" --proxy-steps {proxy_steps} --target-steps {target_steps}"
+    ev_info = evaluation(run, proxy, target, eval_seeds, steps_args)
     ev = run.df[run.df["seed"].isin(ev_info["seeds"])]
-    out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": run.spec.model.d0,
-           "wd_mode": run.spec.optimizer.wd_mode, "evaluation": ev_info, "rules": [], "warnings": []}
+    spec = run.spec
+    out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": spec.model.d0,
+           "proxy_steps": proxy_steps, "target_steps": target_steps,
+           "base_steps": spec.steps_at(spec.model.d0, spec.base_horizon()), "multi_horizon": run.multi_horizon,
+           "target_in_run": target_steps in run.steps_at(target),
+           "wd_mode": spec.optimizer.wd_mode, "evaluation": ev_info, "rules": [], "warnings": []}
     for rule in rules:
-        opt = Optimum(eta, wd, "given") if eta is not None else proxy_optimum(run, rule, proxy, refined)
+        opt = Optimum(eta, wd, "given") if eta is not None else proxy_optimum(run, rule, proxy, refined, proxy_steps)
         out["warnings"].extend(opt.warnings)
+        r = get_rule(rule)
         entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
-                 "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se,
-                 "classes": [asdict(c) for c in class_rows(run.spec, rule, proxy, target, opt.eta, opt.wd)]}
-        entry.update(target_metrics(run, ev, rule, proxy, target, opt, pooled, own[rule]))
+                 "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se, "h": r.h, "h_lr": r.h_lr,
+                 "proxy_steps": proxy_steps, "target_steps": target_steps,
+                 "classes": [asdict(c) for c in class_rows(spec, rule, proxy, target, opt.eta, opt.wd,
+                                                           proxy_steps, target_steps)]}
+        entry.update(target_metrics(run, ev, rule, proxy, target, opt, pooled, own[rule], proxy_steps, target_steps))
         out["rules"].append(entry)
-    out["gate"] = gate(run.stats, proxy, pooled, own)
+    if not out["target_in_run"]:
+        out["warnings"].append(f"the run has no cells at width {target} trained {target_steps:,} steps: the table "
+                               "gives each rule's (lr, wd) there, with no loss to judge it by")
+    proxy_stats = run.stats[run.stats["steps"] == proxy_steps]
+    out["gate"] = gate(proxy_stats, proxy, pooled, own)
     out["ranking"] = rank({e["rule"]: e.get("target_seeds", {}) for e in out["rules"]})
     return out
 
@@ -358,7 +412,7 @@ CSV_COLUMNS = [
     "best_loss_pooled_rule", "regret_pooled", "regret_pooled_se", "tie_pooled", "regret_rule", "regret_rule_se",
     "tie_rule", "regret_pooled_paired", "regret_rule_paired", "eval_seeds", "fresh_seeds", "target_opt_eta",
     "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd", "d_log2_eta_x_wd_se",
-    "d_log2_eta_over_wd_se", "sigma_max_ratio",
+    "d_log2_eta_over_wd_se", "sigma_max_ratio", "proxy_steps", "target_steps", "h", "h_lr",
 ]
 
 

@@ -33,10 +33,20 @@ def plus_minus(e: dict, key: str, tie_key: str | None = None) -> str:
     return txt + (" (tie)" if txt != "–" and tie_key and e.get(tie_key) else "")
 
 
+def ends(result: dict) -> tuple[str, str, str]:
+    """How tables name the proxy and the target, and the transfer: "32", "128", "width 32 -> 128";
+    with horizons "32/200", "128/800", "width 32, 200 steps -> width 128, 800 steps"."""
+    p, t = result["proxy_width"], result["target_width"]
+    if not result.get("multi_horizon"):
+        return str(p), str(t), f"width {p} -> {t}"
+    ps, ts = result["proxy_steps"], result["target_steps"]
+    return f"{p}/{ps}", f"{t}/{ts}", f"width {p}, {ps:,} steps -> width {t}, {ts:,} steps"
+
+
 def hparam_tab(result: dict) -> Tab:
     """Per rule and parameter group: (lr, coupled wd, tau) at the proxy and at the target; the
     rule's base point on its first row and where it came from (grid argmin, refined, given) below."""
-    p, t = result["proxy_width"], result["target_width"]
+    p, t, what = ends(result)
     rows = []
     for e in result["rules"]:
         point = [f"({e['eta']:.4g}, {e['wd']:.4g})", e["source"]]
@@ -46,7 +56,7 @@ def hparam_tab(result: dict) -> Tab:
             rows.append([e["rule"] if i == 0 else "", point[i] if i < len(point) else "", c["group"],
                          num(c["proxy_lr"]), num(c["proxy_wd"]), num(c["proxy_tau"], ",.0f"),
                          num(c["target_lr"]), num(c["target_wd"]), num(c["target_tau"], ",.0f")])
-    return Tab(f"transfer width {p} -> {t}: per-class AdamW (lr, coupled wd) and tau = 1/(lr*wd) steps",
+    return Tab(f"transfer {what}: per-class AdamW (lr, coupled wd) and tau = 1/(lr*wd) steps",
                ["rule", "base (η, λ)", "group", f"lr @{p}", f"wd @{p}", f"τ @{p}", f"lr @{t}", f"wd @{t}", f"τ @{t}"],
                rows, left=3)
 
