@@ -86,11 +86,8 @@ def test_random_documents(doc):
     _check(_dump(doc))
 
 
-@FUZZ
-@given(st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(values, plausible, plausible)), min_size=1, max_size=3))
-def test_mutated_valid_spec(mutations):
-    doc = copy.deepcopy(TINY_SPEC)
-    doc["model"]["widths"] = [32]  # keep each plan small
+def _set(doc: dict, mutations) -> dict:
+    """``doc`` with each (path, value) of ``mutations`` set, making missing sections."""
     for path, value in mutations:
         node = doc
         for key in path[:-1]:
@@ -98,6 +95,15 @@ def test_mutated_valid_spec(mutations):
                 node[key] = {}
             node = node[key]
         node[path[-1]] = value
+    return doc
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(PATHS), st.one_of(values, plausible, plausible)), min_size=1, max_size=3))
+def test_mutated_valid_spec(mutations):
+    doc = copy.deepcopy(TINY_SPEC)
+    doc["model"]["widths"] = [32]  # keep each plan small
+    _set(doc, mutations)
     _check(_dump(doc))
 
 
@@ -198,13 +204,7 @@ def hunt_file(tmp_path_factory):
                           min_size=1, max_size=3))
 def test_hostile_specs_give_one_line_or_a_spec_a_sweep_can_set_up(hunt_file, mutations):
     doc = copy.deepcopy(BASE)
-    for path, value in mutations:
-        node = doc
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        node[path[-1]] = value
+    _set(doc, mutations)
     text = _dump(doc)
     text = re.sub(r"'?__deep_(\d+)__'?", lambda m: "[" * int(m.group(1)) + "]" * int(m.group(1)), text)
     hunt_file.write_text(text, encoding="utf-8")

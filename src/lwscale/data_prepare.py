@@ -50,6 +50,7 @@ import numpy as np
 
 from .corpus import EOT, _token_dtype, train_bpe
 from .errors import UserError
+from .fsutil import sha256_file
 
 PIECE_BYTES = 64 << 10         # text files are cut at line ends into pieces of about this size
 BATCH_BYTES = 1 << 20          # pieces encoded together (the tokenizer needs ~100x this in memory)
@@ -120,14 +121,6 @@ def _format_of(path: Path, fmt: str) -> str:
     if path.suffix.lower() in (".parquet", ".pq"):
         return "parquet"
     return "text"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _HashingFile(io.RawIOBase):

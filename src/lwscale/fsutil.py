@@ -7,6 +7,7 @@ less the umask. Without torch, for ``lwscale data prepare``.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -31,3 +32,12 @@ def temp_dir(folder: str | Path, prefix: str = "") -> str:
             return path
         except FileExistsError:
             continue
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from . import __version__, faults
-from .fsutil import temp_file
+from .fsutil import sha256_file, temp_file
 from .diagnostics import SPECTRA_FILE, summary as diagnostics_summary
 from .errors import UserError
 from .plan import Plan, make_plan, result_settings
@@ -108,14 +108,6 @@ class _Sink:
 
     def __getattr__(self, name: str):
         return getattr(self._f, name)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False,
