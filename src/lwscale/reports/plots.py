@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
@@ -384,6 +385,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                              squeeze=False, sharey=True)
     df = run.df
     lo, hi = math.inf, -math.inf   # y range of the curves after step 0 (the initial loss is far above)
+    starts = []                    # (axes, step-0 loss): drawn on the frame's top edge, with its value
     for i, rule in enumerate(rules):
         for j, (w, steps) in enumerate(panels):
             ax = axes[i, j]
@@ -400,8 +402,11 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                     later = c[c[:, 0] > 0, 2]
                     if len(later):
                         lo, hi = min(lo, later.min()), max(hi, later.max())
+                    if c[0, 0] == 0 and s == 0 and k == 0:
+                        starts.append((ax, float(c[0, 2])))
             ax.set_title(f"{rule}, {run.where(w, steps)}", fontsize=10)
             ax.set_xlabel("training tokens")
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))     # 1.5M, not 1500000 or 1.5e6
             if j == 0:
                 ax.set_ylabel("validation loss")
             ax.grid(alpha=0.3)
@@ -409,9 +414,15 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                 ax.legend(fontsize=7, title="base (η, λ): final loss", title_fontsize=7)
     if math.isfinite(lo):
         pad = 0.15 * (hi - lo) + 0.01
-        axes[0, 0].set_ylim(lo - pad, hi + pad)   # shared y: the step-0 loss sits above the frame
+        axes[0, 0].set_ylim(lo - pad, hi + pad)   # shared y: the step-0 loss is far above the curves
+        top = hi + pad
+        for ax, y0 in starts:                    # so step 0 is marked on the top edge, with its value
+            if y0 > top:
+                ax.plot([0], [top], marker="^", color="0.3", ms=7, clip_on=False, zorder=6)
+                ax.annotate(f"step 0: {y0:.2f}", (0, top), xytext=(6, -10), textcoords="offset points",
+                            fontsize=7, color="0.3")
     fig.suptitle(f"Validation curves of the {per_panel} best cells of each panel (one line per seed; "
-                 "the step-0 loss is above the frame)", fontsize=10)
+                 "▲ the step-0 loss, far above the curves)", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "curves", pdf)
 
