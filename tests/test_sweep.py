@@ -317,3 +317,17 @@ def test_version_flag_alone():
     code, out, err = run_cli(["--version"])
     assert code == 0, err
     assert out.strip() == f"lwscale {__version__}"
+
+
+def test_the_plan_says_why_it_has_fewer_cells_than_sweep_points():
+    """2 rules x 2 widths x 4 (eta, wd) x 2 seeds = 32 points; at the base width both rules give
+    the same model and (lr, wd), so the 8 proxy cells serve both: 24 cells."""
+    from conftest import TINY_SPEC
+    from lwscale.plan import make_plan
+    from lwscale.reports.tables import shared_cells_note
+    from lwscale.spec import parse_spec
+
+    note = shared_cells_note(make_plan(parse_spec(TINY_SPEC)))
+    assert note.startswith("32 sweep points are 24 distinct cells") and "base width" in note
+    one_rule = parse_spec({**TINY_SPEC, "rules": ["sqrt-wd"]})
+    assert shared_cells_note(make_plan(one_rule)) is None

@@ -85,7 +85,7 @@ def sweep(
     """
     from .overrides import apply_overrides
     from .plan import make_plan
-    from .reports.tables import cell_stats, loss_table, plan_table, rule_order, timescale_warning
+    from .reports.tables import cell_stats, loss_table, plan_table, rule_order, shared_cells_note, timescale_warning
     from .runners.local import run_sweep
     from .spec import load_spec, with_overrides
     from .train import resolve_device
@@ -102,6 +102,9 @@ def sweep(
     check_trackers(spec)   # a tracker the spec names but that is not installed: one line, before any training
     plan = make_plan(spec)
     console.print(plan_table(plan))
+    shared = shared_cells_note(plan)
+    if shared:
+        note(shared)
     warning = timescale_warning(plan)
     if warning:
         warn(warning)

@@ -168,6 +168,16 @@ def plan_table(plan) -> Table:
     return table
 
 
+def shared_cells_note(plan) -> str | None:
+    """Why the plan has fewer cells than sweep points, when it does: one line for the plan."""
+    points, cells = len(plan.labels), len(plan.cells)
+    if cells == points:
+        return None
+    return (f"{points} sweep points are {cells} distinct cells: a cell is one model and one physical (lr, wd) "
+            "per parameter class, and points that several rules map to the same one share it (at the base "
+            "width every muP rule gives the same lr and wd)")
+
+
 def timescale_warning(plan) -> str | None:
     """One line naming every (rule, width, and horizon S in a run of several) whose grid-centre
     (or slowest-pair) cell completes < 3 timescales: each horizon is judged by its own cells."""
