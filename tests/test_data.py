@@ -85,3 +85,27 @@ def test_schedules():
     assert lr_factor(99, 100, 0, "wsd", 0.0, 0.2) == pytest.approx(0.0)
     # cosine to 10%: about 0.55 of the steps' worth of peak lr (docs/science.md §4)
     assert factor_sum(10000, 0, "cosine", 0.1) / 10000 == pytest.approx(0.55, abs=0.01)
+
+
+
+def test_a_corpus_read_more_than_once_is_warned_about(tmp_path, monkeypatch):
+    """Steps x batch x (seq_len + 1) tokens past the training text's length repeat it; the sweep
+    says so in one line, and says nothing for a sweep that reads less of it."""
+    import numpy as np
+
+    from conftest import TINY_SPEC
+    from lwscale.data import Dataset
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    d = Dataset(256, 32, 4, np.zeros((1, 33), np.uint16), "x", _text=np.zeros(10_000, np.uint16))
+    assert d.passes(100) == pytest.approx(100 * 4 * 33 / 10_000) and d.passes(10) < 1
+    spec = parse_spec({**TINY_SPEC, "model": {**TINY_SPEC["model"], "widths": [32]}, "rules": ["sqrt-wd"],
+                       "grid": {"eta": [2**-7], "wd": [0.1]}, "train": {**TINY_SPEC["train"], "steps": 2, "seeds": [0]}})
+    lines = []
+    run_sweep(spec, out_dir=tmp_path / "a", log=lines.append)
+    assert not any("times over" in ln for ln in lines)               # 2 steps of a 12 MB corpus
+    monkeypatch.setattr(Dataset, "passes", lambda self, steps: 2.5)
+    lines = []
+    run_sweep(parse_spec({**spec.model_dump(mode="json"), "name": "b"}), out_dir=tmp_path / "b", log=lines.append)
+    assert sum("read the training text 2.5 times over" in ln for ln in lines) == 1

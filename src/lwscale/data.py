@@ -49,6 +49,14 @@ class Dataset:
             return np.stack([self._text[s : s + T + 1] for s in starts])
         return self.stream(seed).sequences(step * B, B)
 
+    def passes(self, steps: int) -> float:
+        """How many times ``steps`` steps of batches read the training text over, on average (0 for
+        synthetic data, which never repeats). Batches are random windows, so past 1 a cell sees
+        the same text again."""
+        if self._text is None:
+            return 0.0
+        return steps * self.batch_size * (self.seq_len + 1) / len(self._text)
+
     def stream(self, seed: int) -> SyntheticStream:
         if seed not in self._streams:
             self._streams[seed] = SyntheticStream(self._teacher, self._device, stream_seed=seed)

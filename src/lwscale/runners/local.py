@@ -189,6 +189,11 @@ def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Pr
         dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, device,
                                max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=log)
         dataset.prepare(sorted({c.seed for c in todo}), max(c.steps for c in todo))
+        passes = dataset.passes(max(c.steps for c in todo))
+        if passes > 1:
+            log(f"warning: the longest cells read the training text {passes:.1f} times over "
+                f"({spec.train.batch_size} x {m.seq_len + 1} tokens a step): they see repeated data, so a "
+                "loss can fall by memorising; use a larger corpus, fewer steps or source: synthetic")
         if spec.model.factory:
             from ..factory import preflight
 
