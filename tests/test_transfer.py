@@ -488,3 +488,30 @@ def test_fresh_seeds_rank_the_rules_even_without_a_finished_target_grid(tmp_path
     assert [r["rule"] for r in res["ranking"]] == ["sqrt-wd", "const-wd"]
     assert res["ranking"][1]["gap"] == pytest.approx(0.115) and res["ranking"][1]["seeds"] == [1, 2]
     assert transfer(run, 32, 128)["ranking"] == []          # on the grid's seed nothing finished
+
+
+def test_fresh_rows_of_a_cell_two_rules_share_are_kept(tmp_path):
+    """At m = 4 sqrt-wd's (eta, 0.25) is const-wd's (eta, 0.5): one physical cell. sqrt-wd's
+    fresh seed trains it, const-wd finds it done; const-wd's row must survive the table that
+    linear-wd's training rebuilds next, and any later rebuild (the cell's record carries it)."""
+    from lwscale.reports.train_target import train_points
+    from lwscale.runners.local import run_sweep
+    from lwscale.spec import parse_spec
+
+    base = {"name": "share", "model": {"widths": [32, 128], "depth": 1, "head_dim": 16, "seq_len": 16},
+            "data": {"source": "sotu", "tokenizer": "bytes"},
+            "train": {"steps": 3, "batch_size": 2, "warmup": 1, "eval_interval": 3, "eval_tokens": 64,
+                      "log_interval": 3, "diagnostics": False},
+            "grid": {"eta": [2**-6], "wd": [0.25, 0.5]}, "rules": ["sqrt-wd", "const-wd", "linear-wd"]}
+    spec = parse_spec(base)
+    run_sweep(spec, out_dir=tmp_path)
+    root = tmp_path / "share"
+    train_points(spec, root, 128, {"sqrt-wd": {(2**-6, 0.25)}, "const-wd": {(2**-6, 0.5)},
+                                   "linear-wd": {(2**-6, 0.25)}}, seeds=[1])
+
+    def fresh(df):
+        return {(r.rule, r.wd) for r in df[(df.seed == 1) & (df.status == "done")].itertuples()}
+
+    want = {("sqrt-wd", 0.25), ("const-wd", 0.5), ("linear-wd", 0.25)}
+    assert fresh(pd.read_csv(root / "results.csv")) == want
+    assert fresh(run_sweep(spec, out_dir=tmp_path).table) == want     # a later sweep's rebuild keeps them

@@ -247,6 +247,19 @@ class Store:
         text = json.dumps(_clean(record), default=_json_default, indent=1)
         atomic_write_text(self.record_path(record["id"]), text)
 
+    def add_labels(self, cell_id: str, labels: list[dict]) -> None:
+        """Add sweep points a finished cell also serves to its record (another rule's point that
+        maps to the same physical cell, found done by ``transfer --train``), so that every
+        later table keeps their rows. A cell without a record is left alone."""
+        rec = self.read_record(cell_id)
+        if rec is None:
+            return
+        have = rec.get("labels", [])
+        new = [lab for lab in labels if lab not in have]
+        if new:
+            rec["labels"] = have + new
+            self.write_record(rec)
+
     def record_stamp(self, cell_id: str) -> int | None:
         """The state of a cell's record: its modification time (ns), or None when it has none."""
         try:

@@ -67,9 +67,19 @@ def train_points(spec: Spec, run_root, target: int, points: dict[str, set[tuple[
     """Train, per rule, the target cells at ``points`` (base (eta, lambda)) on ``seeds``, into
     the run, at the target's ``steps`` (a run of several horizons). Cells the run already
     holds, under any rule, are found done and not trained again."""
+    from ..plan import make_plan
     from ..runners.local import run_sweep
+    from ..store import Store
 
     target_horizon(spec, target, steps)   # a length the run has not trained: one line, before anything trains
+    store, plan = Store(run_root), None
     for rule, pts in points.items():
         d = derived_spec(spec, rule, target, sorted(pts), seeds, name=run_root.name, steps=steps)
         run_sweep(d, out_dir=run_root.parent, progress=progress, log=log, update_spec=False)
+        # a point whose cell another rule trained first was found done, so its record lacks this
+        # rule's label: add it, or the table rebuilt after the next rule would drop its rows
+        plan = make_plan(d)
+        for cid in {cid for _, cid in plan.labels}:
+            store.add_labels(cid, [dict(lab.__dict__) for lab, c in plan.labels if c == cid])
+    if plan is not None:
+        store.rebuild_table(plan)
