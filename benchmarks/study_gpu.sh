@@ -5,7 +5,7 @@
 # into runs/ and carry it to continue; a stack in flight restarts, its checkpoint is not returned),
 # then, if time is left, trains the transfer's competitors on 3 fresh seeds (`transfer --train
 # --seeds 3`: each rule's transferred point, the best target cell of any rule and each rule's own
-# best; at most 7 target cells x 3 seeds), then configs/figure1.yaml (the sweep's own plan table
+# best; at most 6 target cells x 3 seeds), then configs/figure1.yaml (the sweep's own plan table
 # replaces a dry run, which would measure K and step times a second time), and writes figures,
 # transfer, diagnose and report. The regrets are read on the fresh seeds once they are trained,
 # and on the grid's seed (selection-biased, and said so) until then.

@@ -139,14 +139,16 @@ def log_trackers(spec, root: Path, log: Callable[[str], None] = lambda s: None) 
     run = load_run(root)
     tables, best = [], {}
     for rule in run.rules:
-        for width in run.widths:
-            sub = panel(run.stats, rule, width)
+        for width, steps in run.panels():      # each training length on its own
+            sub = panel(run.stats, rule, width, steps)
             if sub.empty:
                 continue
-            tables += [f"### {rule}, width {width}", "", loss_tab(run.stats, rule, width).markdown(), ""]
+            where = run.where(width, steps)
+            tables += [f"### {rule}, {where}", "", loss_tab(run.stats, rule, width, steps if run.multi_horizon else None)
+                       .markdown(), ""]
             b = argmin(sub)
             if b is not None:
-                best[f"best_loss/{rule}/w{width}"] = float(b["loss"])
+                best[f"best_loss/{rule}/w{width}" + (f"/s{steps}" if run.multi_horizon else "")] = float(b["loss"])
     if "tensorboard" in names:
         n = log_tensorboard(spec, run.root, run.df, "\n".join(tables))
         log(f"tensorboard: {n} sweep points logged now, in {run.root / 'tensorboard'} "

@@ -383,7 +383,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
     rules, panels = run.rules, run.panels()
     fig, axes = plt.subplots(len(rules), len(panels), figsize=(3.8 * len(panels), 3.0 * len(rules) + 0.5),
                              squeeze=False, sharey=True)
-    df = run.df
+    df = run.df[run.df["seed"].isin(run.grid_seeds)]     # the grid's seeds, as the heatmaps' means
     lo, hi = math.inf, -math.inf   # y range of the curves after step 0 (the initial loss is far above)
     starts = []                    # (axes, step-0 loss): drawn on the frame's top edge, with its value
     for i, rule in enumerate(rules):

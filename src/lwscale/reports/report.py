@@ -67,7 +67,11 @@ def findings(run: Run, result: dict | None) -> str:
                      f"{VERDICT[st['holds']]}, least {num(st['min_timescales'], '.2f')})"
                      + ("" if g["holds"] else ": read the transfer below as a measurement outside the regime "
                         "the rules are derived for") + ".")
-    if result and result.get("ranking"):
+    unranked = (result or {}).get("unranked") or []
+    if unranked:
+        lines.append("- Not ranked: " + "; ".join(f"{u['rule']} ({u['status']} at its transferred point)"
+                                                 for u in unranked) + ".")
+    if result and len(result.get("ranking") or []) > 1:
         top = result["ranking"][0]
         ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
         ev = result.get("evaluation") or {}
@@ -99,11 +103,12 @@ def edge_findings(run: Run) -> list[str]:
 
     out = []
     for rule in run.rules:
-        for width in run.widths:
-            sub = panel(run.stats, rule, width)
+        for width, steps in run.panels():      # each training length on its own
+            sub = panel(run.stats, rule, width, steps)
             best = argmin(sub)
             if best is not None:
-                out += edge_warnings(sub, float(best["eta"]), float(best["wd"]), f"the best {rule} cell at width {width}")
+                out += edge_warnings(sub, float(best["eta"]), float(best["wd"]),
+                                     f"the best {rule} cell at {run.where(width, steps)}")
     return out
 
 
@@ -148,9 +153,10 @@ def transfer_md(result: dict) -> str:
 
 def evaluation_seeds(run: Run, proxy: int, target: int, proxy_steps: int | None = None,
                      target_steps: int | None = None) -> list[int] | None:
-    """The fresh seeds of an earlier ``transfer --train`` between the same widths and lengths
-    (transfer.json; the lengths default as ``transfer``'s do), so report.md reads the same
-    evaluation; None when there was none."""
+    """The fresh seeds of an earlier ``transfer --train`` of the same transfer report and plot
+    make (the same widths and lengths, the lengths defaulting as ``transfer``'s do; every rule,
+    grid argmins: no --rule, --eta/--wd or --refined), so report.md reads the same evaluation;
+    None otherwise: the competitors of another transfer were trained, not these."""
     import json
 
     path = run.root / "transfer.json"
@@ -160,9 +166,11 @@ def evaluation_seeds(run: Run, proxy: int, target: int, proxy_steps: int | None 
         return None
     ev = old.get("evaluation") or {}
     same = (old.get("proxy_width"), old.get("target_width")) == (proxy, target)
-    if "target_steps" in old:   # a transfer.json written before horizons: one length per width
+    if "target_steps" in old:   # written with lengths (a transfer.json from before has one per width)
         lengths = (proxy_steps or run.default_steps(proxy), target_steps or run.default_steps(target, longest=True))
         same = same and (old.get("proxy_steps"), old.get("target_steps")) == lengths
+    request = old.get("request") or {}
+    same = same and not (request.get("rules") or request.get("eta") is not None or request.get("refined"))
     return list(ev["seeds"]) if same and ev.get("fresh") else None
 
 

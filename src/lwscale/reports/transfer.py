@@ -120,7 +120,7 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps:
         else:
             opt = Optimum(2.0 ** v[0], 2.0 ** v[1], "refined", warnings=opt.warnings)
             per_seed = []
-            for _, d in panel(run.df, rule, width, steps).groupby("seed"):
+            for _, d in panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width, steps).groupby("seed"):
                 s = cell_stats(d)
                 b = argmin(s)
                 pv = _quadratic_vertex(s, b) if b is not None else None
@@ -214,7 +214,8 @@ def _losses(ev: pd.DataFrame, cell: pd.Series | dict, width: int) -> dict[int, f
 
 
 def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: int, opt: Optimum,
-                   pooled: pd.Series | None, own: pd.Series | None, proxy_steps: int, target_steps: int) -> dict:
+                   pooled: pd.Series | None, own: pd.Series | None, proxy_steps: int, target_steps: int,
+                   fresh: bool = False) -> dict:
     """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target (width
     ``target`` trained ``target_steps``). ``pooled``: the best target cell of any rule, ``own``:
     the best of the rule's own grid, both picked on the grid's seeds (None when no target cell
@@ -241,10 +242,10 @@ def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: in
     elif len(statuses):
         worst = [s for s in ("failed", "diverged", "running", "pending") if (statuses == s).any()]
         out.update(target_status=worst[0] if worst else "done", target_n=0)
-    elif ev["seed"].isin(run.grid_seeds).all() or ev.empty:
-        out["target_status"] = "not in the grid"
-    else:
+    elif fresh:
         out["target_status"] = "not trained on these seeds"
+    else:
+        out["target_status"] = "not in the grid"
     if own is not None:
         out.update(target_opt_eta=float(own["eta"]), target_opt_wd=float(own["wd"]))
         out.update(shift(opt.eta, opt.wd, own["eta"], own["wd"]))
@@ -341,7 +342,7 @@ def competitors(result: dict) -> dict[str, set[tuple[float, float]]]:
 
 def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None, steps_args: str = "") -> dict:
     """Which seeds the target losses and regrets read, and what that means for them.
-    ``steps_args``: the --proxy-steps/--target-steps the suggested command repeats."""
+    ``steps_args``: the flags the suggested command repeats (lengths, rules, --eta/--wd, --refined)."""
     grid = run.grid_seeds
     if seeds is None:
         return {"seeds": grid, "fresh": False, "selection_seeds": grid,
@@ -373,11 +374,15 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
         raise UserError("give both --eta and --wd (base coordinates), or neither")
     if eta is not None and not (eta > 0 and wd >= 0):
         raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
-    rules = check_rules(run, rules)
+    requested_rules, rules = rules, check_rules(run, rules)
     at_target = run.stats[(run.stats["width"] == target) & (run.stats["steps"] == target_steps)]
     pooled = argmin(at_target)                                       # the best target cell of any rule
     own = {rule: argmin(panel(at_target, rule, target)) for rule in rules}   # ... and of each rule's grid
     steps_args = "" if not run.multi_horizon else f" --proxy-steps {proxy_steps} --target-steps {target_steps}"
+    # the suggested --train command asks for the same transfer, so it trains these competitors
+    steps_args += "".join(f" --rule {r}" for r in (requested_rules or []))
+    steps_args += "" if eta is None else f" --eta {eta:g} --wd {wd:g}"
+    steps_args += " --refined" if refined else ""
     ev_info = evaluation(run, proxy, target, eval_seeds, steps_args)
     ev = run.df[run.df["seed"].isin(ev_info["seeds"])]
     spec = run.spec
@@ -385,7 +390,9 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
            "proxy_steps": proxy_steps, "target_steps": target_steps,
            "base_steps": spec.steps_at(spec.model.d0, spec.base_horizon()), "multi_horizon": run.multi_horizon,
            "target_in_run": target_steps in run.steps_at(target),
-           "wd_mode": spec.optimizer.wd_mode, "evaluation": ev_info, "rules": [], "warnings": []}
+           "wd_mode": spec.optimizer.wd_mode, "evaluation": ev_info,
+           "request": {"rules": requested_rules or None, "eta": eta, "wd": wd, "refined": refined},
+           "rules": [], "warnings": []}
     for rule in rules:
         opt = Optimum(eta, wd, "given") if eta is not None else proxy_optimum(run, rule, proxy, refined, proxy_steps)
         out["warnings"].extend(opt.warnings)
@@ -395,7 +402,8 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
                  "proxy_steps": proxy_steps, "target_steps": target_steps,
                  "classes": [asdict(c) for c in class_rows(spec, rule, proxy, target, opt.eta, opt.wd,
                                                            proxy_steps, target_steps)]}
-        entry.update(target_metrics(run, ev, rule, proxy, target, opt, pooled, own[rule], proxy_steps, target_steps))
+        entry.update(target_metrics(run, ev, rule, proxy, target, opt, pooled, own[rule], proxy_steps, target_steps,
+                                    fresh=ev_info["fresh"]))
         out["rules"].append(entry)
     if not out["target_in_run"]:
         out["warnings"].append(f"the run has no cells at width {target} trained {target_steps:,} steps: the table "
@@ -403,6 +411,10 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
     proxy_stats = run.stats[run.stats["steps"] == proxy_steps]
     out["gate"] = gate(proxy_stats, proxy, pooled, own)
     out["ranking"] = rank({e["rule"]: e.get("target_seeds", {}) for e in out["rules"]})
+    ranked = {r["rule"] for r in out["ranking"]}
+    # a rule whose transferred point did not finish (diverged, failed) is not ranked: say so, never drop it silently
+    out["unranked"] = [{"rule": e["rule"], "status": e.get("target_status")} for e in out["rules"]
+                       if e["rule"] not in ranked and e.get("target_status") not in (None, "not in the grid")]
     return out
 
 

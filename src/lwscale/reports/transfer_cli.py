@@ -20,5 +20,7 @@ def print_transfer(console, result: dict) -> None:
     tab = ranking_tab(result.get("ranking", []))
     if tab is not None:
         console.print(tab.rich())
+    for u in result.get("unranked") or []:
+        console.print(f"[yellow]not ranked:[/] {u['rule']}: {u['status']} at its transferred point", soft_wrap=True)
     for w in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)

@@ -75,7 +75,7 @@ def metrics_tab(result: dict) -> Tab | None:
              + (f"{where}; " if where else "")
              + ("regrets paired seed by seed, ties within 2 standard errors" if noisy
                 else "one seed: no noise estimate, so no ties are called"))
-    common = {tuple(e.get("regret_pooled_seeds", ())) for e in measured}
+    common = {tuple(e[k]) for e in measured for k in ("regret_pooled_seeds", "regret_rule_seeds") if k in e}
 
     def regret(e: dict, key: str) -> str:
         txt = plus_minus(e, f"regret_{key}", f"tie_{key}")
