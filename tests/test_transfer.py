@@ -515,3 +515,39 @@ def test_fresh_rows_of_a_cell_two_rules_share_are_kept(tmp_path):
     want = {("sqrt-wd", 0.25), ("const-wd", 0.5), ("linear-wd", 0.25)}
     assert fresh(pd.read_csv(root / "results.csv")) == want
     assert fresh(run_sweep(spec, out_dir=tmp_path).table) == want     # a later sweep's rebuild keeps them
+
+
+def test_a_rule_whose_transferred_point_diverged_is_named_not_dropped(tmp_path):
+    """const-wd's transferred target cell diverged: the ranking has sqrt-wd alone, const-wd is
+    listed as not ranked with its status, and report.md does not call sqrt-wd the lowest."""
+    proxy = bowl(-8, -3, 3.0)
+    bad = lambda e, w: "diverged" if (e, w) == (ETAS[1], WDS[1]) else "done"   # noqa: E731
+    rows = (rows_for("sqrt-wd", 32, ETAS, WDS, [0], proxy) + rows_for("const-wd", 32, ETAS, WDS, [0], proxy)
+            + rows_for("sqrt-wd", 128, ETAS, WDS, [0], bowl(-8, -3, 2.5))
+            + rows_for("const-wd", 128, ETAS, WDS, [0], bowl(-8, -3, 2.6), status=bad))
+    root = make_run(tmp_path / "r", rows, [32, 128], ["sqrt-wd", "const-wd"], ETAS, WDS)
+    res = transfer(load_run(root), 32, 128)
+    assert [r["rule"] for r in res["ranking"]] == ["sqrt-wd"]
+    assert res["unranked"] == [{"rule": "const-wd", "status": "diverged"}]
+    code, out, err = run_cli(["transfer", root])
+    assert code == 0 and "not ranked: const-wd: diverged at its transferred point" in out, err
+    code, _, err = run_cli(["report", root])
+    md = (root / "report.md").read_text()
+    assert "Not ranked: const-wd (diverged at its transferred point)" in md and "lands on the lowest" not in md
+
+
+def test_report_reuses_fresh_seeds_only_for_the_transfer_they_were_trained_for(tmp_path):
+    """A transfer.json from `--train --rule sqrt-wd` names fresh seeds for sqrt-wd's competitors
+    alone: report.md, which transfers every rule, reads the grid's seeds instead."""
+    import json as js
+
+    from lwscale.reports.report import evaluation_seeds
+
+    root = hand_made(tmp_path)
+    run = load_run(root)
+    base = {"proxy_width": 32, "target_width": 128, "evaluation": {"seeds": [2, 3], "fresh": True}}
+    (root / "transfer.json").write_text(js.dumps({**base, "request": {"rules": None, "eta": None, "refined": False}}))
+    assert evaluation_seeds(run, 32, 128) == [2, 3]
+    for request in ({"rules": ["sqrt-wd"]}, {"eta": 0.01, "wd": 0.1}, {"refined": True}):
+        (root / "transfer.json").write_text(js.dumps({**base, "request": request}))
+        assert evaluation_seeds(run, 32, 128) is None
