@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from lwscale.model import ModelConfig, flops_per_token
-from lwscale.perf import device_name, peak_flops
-from lwscale.spec import parse_spec
-from lwscale.train import resolve_compile, resolve_precision, time_steps
+from lwscale.model.transformer import ModelConfig, flops_per_token
+from lwscale.training.perf import device_name, peak_flops
+from lwscale.sweep.spec import parse_spec
+from lwscale.training.loop import resolve_compile, resolve_precision, time_steps
 
 
 def main() -> None:

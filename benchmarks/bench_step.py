@@ -5,7 +5,7 @@ Ours: the stacked model with K = 1 and lwscale's StackedAdamW (per-cell clipping
 divergence freezing), bf16 autocast and torch.compile, exactly as a sweep trains a cell.
 Reference: the same model, torch.compile, bf16 autocast, clip_grad_norm_ and
 torch.optim.AdamW(fused=True). Reports tokens/s, TFLOP/s, MFU (per-device peak table,
-lwscale.perf) and peak memory per width, and ours/reference. Writes --json.
+lwscale.training.perf) and peak memory per width, and ours/reference. Writes --json.
 
     python benchmarks/bench_step.py --batch 16 --seq 1024 --depth 8 --json step.json
 """
@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from lwscale.model import ModelConfig, build, flops_per_token
-from lwscale.params import classify_model, group_keys, group_hparams
-from lwscale.perf import device_name, peak_flops
-from lwscale.spec import parse_spec
-from lwscale.train import time_steps
+from lwscale.model.transformer import ModelConfig, build, flops_per_token
+from lwscale.model.params import classify_model, group_keys, group_hparams
+from lwscale.training.perf import device_name, peak_flops
+from lwscale.sweep.spec import parse_spec
+from lwscale.training.loop import time_steps
 
 
 def reference_step_time(cfg: ModelConfig, batch: int, steps: int, warmup: int) -> float:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from lwscale import diagnostics, train
-from lwscale.data import load_dataset
-from lwscale.plan import make_plan
+from lwscale.training import recorder as diagnostics
+
+from lwscale.training import loop as train
+from lwscale.data.load import load_dataset
+from lwscale.sweep.plan import make_plan
 from lwscale.runners.local import make_stacks
-from lwscale.spec import load_spec, with_overrides
+from lwscale.sweep.spec import load_spec, with_overrides
 
 
 def timed_recorder(spent: list[float]):

@@ -16,9 +16,9 @@ SETTINGS = {"libgomp default": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY"
             "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"}, "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"}}
 PROBE = """
 import torch
-from lwscale.spec import load_spec
-from lwscale.plan import make_plan
-from lwscale.train import time_steps
+from lwscale.sweep.spec import load_spec
+from lwscale.sweep.plan import make_plan
+from lwscale.training.loop import time_steps
 spec = load_spec('configs/quickstart.yaml')
 cells = make_plan(spec).cells
 for w in (32, 128):

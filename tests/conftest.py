@@ -6,7 +6,7 @@ if "OMP_WAIT_POLICY" not in os.environ:  # as `import lwscale` does; torch is im
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lwscale.model import ModelConfig
+from lwscale.model.transformer import ModelConfig
 
 torch.set_num_threads(2)
 
@@ -93,7 +93,7 @@ def dropout_factory_spec(tmp_path, monkeypatch, module: str, **train) -> dict:
 def tiny_run(tmp_path_factory):
     """The tiny sweep above, run once through the library API; returns its SweepResult."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     out = tmp_path_factory.mktemp("runs")
     return run_sweep(parse_spec(TINY_SPEC), out_dir=out)

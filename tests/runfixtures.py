@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lwscale.spec import dump_spec, parse_spec
-from lwscale.store import COLUMNS
+from lwscale.sweep.spec import dump_spec, parse_spec
+from lwscale.rundir.store import COLUMNS
 
 BASE_SPEC = {
     "model": {"depth": 1, "head_dim": 16, "seq_len": 32},

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 import lwscale
 from lwscale.api import APIError
-from lwscale.errors import UserError
+from lwscale.core.errors import UserError
 
 
 class MLP(nn.Module):

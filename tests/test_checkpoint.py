@@ -6,13 +6,13 @@ import torch
 
 from conftest import dropout_factory_spec
 from test_scaleout import small_spec
-from lwscale.checkpoint import StackCheckpoint
-from lwscale.train import LoopState
+from lwscale.training.checkpoint import StackCheckpoint
+from lwscale.training.loop import LoopState
 
 
 def test_checkpoint_loads_weights_only_and_resumes(tmp_path):
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True))
     res = run_sweep(spec, out_dir=tmp_path)
@@ -67,7 +67,7 @@ def test_a_checkpoint_lacking_a_loop_field_starts_the_stack_over(tmp_path):
     """A loop field added without a VERSION bump: the stack retrains (nothing loaded), it does
     not fail its cells."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True))
     res = run_sweep(spec, out_dir=tmp_path)
@@ -90,7 +90,7 @@ def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_pa
     generator's state (a tensor, weights_only-loadable), so the resumed stack draws the same
     masks as the run that was not stopped."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = dropout_factory_spec(tmp_path, monkeypatch, "dropout_lm_ckpt", steps=6, eval_interval=6, log_interval=2,
                                 diagnostics=False)
@@ -134,7 +134,7 @@ def test_a_factory_models_buffers_are_checkpointed(tmp_path, monkeypatch):
     """Batch-norm running statistics are buffers, not parameters: the stack holds them too, so
     a resumed stack evaluates with the statistics of the run that was not stopped."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     (tmp_path / "norm_lm_ckpt.py").write_text(BATCHNORM_LM)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import TINY_SPEC, write_spec
-from lwscale.claims import claim, read_claims
+from lwscale.rundir.claims import claim, read_claims
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CELLS = ["c1", "c2", "c3", "c4"]

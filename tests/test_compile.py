@@ -18,7 +18,7 @@ from torch._dynamo.utils import counters
 
 from conftest import TINY_SPEC
 from lwscale.runners.local import run_sweep
-from lwscale.spec import parse_spec
+from lwscale.sweep.spec import parse_spec
 
 
 @pytest.fixture
@@ -59,9 +59,9 @@ def _train_tiny_stack(compile_: bool, monkeypatch, on_progress=None) -> list[dic
     path (``train.train_stack``: ``train.compile`` compiles the model and the AdamW update as
     a sweep does). Cell 1's loss is made NaN at step 4, so its health mask flips mid-stack;
     the lr changes every step (warmup, then cosine); evaluations at steps 0, 3 and 6."""
-    from lwscale.data import load_dataset
-    from lwscale.plan import make_plan
-    from lwscale.train import train_stack
+    from lwscale.data.load import load_dataset
+    from lwscale.sweep.plan import make_plan
+    from lwscale.training.loop import train_stack
 
     monkeypatch.setenv("LWSCALE_FAULT", "nan:step=4:cell=1")
     train = {**TINY_SPEC["train"], "steps": 6, "warmup": 2, "eval_interval": 3, "log_interval": 1,

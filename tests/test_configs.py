@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from lwscale.plan import make_plan
-from lwscale.spec import load_spec
+from lwscale.sweep.plan import make_plan
+from lwscale.sweep.spec import load_spec
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import TINY_SPEC
-from lwscale.spec import parse_spec
+from lwscale.sweep.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,9 +26,9 @@ def test_bf16_stacked_equals_single_on_cpu():
     """A stacked K = 3 bf16 run (train.precision bf16, the trainer's autocast) gives the losses
     of three single bf16 runs, within tests/test_gpu.py's tolerance for the same comparison
     (rtol = atol = 3e-2 over 20 steps); the runs really are bf16 (they differ from fp32)."""
-    from lwscale.data import load_dataset
-    from lwscale.plan import make_plan
-    from lwscale.train import train_stack
+    from lwscale.data.load import load_dataset
+    from lwscale.sweep.plan import make_plan
+    from lwscale.training.loop import train_stack
 
     def spec_for(precision):
         train = {**TINY_SPEC["train"], "steps": 20, "warmup": 2, "log_interval": 1, "eval_interval": 10,

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from lwscale import corpus, data
-from lwscale.teacher import SyntheticStream, Teacher, TeacherConfig
-from lwscale.schedule import factor_sum, lr_factor
+from lwscale.data import corpus
+
+from lwscale.data import load as data
+from lwscale.data.synthetic import SyntheticStream, Teacher, TeacherConfig
+from lwscale.science.schedule import factor_sum, lr_factor
 
 
 def test_sotu_split_by_whole_speeches():
@@ -94,9 +96,9 @@ def test_a_corpus_read_more_than_once_is_warned_about(tmp_path, monkeypatch):
     import numpy as np
 
     from conftest import TINY_SPEC
-    from lwscale.data import Dataset
+    from lwscale.data.dataset import Dataset
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     d = Dataset(256, 32, 4, np.zeros((1, 33), np.uint16), "x", _text=np.zeros(10_000, np.uint16))
     assert d.passes(100) == pytest.approx(100 * 4 * 33 / 10_000) and d.passes(10) < 1

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from lwscale.corpus import sotu_documents
+from lwscale.data.corpus import sotu_documents
 
 DOCS = sotu_documents()[:12]  # a few real speeches, about 100 KB
 
@@ -156,7 +156,7 @@ def sweep(tmp_path, name, data):
 def test_sweep_on_prepared_tokens_memory_mapped(texts, tmp_path, monkeypatch):
     out = tmp_path / "prep"
     assert run_cli(["data", "prepare", str(texts / "*.txt"), "--bytes", "--out", out])[0] == 0
-    from lwscale import data_sources
+    from lwscale.data import files as data_sources
 
     opened = []
     real = data_sources.open_tokens
@@ -192,9 +192,9 @@ def test_sweep_on_text_files(texts, tmp_path):
 def test_text_cache_prepared_by_two_workers_at_once(texts, tmp_path, monkeypatch):
     """Workers of one sweep may prepare the same text source together: each writes a private
     folder and renames it into place; the loser drops its copy, and no temp folder is left."""
-    import lwscale.data_prepare as dp
-    from lwscale.data_sources import prepared_text
-    from lwscale.spec import DataSpec
+    import lwscale.data.prepare as dp
+    from lwscale.data.files import prepared_text
+    from lwscale.sweep.spec import DataSpec
 
     monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path / "cache"))
     spec = DataSpec(source="text", paths=[str(texts / "speech0*.txt")], tokenizer="bytes")
@@ -223,7 +223,7 @@ TINY_JSONL = "".join(json.dumps({"text": f"document {i}: é {'word ' * i}"}) + "
 
 @pytest.fixture
 def tiny_inputs(tmp_path, monkeypatch):
-    import lwscale.data_prepare as dp
+    import lwscale.data.prepare as dp
 
     monkeypatch.setattr(dp, "PIECE_BYTES", 200)  # several pieces and batches per file
     monkeypatch.setattr(dp, "BATCH_BYTES", 700)
@@ -245,7 +245,7 @@ PINNED = {  # token_count, documents, sha256 of tokens.bin
 
 
 def test_manifest_and_tokens_are_those_of_the_three_pass_code(tiny_inputs, tmp_path):
-    from lwscale.data_prepare import prepare
+    from lwscale.data.prepare import prepare
 
     given = tmp_path / "bpe" / "tokenizer.json"
     runs = {"bpe": prepare(tiny_inputs, tmp_path / "bpe", field="text", vocab_size=300),
@@ -262,7 +262,7 @@ def test_each_input_is_read_once_per_tokenizing_pass_and_hashed_while_read(tiny_
                                                                            kind, reads):
     import builtins
 
-    from lwscale.data_prepare import prepare
+    from lwscale.data.prepare import prepare
 
     if kind == "given":
         prepare(tiny_inputs, tmp_path / "tok", field="text", vocab_size=300)
@@ -283,7 +283,7 @@ def test_each_input_is_read_once_per_tokenizing_pass_and_hashed_while_read(tiny_
 
 
 def test_an_input_that_changes_between_the_bpe_and_tokenizing_passes_is_an_error(tiny_inputs, tmp_path, monkeypatch):
-    import lwscale.data_prepare as dp
+    import lwscale.data.prepare as dp
 
     real = dp.train_bpe
 
@@ -306,7 +306,7 @@ def test_data_prepare_never_loads_torch():
     import sys
 
     src = os.path.join(os.path.dirname(__file__), "..", "src")
-    code = "import sys, lwscale.cli_data, lwscale.data_prepare; print('torch' in sys.modules)"
+    code = "import sys, lwscale.cli.data, lwscale.data.prepare; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": src})
     assert out.stdout.strip() == "False"
@@ -345,7 +345,7 @@ def test_parquet_is_read_once_per_pass_and_hashed_from_that_read(tmp_path, monke
 
     import pyarrow.parquet as pq
 
-    import lwscale.data_prepare as dp
+    import lwscale.data.prepare as dp
 
     path = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"body": DOCS[:4], "n": list(range(4))}), path, row_group_size=2)

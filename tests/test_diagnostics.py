@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import TINY_SPEC, run_cli, tiny_cfg
-from lwscale.diagnostics import Recorder, gain, load_spectra, sigma_max, spectrum
-from lwscale.model import MATRIX_TYPES, build
-from lwscale.reports.diagnose import (custom_rule_snippet, figure1_section, half_exponent, steady,
-                                      width_exponent, Report)
+from lwscale.training.recorder import Recorder, gain, load_spectra, sigma_max, spectrum
+from lwscale.model.transformer import MATRIX_TYPES, build
+from lwscale.reports.diagnose import custom_rule_snippet, figure1_section, half_exponent, width_exponent, Report
+from lwscale.reports.diagnose_points import steady
 
 
 def _orthogonal(n, m, seed):
@@ -94,7 +94,7 @@ def test_alpha_and_half_exponent_recovered_from_planted_records():
     assert abs(width_exponent(pts)["pooled"].value - 0.75) > 0.2
     import yaml
 
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     rules = yaml.safe_load(custom_rule_snippet(pooled))["rules"]  # a ready snippet: the spec accepts it
     spec = parse_spec({"grid": {"eta": [0.01], "wd": [0.1]}, "rules": rules})
@@ -176,9 +176,9 @@ def test_sweep_records_diagnostics_and_diagnose(tiny_run, tmp_path):
 def test_diagnostics_switch_keeps_cell_ids_and_full_adds_curves(tmp_path):
     import copy
 
-    from lwscale.plan import make_plan
+    from lwscale.sweep.plan import make_plan
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     ids = {}
     for mode in (True, False, "full"):
@@ -204,8 +204,8 @@ def test_diagnostics_switch_keeps_cell_ids_and_full_adds_curves(tmp_path):
 def test_coord_check_mup_flat_sp_grows():
     """microsoft/mup's early-time test on our model and real text: under muP the mean
     |activation| of every module type stays within 1.2x across widths; under SP it grows."""
-    from lwscale.reports.coord import COORD_TYPES, coord_check
-    from lwscale.spec import parse_spec
+    from lwscale.training.coord import COORD_TYPES, coord_check
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec({"model": {"widths": [64, 128, 256], "depth": 1, "head_dim": 16, "seq_len": 16},
                        "data": {"source": "sotu", "tokenizer": "bytes"}, "train": {"batch_size": 4, "eval_tokens": 256},
@@ -227,7 +227,7 @@ def test_coord_check_cli_bad_input(tmp_path):
 
 
 def test_recorder_moves_each_call_to_the_host_once_and_reuses_the_end_svd(monkeypatch):
-    from lwscale import diagnostics
+    from lwscale.training import recorder as diagnostics
 
     model = build(tiny_cfg(32, n_stack=2), seeds=[0, 1])
     tokens = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(0))
@@ -271,8 +271,9 @@ def test_transferred_optimum_is_the_seed_mean_argmin_and_the_figures_draw_it():
     """diagnose computes each rule's transferred point once (the mean over seeds at the
     smallest finished width) and the spectra and gain figures draw that point's first seed,
     even where seed 0 alone would pick another cell."""
-    from lwscale.reports.diagnose import rows_at, transferred
-    from lwscale.reports.spectra import chosen_cells
+    from lwscale.reports.diagnose import transferred
+    from lwscale.reports.diagnose_points import rows_at
+    from lwscale.reports.diagnose_figures import chosen_cells
 
     loss = {(32, 1.0, 0): 3.0, (32, 1.0, 1): 3.4, (32, 2.0, 0): 3.1, (32, 2.0, 1): 3.1}
     rows = [dict(cell_id=f"{w}-{e}-{s}", rule="r", width=w, eta=e, wd=0.1, seed=s, status="done",
@@ -289,7 +290,7 @@ def test_transferred_optimum_is_the_seed_mean_argmin_and_the_figures_draw_it():
 def test_resumed_curves_come_back_to_the_host_in_one_copy_each(monkeypatch):
     """A checkpoint loaded onto the training device brings the saved curves there; load_state
     moves the gains and the sigma_max curve back in one copy each, values and plain floats kept."""
-    from lwscale import diagnostics
+    from lwscale.training import recorder as diagnostics
 
     model = build(tiny_cfg(32, n_stack=2), seeds=[0, 1])
     rec = Recorder(model, torch.zeros(4, 16, dtype=torch.long), mode="full")
@@ -334,11 +335,11 @@ def test_diagnose_uses_each_matrix_groups_own_lr_and_wd(tmp_path, monkeypatch):
     each type by its own group."""
     from pathlib import Path
 
-    from lwscale.reports.diagnose import load_points, steady
-    from lwscale.reports.results import load_run
+    from lwscale.reports.diagnose_points import load_points, steady
+    from lwscale.reports.run import load_run
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     eta, lam = 0.01, 0.1
@@ -377,7 +378,7 @@ def test_diagnose_uses_each_matrix_groups_own_lr_and_wd(tmp_path, monkeypatch):
 
 
 def _factor_sum(spec, steps):
-    from lwscale.schedule import factor_sum
+    from lwscale.science.schedule import factor_sum
 
     t = spec.train
     return factor_sum(steps, spec.warmup_steps(steps), t.schedule, t.min_lr_ratio, t.decay_frac)
@@ -386,8 +387,9 @@ def _factor_sum(spec, steps):
 def test_group_hparams_fall_back_to_results_when_the_model_cannot_be_rebuilt():
     """A factory that is no longer importable: every type takes results.csv's lr_matrix and
     wd_matrix, and the report says so instead of failing."""
-    from lwscale.reports.diagnose import exponent_section, with_group_hparams, with_scales
-    from lwscale.spec import parse_spec
+    from lwscale.reports.diagnose import exponent_section
+    from lwscale.reports.diagnose_points import with_group_hparams, with_scales
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec({"model": {"factory": "no_such_module_here:build", "widths": [32, 64], "seq_len": 16},
                        "train": {"steps": 100}, "grid": {"eta": [0.01], "wd": [0.1]}})

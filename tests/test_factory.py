@@ -155,9 +155,9 @@ def test_bad_factory_is_one_line_exit_2(tmp_path, monkeypatch, factory, loss, ms
 
 def test_mup_problems_for_coord_check(monkeypatch):
     """The helper `lwscale coord-check` can call on a factory spec."""
-    from lwscale.factory import mup_problems
-    from lwscale.plan import make_plan
-    from lwscale.spec import parse_spec
+    from lwscale.model.user import mup_problems
+    from lwscale.sweep.plan import make_plan
+    from lwscale.sweep.spec import parse_spec
 
     monkeypatch.chdir(REPO)
     good = parse_spec(SPEC)
@@ -173,7 +173,7 @@ def test_example_run_goes_through_diagnose(example_run):
     """sigma_max, spectra and gains of the user's matrix-like parameters, and `lwscale diagnose`."""
     import numpy as np
 
-    from lwscale.diagnostics import load_spectra
+    from lwscale.training.recorder import load_spectra
 
     _, _, _, root = example_run
     code, out, err = run_cli(["diagnose", root])
@@ -211,12 +211,13 @@ def build_plain(width, vocab_size=256, seq_len=64):
 def _coord(tmp_path, factory, name):
     from rich.console import Console
 
-    from lwscale.reports.coord import run_coord_check
+    from lwscale.cli.reports import print_coord_check
 
     spec = {**SPEC, "name": name, "model": {**SPEC["model"], "factory": factory},
             "train": {**SPEC["train"], "seeds": [0]}}
     console = Console(record=True, width=250)
-    (d,) = run_coord_check(write(tmp_path, spec, f"{name}.yaml"), None, None, tmp_path / name, console, n_seeds=1)
+    (d,) = print_coord_check(write(tmp_path, spec, f"{name}.yaml"), None, None, tmp_path / name, n_seeds=1,
+                             console=console)
     return d, console.export_text()
 
 
@@ -250,7 +251,7 @@ def test_a_factory_model_with_dropout_is_evaluated_in_eval_mode(tmp_path, monkey
     dropout was on in every evaluation: the validation loss of the same initial weights then
     depended on the process's global RNG. Evaluation is in eval mode; training keeps dropout."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(dropout_factory_spec(tmp_path, monkeypatch, "dropout_lm_eval", steps=2, eval_interval=2,
                                            log_interval=1))

@@ -4,7 +4,7 @@ import os
 import time
 
 from conftest import run_cli, write_spec
-from lwscale.claims import claim, read_claim, read_claims
+from lwscale.rundir.claims import claim, read_claim, read_claims
 from test_scaleout import records, small_spec
 
 
@@ -44,8 +44,8 @@ def test_an_unreadable_claim_is_broken_taken_over_at_once_and_said_so(tmp_path):
 
 def test_status_and_sweep_survive_and_name_an_unreadable_claim(tmp_path):
     path = write_spec(tmp_path / "s.yaml", small_spec(etas=(2**-6,)))
-    from lwscale.plan import make_plan
-    from lwscale.spec import load_spec
+    from lwscale.sweep.plan import make_plan
+    from lwscale.sweep.spec import load_spec
 
     (cell,) = make_plan(load_spec(path)).cells
     run = tmp_path / "tiny"

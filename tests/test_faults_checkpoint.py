@@ -1,11 +1,9 @@
 """Checkpoints that cannot be trusted are never resumed, and a stack's checkpoint is resumed
 however K is chosen on the rerun."""
-import json
 
-import numpy as np
 import torch
 
-from lwscale.checkpoint import StackCheckpoint
+from lwscale.training.checkpoint import StackCheckpoint
 from test_scaleout import small_spec
 
 
@@ -22,7 +20,7 @@ def _flip_tensor_bits(path, tensor: torch.Tensor, n: int = 64) -> None:
 
 def test_a_bit_flipped_checkpoint_is_set_aside_and_the_stack_retrained(tmp_path):
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True))
     res = run_sweep(spec, out_dir=tmp_path)
@@ -59,7 +57,7 @@ def test_the_stack_of_a_checkpoint_is_resumed_when_k_is_timed_again_differently(
     K it chose, so the interrupted stack is the same stack and resumes."""
     from lwscale.runners import stacking
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = small_spec(etas=(2**-7, 2**-6), steps=6, checkpoint_minutes=0)
     spec["train"]["cells_per_stack"] = "auto"
@@ -79,7 +77,7 @@ def test_a_checkpointed_stack_is_kept_whole_when_the_pending_cells_are_cut_again
     """Five cells in stacks of 2 are cut 2 + 1 + 2; the single one is interrupted. Cut again, the
     three pending cells would make 2 + 1 of other cells; the checkpoint's stack is kept whole."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = small_spec(etas=(2**-9, 2**-8, 2**-7, 2**-6, 2**-5), steps=6, checkpoint_minutes=0)
     spec["train"]["cells_per_stack"] = 2

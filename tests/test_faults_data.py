@@ -50,7 +50,7 @@ def test_uint32_tokens_read_as_uint16_are_refused(tmp_path):
 
 def test_the_token_check_streams_in_chunks(tmp_path, monkeypatch):
     """The check reads the file chunk by chunk (never the whole stream at once), once per file."""
-    from lwscale import data_sources
+    from lwscale.data import files as data_sources
 
     monkeypatch.setattr(data_sources, "CHECK_CHUNK", 4096)
     toks = np.random.default_rng(0).integers(0, 256, 50_000).astype(np.uint16)

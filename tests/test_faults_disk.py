@@ -50,16 +50,16 @@ def test_disk_full_inside_torch_save_is_a_write_error_not_failed_cells(tmp_path,
 
 def test_a_full_disk_raised_inside_a_stack_is_not_the_cells_result(tmp_path, monkeypatch):
     """Any OSError of a full disk while a stack trains (a compile cache, a log) stops the sweep."""
-    from lwscale.runners import local
+    from lwscale.runners import stack
 
-    real = local.train_stack
+    real = stack.train_stack
 
     def train_on_full_disk(*a, **kw):
         raise RuntimeError("writing failed") from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(local, "train_stack", train_on_full_disk)
+    monkeypatch.setattr(stack, "train_stack", train_on_full_disk)
     path = write_spec(tmp_path / "s.yaml", small_spec())
     code, out, err = run_cli(["sweep", path, "--out", tmp_path])
     assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
     assert records(tmp_path / "tiny") == {}
-    monkeypatch.setattr(local, "train_stack", real)
+    monkeypatch.setattr(stack, "train_stack", real)

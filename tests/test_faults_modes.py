@@ -21,9 +21,9 @@ def _mode(p) -> int:
 def test_records_tables_and_checkpoints_follow_the_umask(tmp_path, umask_022):
     import torch
 
-    from lwscale.checkpoint import StackCheckpoint
-    from lwscale.corpus import atomic_save_npy
-    from lwscale.store import Store, atomic_write_text
+    from lwscale.training.checkpoint import StackCheckpoint
+    from lwscale.data.corpus import atomic_save_npy
+    from lwscale.rundir.store import Store, atomic_write_text
 
     store = Store(tmp_path / "run")
     store.write_record({"id": "c1", "status": "done", "width": 32})
@@ -36,8 +36,8 @@ def test_records_tables_and_checkpoints_follow_the_umask(tmp_path, umask_022):
 
 
 def test_a_prepared_text_cache_folder_follows_the_umask(tmp_path, umask_022, monkeypatch):
-    from lwscale.data_sources import prepared_text
-    from lwscale.spec import DataSpec
+    from lwscale.data.files import prepared_text
+    from lwscale.sweep.spec import DataSpec
 
     monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path / "cache"))
     (tmp_path / "a.txt").write_text("hello world\n" * 200)

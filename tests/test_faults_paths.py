@@ -21,9 +21,9 @@ def test_a_run_name_of_dots_is_refused_and_writes_nothing_outside(tmp_path, monk
 
 
 def test_store_refuses_a_run_directory_outside_its_out_dir(tmp_path):
-    from lwscale.errors import UserError
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.core.errors import UserError
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     spec = parse_spec(small_spec()).model_copy(update={"name": ".."})   # past the spec's own check
     with pytest.raises(UserError, match="outside"):

@@ -23,7 +23,7 @@ def test_an_empty_input_is_refused(tmp_path, extra):
 
 
 def test_a_prepare_that_fails_half_way_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from lwscale import data_prepare
+    from lwscale.data import prepare as data_prepare
 
     (tmp_path / "a.txt").write_text("hello world\n" * 50_000)
     calls = []
@@ -75,7 +75,7 @@ def _peak(fn) -> int:
 
 def test_a_single_enormous_line_streams_like_the_same_text_in_lines(tmp_path):
     """Memory follows the piece and batch sizes, not the longest line."""
-    from lwscale.data_prepare import prepare
+    from lwscale.data.prepare import prepare
 
     words = np.random.default_rng(0).choice(["alpha", "beta", "gamma", "delta", "epsilon"], 800_000)
     (tmp_path / "one.txt").write_text(" ".join(words))                  # about 4.6 MB, no newline

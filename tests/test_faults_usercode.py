@@ -7,7 +7,7 @@ from conftest import DROPOUT_LM, run_cli
 
 def test_status_of_a_factory_run_never_imports_the_factory(tmp_path, monkeypatch):
     from lwscale.runners.local import open_run
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     marker = tmp_path / "imported"
     (tmp_path / "spy_lm.py").write_text(DROPOUT_LM + f"\nopen({str(marker)!r}, 'a').write('imported\\n')\n")

@@ -3,7 +3,7 @@ trained again, and a worker that leaves cells to others waits for them before it
 every cell is finished."""
 import json
 
-from lwscale.claims import read_claims
+from lwscale.rundir.claims import read_claims
 from test_scaleout import small_spec
 
 
@@ -12,7 +12,7 @@ def test_a_cell_finished_by_another_worker_while_k_is_timed_is_not_retrained(tmp
     finishes one of them meanwhile must not see it trained a second time."""
     from lwscale.runners import stacking
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(small_spec(etas=(2**-7, 2**-6, 2**-5)))
     stolen = {}
@@ -20,7 +20,7 @@ def test_a_cell_finished_by_another_worker_while_k_is_timed_is_not_retrained(tmp
 
     def choose_k_while_another_worker_finishes(spec_, cells, device, log=lambda s: None, **kw):
         cell = cells[0]                                  # the other worker trained it meanwhile
-        store = __import__("lwscale.store", fromlist=["Store"]).Store(tmp_path / "tiny")
+        store = __import__("lwscale.rundir.store", fromlist=["Store"]).Store(tmp_path / "tiny")
         store.write_record({"id": cell.id, "status": "done", "width": cell.width, "by": "the other worker"})
         stolen["id"] = cell.id
         return real_choose(spec_, cells, device, log, **kw)
@@ -36,7 +36,7 @@ def test_a_cell_finished_by_another_worker_while_k_is_timed_is_not_retrained(tmp
 
 def _other_worker_holds(run, cell_id):
     """A live claim of another worker (this process, so its pid is alive) on one cell."""
-    from lwscale.claims import claim
+    from lwscale.rundir.claims import claim
 
     held = claim(run, [cell_id], timeout_s=600)
     assert held is not None
@@ -48,11 +48,11 @@ def test_a_worker_waits_for_cells_another_worker_is_training(tmp_path, monkeypat
     worker waits for their records instead of returning with them pending."""
     import threading
 
-    from lwscale.plan import make_plan
+    from lwscale.sweep.plan import make_plan
     from lwscale.runners import worker
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     monkeypatch.setattr(worker, "POLL_S", 0.01, raising=False)
     spec = parse_spec(small_spec(etas=(2**-7, 2**-5)))
@@ -82,11 +82,11 @@ def test_a_waiting_worker_takes_over_a_cell_whose_worker_died(tmp_path, monkeypa
     import os
     import time
 
-    from lwscale.plan import make_plan
+    from lwscale.sweep.plan import make_plan
     from lwscale.runners import worker
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     monkeypatch.setattr(worker, "POLL_S", 0.01, raising=False)
     spec = parse_spec(small_spec(etas=(2**-7, 2**-5)))

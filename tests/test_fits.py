@@ -93,7 +93,7 @@ def test_equilibrium_scale_solves_the_recurrence():
     """S^2 = sum_t lr_t^2 prod_{s>t} (1 - lr_s wd)^2 is the recurrence run step by step; with a
     constant lr it tends to lr / (wd (2 - lr wd)); under cosine to 10% it ends at 0.63, 0.44,
     0.35 of sqrt(lr_peak / 2wd) after 3, 10, 30 timescales (the numbers of the issue)."""
-    from lwscale.reports.diagnose import equilibrium_scale, schedule_factors
+    from lwscale.reports.diagnose_points import equilibrium_scale, schedule_factors
 
     f = schedule_factors(3000, 150, "wsd")
     lr, wd = np.array([1e-3, 3e-3, 1e-2]), np.array([0.5, 0.3, 0.2])
@@ -123,12 +123,12 @@ RULES = {"sqrt": ["sqrt-wd"], "const": ["const-wd"], "three": ["sqrt-wd", "const
 def synthetic_points(rules, schedule, alpha=0.75, beta=0.5, steps=12000, seed=0, noise=1.0):
     """(points as load_points returns them, the spec) of a synthetic run: widths 64-512 (base
     64), a 4x4 grid eta 2^-8..2^-5, lambda 0.1..0.8, one seed, the built-in model's 7 types."""
-    from lwscale.model import MATRIX_TYPES
-    from lwscale.plan import make_plan
-    from lwscale.reports.diagnose import load_points
-    from lwscale.reports.results import Run
-    from lwscale.schedule import lr_factor
-    from lwscale.spec import parse_spec
+    from lwscale.model.transformer import MATRIX_TYPES
+    from lwscale.sweep.plan import make_plan
+    from lwscale.reports.diagnose_points import load_points
+    from lwscale.reports.run import Run
+    from lwscale.science.schedule import lr_factor
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec({"model": {"widths": list(WIDTHS), "depth": 1},
                        "train": {"steps": steps, "warmup": 400, "schedule": schedule, "seeds": [0]},
@@ -160,7 +160,8 @@ def synthetic_points(rules, schedule, alpha=0.75, beta=0.5, steps=12000, seed=0,
 def test_planted_exponents_recovered_under_every_schedule(grid, schedule):
     """alpha = 0.75 and beta = 0.5 come back within 0.03 whatever the schedule and rules, and
     alpha's interval holds 0.75. Dividing by sqrt(lr_peak/wd) instead is biased under a decay."""
-    from lwscale.reports.diagnose import half_exponent, steady, width_exponent
+    from lwscale.reports.diagnose import half_exponent, width_exponent
+    from lwscale.reports.diagnose_points import steady
 
     pts, _ = synthetic_points(RULES[grid], schedule)
     qual = steady(pts)
@@ -180,7 +181,8 @@ def test_peak_lr_normalisation_is_biased_by_a_cosine_decay():
     """The old fit, log(sigma / sqrt(lr_peak/wd)) on log d, on the same const-wd cosine cells:
     the wide cells complete fewer timescales and end nearer the peak's equilibrium, so alpha
     comes out high; the schedule-aware fit does not."""
-    from lwscale.reports.diagnose import steady, unique_cells, width_exponent
+    from lwscale.reports.diagnose import width_exponent
+    from lwscale.reports.diagnose_points import steady, unique_cells
 
     pts, _ = synthetic_points(["const-wd"], "cosine")
     p = unique_cells(steady(pts))
@@ -190,7 +192,8 @@ def test_peak_lr_normalisation_is_biased_by_a_cosine_decay():
 
 
 def test_planted_beta_other_than_a_half_comes_back():
-    from lwscale.reports.diagnose import half_exponent, steady
+    from lwscale.reports.diagnose import half_exponent
+    from lwscale.reports.diagnose_points import steady
 
     pts, _ = synthetic_points(RULES["three"], "cosine", beta=0.4)
     for w, s in half_exponent(steady(pts)).items():

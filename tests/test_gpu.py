@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import TINY_SPEC, tiny_cfg
-from lwscale.model import build
-from lwscale.optim import StackedAdamW
-from lwscale.params import classify_model, stack_groups
+from lwscale.model.transformer import build
+from lwscale.training.optim import StackedAdamW
+from lwscale.model.params import classify_model, stack_groups
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -48,7 +48,7 @@ def test_stacked_equals_single_in_bf16_compiled():
 def test_sweep_on_cuda_records_mfu(tmp_path):
     """A tiny sweep through the real runner on CUDA (bf16, compile): every cell done, MFU recorded."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec({**TINY_SPEC, "train": {**TINY_SPEC["train"], "device": "cuda", "seeds": [0]}})
     table = run_sweep(spec, out_dir=tmp_path).table
@@ -87,7 +87,7 @@ def test_training_step_never_waits_for_the_gpu():
     (schedule factor and step count included) queue work without waiting for it."""
     import numpy as np
 
-    from lwscale.train import Batcher
+    from lwscale.training.loop import Batcher
 
     class Batches:  # the dataset interface Batcher reads: one [B, T+1] batch per (seed, step)
         def train_batch(self, seed, step):
@@ -122,7 +122,7 @@ def test_checkpoint_of_a_cuda_stack_resumes(tmp_path):
     """A checkpoint of a CUDA stack (CUDA tensors in the model, the optimizer state, the loop
     state and torch's RNG states) loads with weights_only=True onto the device and resumes."""
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec({**TINY_SPEC, "model": {**TINY_SPEC["model"], "widths": [32]}, "rules": ["sqrt-wd"],
                        "grid": {"eta": [2**-6], "wd": [0.1]},

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_SPEC, run_cli, write_spec
-from lwscale.plan import make_plan
+from lwscale.sweep.plan import make_plan
 from lwscale.reports.horizon import fit_lambda
-from lwscale.reports.results import load_run
-from lwscale.rules import RuleError, class_hparams, coupled_wd, get_rule
-from lwscale.spec import SpecError, load_spec, parse_spec
+from lwscale.reports.run import load_run
+from lwscale.science.rules import RuleError, class_hparams, coupled_wd, get_rule
+from lwscale.sweep.spec import SpecError, load_spec, parse_spec
 from runfixtures import make_run, rows_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,7 +255,7 @@ def test_records_written_before_horizons_keep_their_rows(horizon_run, tmp_path):
     """A record whose labels lack `steps` (written before lengths existed) takes its own steps."""
     import shutil
 
-    from lwscale.store import Store
+    from lwscale.rundir.store import Store
 
     root = tmp_path / "hz"
     shutil.copytree(horizon_run[0], root)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_cfg
-from lwscale.model import Transformer, build, flops_per_token, parametrization
+from lwscale.model.transformer import Transformer, build, flops_per_token, parametrization
 
 
 @pytest.mark.parametrize("unembed_class", ["vector", "matrix"])
@@ -38,8 +38,8 @@ def readout_logit_update(width: int, unembed_class: str, eta: float = 2**-6) -> 
     """Mean |change of the logits| after one AdamW step that moves only the unembedding (sqrt-wd
     lr and wd for its class, no clipping), on one fixed 8-token sequence. With fewer tokens than
     the width, the update's coherent part (~ lr * d * readout_mult) dominates its random part."""
-    from lwscale.optim import StackedAdamW
-    from lwscale.params import classify_model, stack_groups
+    from lwscale.training.optim import StackedAdamW
+    from lwscale.model.params import classify_model, stack_groups
 
     m = build(tiny_cfg(width, unembed_class=unembed_class), seeds=[0])
     x = torch.randint(0, 256, (1, 1, 9), generator=torch.Generator().manual_seed(0))
@@ -118,7 +118,7 @@ def test_unembed_class_in_spec_and_cell_ids():
     before the field existed, and matrix cells get new ones (their model changed)."""
     from pydantic import ValidationError
 
-    from lwscale.spec import ModelSpec
+    from lwscale.sweep.spec import ModelSpec
 
     assert "unembed_class" not in tiny_cfg(64).to_dict()
     assert tiny_cfg(64, unembed_class="matrix").to_dict()["unembed_class"] == "matrix"
@@ -147,9 +147,9 @@ def markov_data(steps: int, batch: int, T: int, seed: int = 123):
 def test_wider_is_better():
     """microsoft/mup's test: at one fixed good (eta, lambda) under muP + sqrt-wd, a short
     training orders the loss by width."""
-    from lwscale.optim import StackedAdamW
-    from lwscale.params import classify_model, stack_groups
-    from lwscale.schedule import lr_factor
+    from lwscale.training.optim import StackedAdamW
+    from lwscale.model.params import classify_model, stack_groups
+    from lwscale.science.schedule import lr_factor
 
     steps = 150
     data, val = markov_data(steps, 32, 32)

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from conftest import tiny_cfg
-from lwscale.model import build
-from lwscale.optim import StackedAdamW
-from lwscale.params import classify_model, stack_groups
+from lwscale.model.transformer import build
+from lwscale.training.optim import StackedAdamW
+from lwscale.model.params import classify_model, stack_groups
 
 CELLS = [("sqrt-wd", 2e-2, 0.3), ("const-wd", 5e-3, 0.05), ("linear-wd", 1e-2, 1.0), ("sp", 3e-2, 0.1)]
 
@@ -104,7 +104,7 @@ def test_nan_freezes_only_that_cell(rand_tokens):
 
 def test_double_membership_is_refused():
     model = build(tiny_cfg(32))
-    from lwscale.optim import Group
+    from lwscale.training.optim import Group
 
     p = next(model.parameters())
     with pytest.raises(ValueError, match="twice"):

@@ -47,7 +47,7 @@ def test_quickstart_config_shows_every_spec_key():
     """README and the other configs send users to configs/quickstart.yaml for every key."""
     from pydantic import BaseModel
 
-    from lwscale.spec import Spec
+    from lwscale.sweep.spec import Spec
 
     text = (README.parent / "configs" / "quickstart.yaml").read_text()
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 from lwscale.reports.plots import colour_norm, heatmaps
-from lwscale.reports.results import load_run
+from lwscale.reports.run import load_run
 from lwscale.reports.tables import cell_stats, mean_se
 from runfixtures import make_run, rows_for
 
@@ -200,7 +200,7 @@ def test_report_is_the_same_page_before_and_after_diagnose(tmp_path):
 
     from conftest import TINY_SPEC
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = copy.deepcopy(TINY_SPEC)
     spec["model"]["widths"], spec["rules"] = [16, 32], ["sqrt-wd"]
@@ -280,7 +280,7 @@ def test_a_transfer_figure_failure_is_a_warning_not_swallowed(tmp_path):
     missing: through ``warn`` (the CLI prints `warning: ...`), by default as a Python warning.
     A run with one width has no target: no transfer figure and nothing to warn about. A width
     the run lacks is a user error before anything is drawn."""
-    from lwscale.errors import UserError
+    from lwscale.core.errors import UserError
     from lwscale.reports.plots import plot_all
 
     rows = rows_for("sqrt-wd", 32, ETAS[:2], WDS[1:], [0], loss, status=lambda e, w: "diverged") + \

@@ -12,10 +12,9 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from lwscale.reports import ridge as ridge_mod  # noqa: E402
 from lwscale.reports.fits import slope as ls_slope  # noqa: E402
 from lwscale.reports.plots import GridAxes, colour_norm, heatmap_panel, heatmaps  # noqa: E402
-from lwscale.reports.results import load_run  # noqa: E402
+from lwscale.reports.run import load_run  # noqa: E402
 from lwscale.reports.ridge import MIN_POINTS, MIN_RATIO, fit_ridge  # noqa: E402
 from runfixtures import make_run  # noqa: E402
 

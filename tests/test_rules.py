@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from lwscale import rules
-from lwscale.rules import class_hparams, coupled_wd, get_rule
+from lwscale.science import rules
+from lwscale.science.rules import class_hparams, coupled_wd, get_rule
 
 ETA, LAM = 3e-3, 0.1
 # rule -> (matrix lr exponent, matrix coupled-wd exponent, per-step-decay exponent)

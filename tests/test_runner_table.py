@@ -3,12 +3,12 @@ stack's rebuild already holds every record; a run with nothing to train still wr
 import pandas as pd
 
 from test_scaleout import small_spec
-from lwscale.store import Store
+from lwscale.rundir.store import Store
 
 
 def test_table_is_rebuilt_once_per_stack_and_not_again_at_the_end(tmp_path, monkeypatch):
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     calls = []
     rebuild = Store.rebuild_table

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import TINY_SPEC, run_cli, write_spec
-from lwscale.claims import claim, read_claims
+from lwscale.rundir.claims import claim, read_claims
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -66,7 +66,7 @@ def test_kill_9_mid_stack_resumes_from_checkpoint_exactly(tmp_path):
 
     # the same sweep, never interrupted: identical losses and curves, to the last bit (fp32, CPU)
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     clean = records(run_sweep(parse_spec(spec), out_dir=tmp_path / "clean").store.root)
     resumed = records(run)
@@ -78,7 +78,7 @@ def test_kill_9_mid_stack_resumes_from_checkpoint_exactly(tmp_path):
 
 def test_checkpoint_kept_only_when_the_spec_says_so(tmp_path):
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = small_spec(etas=(2**-6,), steps=6, checkpoint_minutes=0, keep_checkpoints=True)
     res = run_sweep(parse_spec(spec), out_dir=tmp_path)
@@ -231,7 +231,7 @@ def test_slurm_array_script_and_task(tmp_path, monkeypatch):
 
 
 def test_status_counts_running_failed_pending_and_time_left(tmp_path):
-    from lwscale.status import run_status
+    from lwscale.rundir.status import run_status
 
     path = write_spec(tmp_path / "s.yaml", small_spec(seeds=(0, 1)))
     # the first seed-1 stack raises at step 3: its cell is failed, the others finish
@@ -268,10 +268,10 @@ def test_status_shows_stacks_a_time_left_per_width_and_json(tmp_path):
     """One line per running stack; the time left priced per width from that width's measured
     seconds per step (a width not measured yet: scaled by FLOPs from the nearest measured one),
     saying so; and all of it as JSON."""
-    from lwscale.model import flops_per_token
-    from lwscale.plan import make_plan
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.model.transformer import flops_per_token
+    from lwscale.sweep.plan import make_plan
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     store = Store.open(parse_spec(small_spec(widths=(16, 32), etas=(2**-7, 2**-6, 2**-5), steps=100)), tmp_path)
     cells = make_plan(store.read_spec()).cells
@@ -309,7 +309,7 @@ def test_status_shows_stacks_a_time_left_per_width_and_json(tmp_path):
 
 
 def test_one_duration_format_for_status_and_dry_run():
-    from lwscale.status import fmt_duration
+    from lwscale.rundir.status import fmt_duration
 
     cases = {-5: "0 s", 0: "0 s", 42.4: "42 s", 89.4: "89 s", 89.6: "1.5 min", 90: "1.5 min", 754: "12.6 min",
              5390: "89.8 min", 5399: "1.5 h", 5400: "1.5 h", 7200: "2.0 h", 86400 * 3: "72.0 h",
@@ -320,9 +320,9 @@ def test_one_duration_format_for_status_and_dry_run():
 def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
     import time
 
-    from lwscale import status
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.rundir import status
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     store = Store.open(parse_spec(small_spec()), tmp_path)          # two pending cells, nothing trained
     plans, sleeps = [], []
@@ -349,9 +349,9 @@ def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
 def test_status_replans_only_when_the_run_gets_a_new_spec(tmp_path, monkeypatch):
     import os
 
-    from lwscale import status
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.rundir import status
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     spec = small_spec()
     store = Store.open(parse_spec(spec), tmp_path)
@@ -371,7 +371,7 @@ def test_status_replans_only_when_the_run_gets_a_new_spec(tmp_path, monkeypatch)
 
 def test_open_run_lists_the_cells_left_for_every_runner(tmp_path):
     from lwscale.runners.local import open_run
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(small_spec(etas=(2**-7, 2**-6, 2**-5)))
     plan, store, todo = open_run(spec, tmp_path)

@@ -23,7 +23,7 @@ import pytest
 
 import slurm_cluster
 from conftest import TINY_SPEC, run_cli, write_spec
-from lwscale.claims import read_claims
+from lwscale.rundir.claims import read_claims
 
 pytestmark = pytest.mark.slurm
 
@@ -159,7 +159,7 @@ def local_records(spec: dict, out: Path) -> dict:
     import torch
 
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     local = copy.deepcopy(spec)
     local["runner"] = {"kind": "local"}

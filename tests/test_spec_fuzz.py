@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY_SPEC
-from lwscale.plan import make_plan
-from lwscale.spec import SpecError, load_spec
+from lwscale.sweep.plan import make_plan
+from lwscale.sweep.spec import SpecError, load_spec
 
 # LWSCALE_FUZZ_EXAMPLES=1000 for a longer hunt than CI's
 FUZZ = settings(max_examples=int(os.environ.get("LWSCALE_FUZZ_EXAMPLES", 60)), deadline=None,
@@ -120,7 +120,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lwscale import plan as plan_module  # noqa: E402
+from lwscale.sweep import plan as plan_module  # noqa: E402
 
 HUNT = settings(max_examples=int(os.environ.get("LWSCALE_FUZZ_HUNT", 2000)), deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))

@@ -2,10 +2,10 @@
 import torch
 
 from conftest import TINY_SPEC
-from lwscale.plan import make_plan
+from lwscale.sweep.plan import make_plan
 from lwscale.runners.local import make_stacks
 from lwscale.runners.stacking import choose_k, k_for_memory, k_for_speed
-from lwscale.spec import parse_spec
+from lwscale.sweep.spec import parse_spec
 
 SPEC = parse_spec(TINY_SPEC)
 CFG = make_plan(SPEC).cells[0].model

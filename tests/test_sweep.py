@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_SPEC, run_cli, write_spec
-from lwscale.rules import class_hparams
-from lwscale.store import COLUMNS
+from lwscale.science.rules import class_hparams
+from lwscale.rundir.store import COLUMNS
 
 
 def test_tiny_sweep_results(tiny_run):
@@ -33,7 +33,7 @@ def test_records_carry_rule_arithmetic(tiny_run):
         assert r.lr_vector == pytest.approx(r.eta)
         assert r.tau_matrix == pytest.approx(1 / (lr * wd))
         # cosine to 10% after 2 warmup steps: sum of factors over 20 steps
-        from lwscale.schedule import factor_sum
+        from lwscale.science.schedule import factor_sum
 
         assert r.timescales == pytest.approx(lr * wd * factor_sum(20, 2, "cosine", 0.1))
     rec = json.loads(next((tiny_run.store.root / "cells").glob("*/record.json")).read_text())
@@ -53,7 +53,7 @@ def test_seeds_and_common_random_numbers(tiny_run):
 
 def test_rerun_trains_nothing(tiny_run):
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     before = {p: p.stat().st_mtime_ns for p in (tiny_run.store.root / "cells").glob("*/record.json")}
     t0 = time.perf_counter()
@@ -84,9 +84,9 @@ def test_dry_run_estimates(tmp_path):
 def test_pairs_grid_is_sized_by_its_slowest_pair():
     """docs/science.md §5: a Figure-1 style pairs grid is sized by the cell that completes the fewest
     timescales, so the plan table and the warning use that pair, not a made-up centre."""
-    from lwscale.plan import centre_cells, make_plan
+    from lwscale.sweep.plan import centre_cells, make_plan
     from lwscale.reports.tables import plan_table, timescale_warning
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     spec = copy.deepcopy(TINY_SPEC)
     spec["rules"], spec["model"]["widths"] = ["sqrt-wd"], [32]
@@ -116,7 +116,7 @@ def test_command_line_overrides_reach_the_spec(tmp_path):
 
 
 def test_with_overrides_replaces_the_given_keys_only():
-    from lwscale.spec import SpecError, parse_spec, with_overrides
+    from lwscale.sweep.spec import SpecError, parse_spec, with_overrides
 
     spec = parse_spec(TINY_SPEC)
     assert with_overrides(spec, train={"device": None}, runner={"kind": None}) is spec   # options not given
@@ -279,7 +279,7 @@ def test_table_keeps_points_of_earlier_specs(tiny_run, tmp_path):
     import shutil
 
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     root = tmp_path / "copy"
     shutil.copytree(tiny_run.store.root, root / "tiny")
@@ -323,9 +323,9 @@ def test_the_plan_says_why_it_has_fewer_cells_than_sweep_points():
     """2 rules x 2 widths x 4 (eta, wd) x 2 seeds = 32 points; at the base width both rules give
     the same model and (lr, wd), so the 8 proxy cells serve both: 24 cells."""
     from conftest import TINY_SPEC
-    from lwscale.plan import make_plan
+    from lwscale.sweep.plan import make_plan
     from lwscale.reports.tables import shared_cells_note
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     note = shared_cells_note(make_plan(parse_spec(TINY_SPEC)))
     assert note.startswith("32 sweep points are 24 distinct cells") and "base width" in note

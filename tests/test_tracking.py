@@ -1,4 +1,4 @@
-"""Experiment trackers written from the records after a sweep (lwscale.tracking): TensorBoard
+"""Experiment trackers written from the records after a sweep (lwscale.reports.tracking): TensorBoard
 and Weights & Biases, offline. Each test skips, saying why, where its package is missing."""
 import copy
 import importlib.util

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
-from lwscale.errors import UserError
-from lwscale.reports.results import load_run
+from lwscale.core.errors import UserError
+from lwscale.reports.run import load_run
 from lwscale.reports.report import transfer_md
 from lwscale.reports.transfer import class_rows, rank, transfer
-from lwscale.reports.transfer_cli import print_transfer
+from lwscale.cli.transfer import print_transfer
 from lwscale.reports.transfer_tables import hparam_tab, metrics_tab
 from runfixtures import make_run, rows_for
 
@@ -218,8 +218,8 @@ def test_emit_yaml_is_the_targets_param_groups_and_nothing_else(tmp_path):
 
     import yaml
 
-    from lwscale.model import ModelConfig, Transformer
-    from lwscale.params import classify_model
+    from lwscale.model.transformer import ModelConfig, Transformer
+    from lwscale.model.params import classify_model
 
     run = hand_made(tmp_path)
     code, out, err = run_cli(["transfer", run, "--emit", "yaml"])
@@ -362,11 +362,11 @@ def test_train_keeps_the_labels_a_wider_grid_gave_to_cells_trained_earlier(tmp_p
     """At m = 4 sqrt-wd's target wd is 2 lambda: on a power-of-2 grid its cells are const-wd's.
     A cell const-wd trained first gets a sqrt-wd label only from a later, wider grid; the
     table that transfer --train rebuilds from its derived plan must keep that label."""
-    from lwscale.plan import make_plan
-    from lwscale.reports.train_target import derived_spec
+    from lwscale.sweep.plan import make_plan
+    from lwscale.runners.targets import derived_spec
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
-    from lwscale.store import Store
+    from lwscale.sweep.spec import parse_spec
+    from lwscale.rundir.store import Store
 
     base = {"name": "grow", "model": {"widths": [32, 128], "depth": 1, "head_dim": 16, "seq_len": 16},
             "data": {"source": "sotu", "tokenizer": "bytes"},
@@ -413,8 +413,8 @@ def test_a_ranking_from_an_older_transfer_json_keeps_its_ties():
 
 
 def test_an_unreadable_spec_yaml_costs_a_warning_not_the_table(tmp_path):
-    from lwscale.plan import make_plan
-    from lwscale.store import Store
+    from lwscale.sweep.plan import make_plan
+    from lwscale.rundir.store import Store
 
     run = hand_made(tmp_path)
     store = Store(run)
@@ -494,9 +494,9 @@ def test_fresh_rows_of_a_cell_two_rules_share_are_kept(tmp_path):
     """At m = 4 sqrt-wd's (eta, 0.25) is const-wd's (eta, 0.5): one physical cell. sqrt-wd's
     fresh seed trains it, const-wd finds it done; const-wd's row must survive the table that
     linear-wd's training rebuilds next, and any later rebuild (the cell's record carries it)."""
-    from lwscale.reports.train_target import train_points
+    from lwscale.runners.targets import train_points
     from lwscale.runners.local import run_sweep
-    from lwscale.spec import parse_spec
+    from lwscale.sweep.spec import parse_spec
 
     base = {"name": "share", "model": {"widths": [32, 128], "depth": 1, "head_dim": 16, "seq_len": 16},
             "data": {"source": "sotu", "tokenizer": "bytes"},

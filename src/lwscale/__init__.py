@@ -6,7 +6,7 @@ They load on first use, so ``import lwscale`` (and the CLI) stays fast.
 """
 import os
 
-__version__ = "0.1.0"
+from lwscale.core.version import __version__
 
 # OpenMP (libgomp) reads this once, when torch loads it, so it is set here, on the import path
 # of everything in lwscale (the CLI, lwscale.api, run_sweep), before any lwscale module imports
@@ -26,7 +26,7 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str):
     if name in _API:
-        from . import api
+        from lwscale import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'lwscale' has no attribute {name!r}")

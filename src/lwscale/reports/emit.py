@@ -41,9 +41,9 @@ def name_patterns(names_by_group: dict[str, list[str]]) -> dict[str, list[str]]:
 def param_groups(spec, rule: str, width: int, eta: float, wd: float) -> list[dict]:
     """The AdamW groups of the spec's model (the built-in one or its ``model.factory``) at
     ``width`` under ``rule`` from base (eta, wd): name, class, width_mult, lr, weight_decay, params."""
-    from ..params import group_hparams, group_keys
-    from ..plan import model_config, param_classes
-    from ..rules import get_rule
+    from lwscale.model.params import group_hparams, group_keys
+    from lwscale.sweep.plan import model_config, param_classes
+    from lwscale.science.rules import get_rule
 
     r = get_rule(rule)
     keys = group_keys(param_classes(spec, model_config(spec, width, r)))

@@ -18,10 +18,11 @@ import math
 
 import pandas as pd
 
-from .fmt import num
-from .tables import Tab, argmin
+from lwscale.reports.fmt import num
+from lwscale.reports.tables import Tab, argmin
+from lwscale.science.rules import STEADY_TIMESCALES
 
-MIN_TIMESCALES = 3.0
+MIN_TIMESCALES = STEADY_TIMESCALES
 
 
 def _cell(row: pd.Series) -> dict:
@@ -59,7 +60,7 @@ def gate_tab(result: dict) -> Tab | None:
     g = result.get("gate")
     if not g:
         return None
-    from .transfer_tables import ends
+    from lwscale.reports.transfer_tables import ends
 
     p, t, _ = ends(result)
     w = g["wider_is_better"]

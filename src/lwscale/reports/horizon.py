@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..rules import class_hparams, coupled_wd, get_rule
-from .fits import t975
-from .results import Run, panel
-from .tables import argmin, cell_stats, mean_se
+from lwscale.science.rules import class_hparams, coupled_wd, get_rule
+from lwscale.reports.fits import t975
+from lwscale.reports.run import Run, panel
+from lwscale.reports.tables import argmin, cell_stats, mean_se
 
 
 @dataclass
@@ -103,7 +103,7 @@ def physical(run: Run, rule: str, width: int, steps: int, eta: float, wd: float)
 def panel_optimum(run: Run, stats: pd.DataFrame, rule: str, width: int, steps: int,
                   refined: bool = True) -> PanelOptimum | None:
     """The optimum of one (rule, width, steps) panel of ``stats`` (None when no cell finished)."""
-    from .transfer import _quadratic_vertex
+    from lwscale.reports.transfer import quadratic_vertex
 
     sub = panel(stats, rule, width, steps)
     best = argmin(sub)
@@ -111,7 +111,7 @@ def panel_optimum(run: Run, stats: pd.DataFrame, rule: str, width: int, steps: i
         return None
     eta, wd, source = float(best["eta"]), float(best["wd"]), "grid argmin"
     if refined:
-        v = _quadratic_vertex(sub, best)
+        v = quadratic_vertex(sub, best)
         if v is not None:
             eta, wd, source = 2.0 ** v[0], 2.0 ** v[1], "refined"
     wds = sorted(w for w in sub["wd"].unique() if w > 0)
@@ -213,7 +213,7 @@ def rule_snippet(fit: LambdaFit, a: float = 1.0) -> str:
 
 def fit_table(fits: list[LambdaFit]):
     """The fits as a ``Tab``: per rule, g and h with 95% intervals and the optima behind them."""
-    from .tables import Tab
+    from lwscale.reports.tables import Tab
 
     rows = []
     for f in fits:

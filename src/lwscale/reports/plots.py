@@ -22,11 +22,11 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from ..errors import UserError  # noqa: E402
-from .transfer_tables import seeds_text
-from .results import Run, at_point, log2, panel  # noqa: E402
-from .ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
-from .tables import argmin, finished  # noqa: E402
+from lwscale.core.errors import UserError  # noqa: E402
+from lwscale.reports.transfer_tables import seeds_text
+from lwscale.reports.run import Run, at_point, log2, panel  # noqa: E402
+from lwscale.reports.ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
+from lwscale.reports.tables import argmin, finished  # noqa: E402
 
 CMAP = "viridis_r"   # low loss = bright
 CLIP = (0.02, 0.65)  # colour-scale quantiles of the finished losses
@@ -370,7 +370,7 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
                              (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")), 0.18)
     axes[1].set_ylabel("target optimum − proxy optimum (log₂ units)")
     axes[1].set_title("shift of the grid optimum from proxy to target (0 = perfect transfer)", fontsize=9)
-    from .transfer_tables import ends
+    from lwscale.reports.transfer_tables import ends
 
     fig.suptitle(f"Transfer from {ends(result)[2].replace('->', 'to')} "
                  "(error bars: seed standard error; none with one seed)", fontsize=10)
@@ -439,8 +439,8 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
     each rule's prediction from its own proxy optimum, lambda_p m^g (S/S_p)^-h, as a line in
     the rule's colour: a rule that transfers has its line through its points. The black
     dashed line is the fit of lambda* ~ m^g S^-h of the best-placed rule's grid (diagnose)."""
-    from ..rules import get_rule
-    from .horizon import best_fit, fit_all
+    from lwscale.science.rules import get_rule
+    from lwscale.reports.horizon import best_fit, fit_all
 
     widths, horizons = run.widths, run.horizons
     proxy_width = widths[0] if proxy_width is None else proxy_width
@@ -526,8 +526,8 @@ def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf:
     lacks is a user error, raised before anything is drawn. The transfer figure needs two
     widths; when the transfer cannot be computed (no finished proxy cells, say) the other
     figures still stand and ``warn`` (default: a Python warning) gets one line saying why."""
-    from .report import evaluation_seeds
-    from .transfer import check_width, transfer
+    from lwscale.reports.report import evaluation_seeds
+    from lwscale.reports.transfer import check_width, transfer
 
     for w, what in ((proxy, "proxy"), (target, "target")):
         if w is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 
-from .fmt import num
-from .gate import VERDICT, gate_tab
-from .results import Run, panel
-from .tables import argmin, best_cells, finished, loss_tab
-from .transfer_tables import hparam_tab, metrics_tab, ranking_tab, seeds_text
+from lwscale.reports.fmt import num
+from lwscale.reports.gate import VERDICT, gate_tab
+from lwscale.reports.run import Run, panel
+from lwscale.reports.tables import argmin, best_cells, finished, loss_tab
+from lwscale.reports.transfer_tables import hparam_tab, metrics_tab, ranking_tab, seeds_text
+from lwscale.core.files import atomic_write_text
 
 
 def spec_summary(run: Run) -> str:
@@ -75,7 +76,7 @@ def findings(run: Run, result: dict | None) -> str:
         top = result["ranking"][0]
         ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
         ev = result.get("evaluation") or {}
-        from .transfer_tables import ends
+        from lwscale.reports.transfer_tables import ends
 
         lines.append(f"- Transferring the {ends(result)[2].replace(' -> ', ' optimum to ')}, "
                      f"{top['rule']} lands on the lowest target loss ({top['loss']:.4f})"
@@ -99,7 +100,7 @@ def findings(run: Run, result: dict | None) -> str:
 def edge_findings(run: Run) -> list[str]:
     """For each rule and width whose best cell lies on the grid's edge, which way to widen it
     (``transfer.edge_warnings``): an optimum there may lie outside the grid."""
-    from .transfer import edge_warnings
+    from lwscale.reports.transfer import edge_warnings
 
     out = []
     for rule in run.rules:
@@ -124,7 +125,7 @@ def loss_table_md(run: Run, rule: str, width: int, steps: int | None = None) -> 
 
 
 def transfer_md(result: dict) -> str:
-    from .transfer_tables import ends
+    from lwscale.reports.transfer_tables import ends
 
     p, t, _ = ends(result)
     out = [f"Proxy width {p} → target width {t}" + (" (width/steps)" if result.get("multi_horizon") else "")
@@ -197,8 +198,6 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
     if diag.exists():
         parts += ["", "## Diagnostics (diagnose.md)", diag.read_text(encoding="utf-8").strip()]
     text = "\n".join(parts) + "\n"
-    from ..store import atomic_write_text
-
     atomic_write_text(run.root / "report.md", text)
     return text
 

@@ -15,7 +15,8 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from .fmt import pm
+from lwscale.reports.fmt import pm
+from lwscale.science.rules import STEADY_TIMESCALES
 
 
 @dataclass
@@ -150,7 +151,7 @@ def plan_table(plan) -> Table:
     """Per rule, width and horizon: sweep points, unique cells, steps, tokens, and at the grid centre (for
     explicit pairs: the slowest pair) the matrix timescale tau = 1/(lr*wd) in steps and the
     timescales completed sum_t lr_t*wd."""
-    from ..plan import centre_cells, reference_name
+    from lwscale.sweep.plan import centre_cells, reference_name
 
     spec = plan.spec
     table = Table(title=f"plan (tau and timescales at {reference_name(spec)}, matrix params)", title_justify="left")
@@ -164,7 +165,7 @@ def plan_table(plan) -> Table:
         table.add_row(rule, str(width), f"{width / spec.model.d0:g}", str(n_points), str(len(ids)), str(c.steps),
                       f"{c.steps * spec.train.batch_size * spec.model.seq_len:,}",
                       f"{tau:,.0f}" if math.isfinite(tau) else "inf",
-                      f"[yellow]{ts_txt}[/]" if ts < 3 else ts_txt)
+                      f"[yellow]{ts_txt}[/]" if ts < STEADY_TIMESCALES else ts_txt)
     return table
 
 
@@ -181,11 +182,11 @@ def shared_cells_note(plan) -> str | None:
 def timescale_warning(plan) -> str | None:
     """One line naming every (rule, width, and horizon S in a run of several) whose grid-centre
     (or slowest-pair) cell completes < 3 timescales: each horizon is judged by its own cells."""
-    from ..plan import centre_cells, reference_name
+    from lwscale.sweep.plan import centre_cells, reference_name
 
     multi = plan.spec.multi_horizon
     low = [(rule, width, c.steps, c.matrix_timescales()) for rule, width, c in centre_cells(plan)]
-    low = [f"{rule} d={width}{f' S={steps}' if multi else ''} ({ts:.2f})" for rule, width, steps, ts in low if ts < 3]
+    low = [f"{rule} d={width}{f' S={steps}' if multi else ''} ({ts:.2f})" for rule, width, steps, ts in low if ts < STEADY_TIMESCALES]
     if not low:
         return None
     return (f"{reference_name(plan.spec)} completes fewer than 3 AdamW timescales 1/(lr*wd) at " + ", ".join(low)

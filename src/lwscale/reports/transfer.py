@@ -31,12 +31,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
-from ..rules import RuleError, get_rule, timescale
-from .gate import gate
-from .results import Run, at_point, log2, panel, seed_losses
-from .tables import argmin, cell_stats, finished, mean_se, paired
-from .transfer_tables import seeds_text
+from lwscale.core.errors import UserError
+from lwscale.science.rules import RuleError, get_rule, timescale
+from lwscale.reports.gate import gate
+from lwscale.reports.run import Run, at_point, log2, panel, seed_losses
+from lwscale.reports.tables import argmin, cell_stats, finished, mean_se, paired
+from lwscale.reports.transfer_tables import seeds_text
 
 TIE_SIGMAS = 2.0
 
@@ -78,7 +78,7 @@ def edge_warnings(sub: pd.DataFrame, eta: float, wd: float, what: str) -> list[s
     return out
 
 
-def _quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float] | None:
+def quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float] | None:
     """Vertex of a quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``,
     clipped to that neighbourhood; None when the fit is not a bowl."""
     ok = sub[finished(sub) & (sub["wd"] > 0)]
@@ -113,7 +113,7 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps:
     opt = Optimum(float(best["eta"]), float(best["wd"]), "grid argmin")
     opt.warnings = edge_warnings(sub, opt.eta, opt.wd, f"the {rule} proxy optimum ({run.where(width, steps)})")
     if refined:
-        v = _quadratic_vertex(sub, best)
+        v = quadratic_vertex(sub, best)
         if v is None:
             opt.warnings.append(f"{rule}: the 3x3 cells around the proxy argmin do not form a bowl; "
                                 "using the grid argmin")
@@ -123,7 +123,7 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps:
             for _, d in panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width, steps).groupby("seed"):
                 s = cell_stats(d)
                 b = argmin(s)
-                pv = _quadratic_vertex(s, b) if b is not None else None
+                pv = quadratic_vertex(s, b) if b is not None else None
                 if pv is not None:
                     per_seed.append(pv)
             if len(per_seed) > 1:
@@ -137,8 +137,8 @@ def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float,
     """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
     ``width`` trained ``steps`` steps (default: the base horizon) under ``rule``, from base (eta, wd):
     the same classes and arithmetic as a sweep."""
-    from ..params import group_hparams, group_keys
-    from ..plan import model_config, param_classes
+    from lwscale.model.params import group_hparams, group_keys
+    from lwscale.sweep.plan import model_config, param_classes
 
     r = get_rule(rule)
     rho = 1.0 if steps is None else spec.horizon_ratio(width, steps)

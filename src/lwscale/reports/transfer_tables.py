@@ -1,13 +1,13 @@
 """A transfer result's two tables, built once as ``Tab``s: the per-class (lr, wd) and tau to
 copy into the target's config, and how each rule fared at the target. ``lwscale transfer``
-prints them with Rich (transfer_cli.py); report.md writes them as Markdown (report.py).
+prints them with Rich (lwscale/cli/transfer.py); report.md writes them as Markdown (report.py).
 """
 from __future__ import annotations
 
 import math
 
-from .fmt import num, pm
-from .tables import Tab
+from lwscale.reports.fmt import num, pm
+from lwscale.reports.tables import Tab
 
 
 

@@ -1,1 +1,2 @@
-"""Runners decide where and how the cells of a plan train; all write the same store."""
+"""Layer 8: runners train a plan's cells (here, on GPUs, on Slurm, and the targets of
+``transfer --train``) and write the run directory."""

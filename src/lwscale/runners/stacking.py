@@ -20,7 +20,8 @@ from typing import Callable
 
 import torch
 
-from ..spec import Spec
+from lwscale.sweep.spec import Spec
+from lwscale.core.files import atomic_write_text
 
 MEMORY_FRACTION = 0.85
 MAX_K = 64
@@ -45,8 +46,6 @@ def saved_k(run_dir: Path | None, device: torch.device) -> dict[int, int]:
 
 
 def _save_k(run_dir: Path, device: torch.device, chosen: dict[int, int]) -> None:
-    from ..store import atomic_write_text
-
     path = Path(run_dir) / K_FILE
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
@@ -66,7 +65,7 @@ def choose_k(spec: Spec, cells: list, device: torch.device,
     the run in ``run_dir`` chose earlier on this kind of device, else measured and saved
     there unless ``save`` is False: a dry run writes nothing)."""
     widths = sorted({c.width for c in cells})
-    if spec.model.factory:  # a user's model cannot be stacked (lwscale.factory)
+    if spec.model.factory:  # a user's model cannot be stacked (lwscale.model.user)
         return {w: 1 for w in widths}
     k = spec.train.cells_per_stack
     if isinstance(k, int):
@@ -96,7 +95,7 @@ def k_for_memory(cfg, spec: Spec, device: torch.device, n_max: int,
                  measure: Callable[[int], int] | None = None, free: int | None = None) -> int:
     """The largest K whose stack fits in MEMORY_FRACTION of free memory, from the measured
     peak memory of K = 1 and K = 2 (their difference is one cell's share)."""
-    from ..train import peak_step_memory
+    from lwscale.training.loop import peak_step_memory
 
     measure = measure or (lambda k: peak_step_memory(cfg, spec, device, k))
     m1, m2 = measure(1), measure(2)
@@ -118,7 +117,7 @@ def k_for_speed(cfg, spec: Spec, device: torch.device, n_max: int, log: Callable
     the caches (see docs/performance.md), so larger K only get slower, and their timing
     would be the costliest. K = 1 is timed before and after, against warm-up effects.
     """
-    from ..train import time_steps
+    from lwscale.training.loop import time_steps
 
     if n_max < 2:
         return 1

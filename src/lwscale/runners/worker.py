@@ -1,7 +1,7 @@
 """The worker loop every runner uses: claim a stack, train it, write its records, release.
 
 Any number of workers (processes on this box, Slurm tasks on a cluster) may run it on one
-run directory. A worker trains only the cells whose claim it won (lwscale.claims), and
+run directory. A worker trains only the cells whose claim it won (lwscale.rundir.claims), and
 only if, read again once the claim is held, their record is still what it was when the
 worker listed the cells to train (``Store.pending``, before the seconds spent choosing K
 and preparing data): a cell that another worker finished (or, with --retry-failed,
@@ -23,11 +23,11 @@ import socket
 import time
 from typing import Callable
 
-from ..checkpoint import StackCheckpoint, WriteError, prune
-from ..claims import claim
-from ..plan import Cell
-from ..store import FINISHED
-from .local import RunSummary, run_stack
+from lwscale.training.checkpoint import StackCheckpoint, WriteError, prune
+from lwscale.rundir.claims import claim
+from lwscale.sweep.plan import Cell
+from lwscale.rundir.store import FINISHED
+from lwscale.runners.stack import RunSummary, run_stack
 
 
 class Preempted(BaseException):
@@ -85,11 +85,6 @@ class _StoppableCheckpoint(StackCheckpoint):
             self.log(f"saved the stack's checkpoint at step {done} before stopping")
             raise Preempted(_Stop.signum)
         super().after_step(done, steps, model, opt, loop)
-
-
-def _stamp(store, cell_id: str) -> int | None:
-    """The state of a cell's record: its modification time, or None when it has none."""
-    return store.record_stamp(cell_id)
 
 
 POLL_S = 5.0  # seconds between looks at the cells other workers hold, while waiting for them
@@ -179,7 +174,7 @@ def wait_for_claimed(store, cell_ids: list[str], timeout_s: float, log: Callable
     return as soon as one has no claim (its holder finished or released it) or a stale one
     (its holder died: the next ``claim`` takes it over). A stop signal ends the wait with
     ``Preempted``."""
-    from ..claims import read_claims
+    from lwscale.rundir.claims import read_claims
 
     poll_s = poll_s if poll_s is not None else min(30.0, max(0.5, timeout_s / 8))
     log(f"waiting for {len(cell_ids)} cells claimed by other workers: trained here if their claims go stale")
