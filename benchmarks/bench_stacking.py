@@ -8,6 +8,7 @@ and, on CUDA, the stack's aggregate MFU. Writes a small JSON next to --json.
     python benchmarks/bench_stacking.py --width 32 --k 9 --vocab 1024          # CPU
     python benchmarks/bench_stacking.py --width 256 --k 16 --seq 1024 --batch 8 # GPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,9 @@ import time
 import torch
 
 from lwscale.model.transformer import ModelConfig, flops_per_token
-from lwscale.training.perf import device_name, peak_flops
 from lwscale.sweep.spec import parse_spec
 from lwscale.training.loop import resolve_compile, resolve_precision, time_steps
+from lwscale.training.perf import device_name, peak_flops
 
 
 def main() -> None:
@@ -39,16 +40,20 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     a = ap.parse_args()
 
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if a.device == "auto" else a.device))
-    spec = parse_spec({
-        "model": {"widths": [a.width], "depth": a.depth, "head_dim": a.head_dim, "seq_len": a.seq},
-        "data": {"source": "synthetic", "vocab_size": a.vocab},
-        "train": {"batch_size": a.batch, "device": str(device)},
-        "grid": {"eta": [1e-3], "wd": [0.1]},
-    })
-    cfg = ModelConfig(vocab_size=a.vocab, width=a.width, base_width=a.width, depth=a.depth,
-                      head_dim=a.head_dim, seq_len=a.seq)
+    device = torch.device(
+        "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+    )
+    spec = parse_spec(
+        {
+            "model": {"widths": [a.width], "depth": a.depth, "head_dim": a.head_dim, "seq_len": a.seq},
+            "data": {"source": "synthetic", "vocab_size": a.vocab},
+            "train": {"batch_size": a.batch, "device": str(device)},
+            "grid": {"eta": [1e-3], "wd": [0.1]},
+        }
+    )
+    cfg = ModelConfig(
+        vocab_size=a.vocab, width=a.width, base_width=a.width, depth=a.depth, head_dim=a.head_dim, seq_len=a.seq
+    )
     tokens_per_cell_step = a.batch * a.seq
 
     def timed(k: int) -> float:
@@ -57,17 +62,24 @@ def main() -> None:
     # alternate the two so that a busy machine slows both alike; the median of the repeats
     runs = [(timed(1), timed(a.k)) for _ in range(a.repeats)]
     t1, tk = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-    one_by_one = 1.0 / t1            # cell-steps/s: K separate cells take K x t1 for K cell-steps
+    one_by_one = 1.0 / t1  # cell-steps/s: K separate cells take K x t1 for K cell-steps
     stacked = a.k / tk
     precision = resolve_precision(spec, device)
     peak = peak_flops(device, precision)
     fpt = flops_per_token(cfg)
     out = {
-        "device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-        "width": a.width, "depth": a.depth, "vocab": a.vocab, "k": a.k,
-        "tokens_per_cell_per_step": tokens_per_cell_step, "precision": precision,
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "width": a.width,
+        "depth": a.depth,
+        "vocab": a.vocab,
+        "k": a.k,
+        "tokens_per_cell_per_step": tokens_per_cell_step,
+        "precision": precision,
         "compile": resolve_compile(spec, device),
-        "one_by_one_cell_steps_per_s": one_by_one, "stacked_cell_steps_per_s": stacked,
+        "one_by_one_cell_steps_per_s": one_by_one,
+        "stacked_cell_steps_per_s": stacked,
         "stacked_mfu": (stacked * tokens_per_cell_step * fpt / peak) if peak else None,
         "ratio": stacked / one_by_one,
     }
@@ -75,8 +87,10 @@ def main() -> None:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
     print(json.dumps(out, indent=1), file=sys.stderr)
-    print(f"tokens per cell per step {tokens_per_cell_step}; one by one {one_by_one:.2f} cell-steps/s; "
-          f"stacked K={a.k} {stacked:.2f} cell-steps/s")
+    print(
+        f"tokens per cell per step {tokens_per_cell_step}; one by one {one_by_one:.2f} cell-steps/s; "
+        f"stacked K={a.k} {stacked:.2f} cell-steps/s"
+    )
     print(f"stacked / one-by-one: {out['ratio']:.2f}x")
 
 

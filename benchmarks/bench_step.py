@@ -9,6 +9,7 @@ lwscale.training.perf) and peak memory per width, and ours/reference. Writes --j
 
     python benchmarks/bench_step.py --batch 16 --seq 1024 --depth 8 --json step.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,11 @@ import time
 
 import torch
 
+from lwscale.model.params import classify_model, group_hparams, group_keys
 from lwscale.model.transformer import ModelConfig, build, flops_per_token
-from lwscale.model.params import classify_model, group_keys, group_hparams
-from lwscale.training.perf import device_name, peak_flops
 from lwscale.sweep.spec import parse_spec
 from lwscale.training.loop import time_steps
+from lwscale.training.perf import device_name, peak_flops
 
 
 def reference_step_time(cfg: ModelConfig, batch: int, steps: int, warmup: int) -> float:
@@ -74,12 +75,14 @@ def main() -> None:
     peak = peak_flops(device, "bf16")
     rows = []
     for w in a.widths:
-        spec = parse_spec({
-            "model": {"widths": [w], "depth": a.depth, "head_dim": 64, "seq_len": a.seq},
-            "data": {"source": "synthetic", "vocab_size": a.vocab},
-            "train": {"batch_size": a.batch, "device": "cuda"},
-            "grid": {"eta": [1e-3], "wd": [0.1]},
-        })
+        spec = parse_spec(
+            {
+                "model": {"widths": [w], "depth": a.depth, "head_dim": 64, "seq_len": a.seq},
+                "data": {"source": "synthetic", "vocab_size": a.vocab},
+                "train": {"batch_size": a.batch, "device": "cuda"},
+                "grid": {"eta": [1e-3], "wd": [0.1]},
+            }
+        )
         cfg = ModelConfig(vocab_size=a.vocab, width=w, base_width=256, depth=a.depth, head_dim=64, seq_len=a.seq)
         torch.cuda.reset_peak_memory_stats()
         ours = time_steps(cfg, spec, device, k=1, steps=a.steps, warmup=a.warmup)
@@ -87,16 +90,32 @@ def main() -> None:
         ref = reference_step_time(cfg, a.batch, a.steps, a.warmup)
         tok = a.batch * a.seq
         fpt = flops_per_token(cfg)
-        row = {"width": w, "tokens_per_s": tok / ours, "tflops": tok * fpt / ours / 1e12,
-               "mfu": tok * fpt / ours / peak if peak else None, "peak_mem_gib": mem,
-               "ref_tokens_per_s": tok / ref, "ours_over_ref": ref / ours}
+        row = {
+            "width": w,
+            "tokens_per_s": tok / ours,
+            "tflops": tok * fpt / ours / 1e12,
+            "mfu": tok * fpt / ours / peak if peak else None,
+            "peak_mem_gib": mem,
+            "ref_tokens_per_s": tok / ref,
+            "ours_over_ref": ref / ours,
+        }
         rows.append(row)
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
-        print(f"width {w}: {row['tokens_per_s']:,.0f} tok/s, {row['tflops']:.0f} TFLOP/s, MFU {mfu}, "
-              f"{mem:.1f} GiB; reference {row['ref_tokens_per_s']:,.0f} tok/s; ours/ref {row['ours_over_ref']:.2f}x",
-              flush=True)
-    out = {"device": device_name(device), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-           "depth": a.depth, "seq": a.seq, "batch": a.batch, "vocab": a.vocab, "rows": rows}
+        print(
+            f"width {w}: {row['tokens_per_s']:,.0f} tok/s, {row['tflops']:.0f} TFLOP/s, MFU {mfu}, "
+            f"{mem:.1f} GiB; reference {row['ref_tokens_per_s']:,.0f} tok/s; ours/ref {row['ours_over_ref']:.2f}x",
+            flush=True,
+        )
+    out = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "depth": a.depth,
+        "seq": a.seq,
+        "batch": a.batch,
+        "vocab": a.vocab,
+        "rows": rows,
+    }
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

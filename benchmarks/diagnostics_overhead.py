@@ -13,18 +13,18 @@ The figure printed last is the directly timed overhead in percent.
 
     PYTHONPATH=src python benchmarks/diagnostics_overhead.py [SPEC] [--steps N]
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
-from lwscale.training import recorder as diagnostics
-
-from lwscale.training import loop as train
 from lwscale.data.load import load_dataset
-from lwscale.sweep.plan import make_plan
 from lwscale.runners.local import make_stacks
+from lwscale.sweep.plan import make_plan
 from lwscale.sweep.spec import load_spec, with_overrides
+from lwscale.training import loop as train
+from lwscale.training import recorder as diagnostics
 
 
 def timed_recorder(spent: list[float]):
@@ -56,8 +56,16 @@ def main() -> None:
     stacks = make_stacks(plan.cells, 4)
     stacks = [next(s for s in stacks if s[0].width == w) for w in sorted({s[0].width for s in stacks})]
     m, t = spec.model, specs[True].train
-    dataset = load_dataset(spec.data, m.seq_len, t.batch_size, t.eval_tokens, device, max_width=max(m.widths),
-                           depth=m.depth, head_dim=m.head_dim)
+    dataset = load_dataset(
+        spec.data,
+        m.seq_len,
+        t.batch_size,
+        t.eval_tokens,
+        device,
+        max_width=max(m.widths),
+        depth=m.depth,
+        head_dim=m.head_dim,
+    )
     dataset.prepare(sorted({c.seed for s in stacks for c in s}), max(c.steps for s in stacks for c in s))
 
     wall = {True: 0.0, False: 0.0}
@@ -76,8 +84,10 @@ def main() -> None:
         train.Recorder = original
     direct = sum(spent) / wall[True] * 100
     diff = (wall[True] - wall[False]) / wall[False] * 100
-    print(f"{len(stacks)} stacks ({', '.join(f'width {s[0].width} x{len(s)}' for s in stacks)}), "
-          f"{stacks[0][0].steps} steps, eval every {t.eval_interval}, x{args.repeats}")
+    print(
+        f"{len(stacks)} stacks ({', '.join(f'width {s[0].width} x{len(s)}' for s in stacks)}), "
+        f"{stacks[0][0].steps} steps, eval every {t.eval_interval}, x{args.repeats}"
+    )
     print(f"wall on {wall[True]:.2f} s, off {wall[False]:.2f} s: difference {diff:+.2f}% (noisy on a shared CPU)")
     print(f"time inside the diagnostics recorder: {sum(spent):.3f} s of {wall[True]:.2f} s")
     print(f"diagnostics overhead (directly timed): {direct:.2f}%")

@@ -6,14 +6,19 @@ busy torch process: why importing lwscale sets GOMP_SPINCOUNT=10000 (docs/perfor
 Each setting runs in a fresh process (libgomp reads its environment once, at load); the
 figure is the best of 2 medians of 10 steps of a K = 1 quickstart cell at widths 32 and 128.
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 
-SETTINGS = {"libgomp default": {}, "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"}, "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"}}
+SETTINGS = {
+    "libgomp default": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"},
+}
 PROBE = """
 import torch
 from lwscale.sweep.spec import load_spec

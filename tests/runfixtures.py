@@ -1,5 +1,6 @@
 """Hand-made run directories in the documented schema (docs/records.md), for report tests:
 spec.yaml, results.csv and minimal cell records with validation curves. Nothing trains."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lwscale.sweep.spec import dump_spec, parse_spec
 from lwscale.rundir.store import COLUMNS
+from lwscale.sweep.spec import dump_spec, parse_spec
 
 BASE_SPEC = {
     "model": {"depth": 1, "head_dim": 16, "seq_len": 32},
@@ -28,20 +29,48 @@ def rows_for(rule, width, etas, wds, seeds, loss, status=lambda e, w: "done", ba
             for s in seeds:
                 st = status(e, w)
                 val = loss(e, w, s) if st == "done" else math.nan
-                out.append({"rule": rule, "width": width, "m": width / base_width, "eta": e, "wd": w, "seed": s,
-                            "status": st, "final_val_loss": val, "initial_loss": 5.55,
-                            "reason": None if st == "done" else f"{st} in a fixture",
-                            **({"steps": steps} if steps is not None else {})})
+                out.append(
+                    {
+                        "rule": rule,
+                        "width": width,
+                        "m": width / base_width,
+                        "eta": e,
+                        "wd": w,
+                        "seed": s,
+                        "status": st,
+                        "final_val_loss": val,
+                        "initial_loss": 5.55,
+                        "reason": None if st == "done" else f"{st} in a fixture",
+                        **({"steps": steps} if steps is not None else {}),
+                    }
+                )
     return out
 
 
-def make_run(root: Path, rows: list[dict], widths, rules, etas, wds, seeds=(0,), name=None, records=True,
-             train: dict | None = None) -> Path:
+def make_run(
+    root: Path,
+    rows: list[dict],
+    widths,
+    rules,
+    etas,
+    wds,
+    seeds=(0,),
+    name=None,
+    records=True,
+    train: dict | None = None,
+) -> Path:
     """``train``: more keys of the spec's train section, e.g. {"steps": [20, 80]} for horizons."""
     root = Path(root)
-    spec = parse_spec({**BASE_SPEC, "name": name or root.name, "model": {**BASE_SPEC["model"], "widths": list(widths)},
-                       "train": {**BASE_SPEC["train"], "seeds": list(seeds), **(train or {})},
-                       "grid": {"eta": list(etas), "wd": list(wds)}, "rules": list(rules)})
+    spec = parse_spec(
+        {
+            **BASE_SPEC,
+            "name": name or root.name,
+            "model": {**BASE_SPEC["model"], "widths": list(widths)},
+            "train": {**BASE_SPEC["train"], "seeds": list(seeds), **(train or {})},
+            "grid": {"eta": list(etas), "wd": list(wds)},
+            "rules": list(rules),
+        }
+    )
     (root / "cells").mkdir(parents=True, exist_ok=True)
     (root / "spec.yaml").write_text(dump_spec(spec))
     for r in rows:
@@ -51,8 +80,12 @@ def make_run(root: Path, rows: list[dict], widths, rules, etas, wds, seeds=(0,),
         if records:
             loss = r["final_val_loss"]
             end = loss if math.isfinite(loss) else None
-            rec = {"schema": 1, "id": r["cell_id"], "status": r["status"],
-                   "curves": {"val": [[0, 0, 5.55], [10, 1280, (end or 9.0) + 0.4], [20, 2560, end]]}}
+            rec = {
+                "schema": 1,
+                "id": r["cell_id"],
+                "status": r["status"],
+                "curves": {"val": [[0, 0, 5.55], [10, 1280, (end or 9.0) + 0.4], [20, 2560, end]]},
+            }
             d = root / "cells" / r["cell_id"]
             d.mkdir(exist_ok=True)
             (d / "record.json").write_text(json.dumps(rec))

@@ -15,6 +15,7 @@ this partition is how a test gets an account refused (it refuses every account h
 Limits are enforced at submission (EnforcePartLimits=ALL), as on most real clusters.
 KillWait is 5 s (a stopped task's step boundary and checkpoint come well within it).
 """
+
 from __future__ import annotations
 
 import os
@@ -98,8 +99,14 @@ class Cluster:
 
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a Slurm client command against this cluster."""
-        return subprocess.run([which(args[0]) or args[0], *args[1:]], env=self.env, capture_output=True,
-                              text=True, check=check, timeout=timeout)
+        return subprocess.run(
+            [which(args[0]) or args[0], *args[1:]],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
 
     def jobs(self) -> dict[str, str]:
         """Every job (array task) in the queue: id -> state."""
@@ -163,21 +170,37 @@ def start(root: Path, timeout: float = 60) -> Cluster:
     host = socket.gethostname().split(".")[0]
     sock = root / "munge" / "munge.socket"
     conf = root / "slurm.conf"
-    conf.write_text(CONF.format(host=host, root=root, munge_socket=sock, ctld_port=_free_port(),
-                                d_port=_free_port(), cpus=max(2, os.cpu_count() or 1)))
+    conf.write_text(
+        CONF.format(
+            host=host,
+            root=root,
+            munge_socket=sock,
+            ctld_port=_free_port(),
+            d_port=_free_port(),
+            cpus=max(2, os.cpu_count() or 1),
+        )
+    )
     cluster = Cluster(root, conf, host)
     env = cluster.env
 
     def launch(name: str, *args: str) -> None:
         log = open(root / "log" / f"{name}.out", "wb")
-        cluster.procs[name] = subprocess.Popen([which(name), *args], stdout=log, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, env=env)
+        cluster.procs[name] = subprocess.Popen(
+            [which(name), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
         log.close()
 
     try:
-        launch("munged", "--foreground", "--force", f"--socket={sock}", f"--key-file={key}",
-               f"--log-file={root / 'log' / 'munged.log'}", f"--pid-file={root / 'munge' / 'munged.pid'}",
-               f"--seed-file={root / 'munge' / 'munged.seed'}")
+        launch(
+            "munged",
+            "--foreground",
+            "--force",
+            f"--socket={sock}",
+            f"--key-file={key}",
+            f"--log-file={root / 'log' / 'munged.log'}",
+            f"--pid-file={root / 'munge' / 'munged.pid'}",
+            f"--seed-file={root / 'munge' / 'munged.seed'}",
+        )
         _wait(lambda: sock.exists(), timeout, "munged did not create its socket", cluster)
         launch("slurmctld", "-D", "-f", str(conf))
         launch("slurmd", "-D", "-f", str(conf), "-N", host)

@@ -1,6 +1,7 @@
 """The house rules (docs/architecture.md), checked on the source: no import cycles between
 lwscale's modules, and no module importing another module's private (``_``-prefixed) name.
 The layers themselves are import-linter's contract in pyproject.toml (``lint-imports``)."""
+
 from __future__ import annotations
 
 import ast
@@ -82,8 +83,9 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycles():
     # a package's __init__ importing its own modules is its face, not a cycle
-    edges = {m: {t for t in ts if not m == t.rsplit(".", 1)[0] and not t == m.rsplit(".", 1)[0]}
-             for m, ts in graph().items()}
+    edges = {
+        m: {t for t in ts if not m == t.rsplit(".", 1)[0] and not t == m.rsplit(".", 1)[0]} for m, ts in graph().items()
+    }
     assert cycles(edges) == []
 
 
@@ -94,9 +96,13 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 
 def test_no_private_name_is_imported_from_another_module():
     found = imports()
-    bad = [f"{mod} (line {line}) imports {base}.{n}" for mod, imps in found.items()
-           for base, names, line in imps for n in names
-           if n.startswith("_") and not n.startswith("__") and base != mod]
+    bad = [
+        f"{mod} (line {line}) imports {base}.{n}"
+        for mod, imps in found.items()
+        for base, names, line in imps
+        for n in names
+        if n.startswith("_") and not n.startswith("__") and base != mod
+    ]
     assert bad == []
 
 

@@ -4,6 +4,7 @@ The library API (``lwscale.api``) is importable from here: ``param_groups``, ``a
 ``check_mup``, ``check_optimizer``, ``scale_hparams``, the rule ``PRESETS`` and ``get_rule``.
 They load on first use, so ``import lwscale`` (and the CLI) stays fast.
 """
+
 import os
 
 from lwscale.core.version import __version__
@@ -18,9 +19,24 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 # api.__all__, written out: reading it from lwscale.api would import torch on `import lwscale`.
-# tests/test_api.py asserts the two lists are equal.
-_API = ("APIError", "ParamGroups", "param_groups", "classify_params", "apply_mup", "check_mup", "check_optimizer",
-        "scale_hparams", "PRESETS", "DEFAULT_RULE", "Rule", "custom", "get_rule", "timescale", "ParamInfo")
+# tests/model/test_api.py asserts the two lists are equal.
+_API = (
+    "APIError",
+    "ParamGroups",
+    "param_groups",
+    "classify_params",
+    "apply_mup",
+    "check_mup",
+    "check_optimizer",
+    "scale_hparams",
+    "PRESETS",
+    "DEFAULT_RULE",
+    "Rule",
+    "custom",
+    "get_rule",
+    "timescale",
+    "ParamInfo",
+)
 __all__ = ["__version__", *_API]
 
 

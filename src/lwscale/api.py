@@ -3,6 +3,7 @@
 This module is the public face; the code is in ``lwscale/model/mup.py`` (the muP pieces) and
 ``lwscale/science/rules.py`` (the rules). ``import lwscale`` exposes the same names lazily.
 """
+
 from lwscale.model.mup import (
     DEFAULT_RULE,
     PRESETS,
@@ -22,6 +23,19 @@ from lwscale.model.mup import (
 )
 
 __all__ = [
-    "APIError", "ParamGroups", "param_groups", "classify_params", "apply_mup", "check_mup", "check_optimizer",
-    "scale_hparams", "PRESETS", "DEFAULT_RULE", "Rule", "custom", "get_rule", "timescale", "ParamInfo",
+    "APIError",
+    "ParamGroups",
+    "param_groups",
+    "classify_params",
+    "apply_mup",
+    "check_mup",
+    "check_optimizer",
+    "scale_hparams",
+    "PRESETS",
+    "DEFAULT_RULE",
+    "Rule",
+    "custom",
+    "get_rule",
+    "timescale",
+    "ParamInfo",
 ]

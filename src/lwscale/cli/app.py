@@ -7,6 +7,7 @@ Exit codes of ``sweep``: 0 when every cell is done or diverged (a sweep waits fo
 that other workers are training), 1 when some failed, 2 for a user error, 130 when
 interrupted.
 """
+
 from __future__ import annotations
 
 import typer
@@ -36,7 +37,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True,
-                                 callback=_print_version, expose_value=False),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="print the version and exit",
+        is_eager=True,
+        callback=_print_version,
+        expose_value=False,
+    ),
 ) -> None:
     """lwscale: layerwise width-scaling rules for AdamW's lr and weight decay."""

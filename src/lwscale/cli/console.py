@@ -1,4 +1,5 @@
 """The terminal every command prints to, and its two kinds of aside: a note and a warning."""
+
 from __future__ import annotations
 
 import sys

@@ -1,8 +1,8 @@
 """``lwscale sweep --dry-run``: the cells a sweep would train and an estimate of their time."""
+
 from __future__ import annotations
 
 from lwscale.cli.console import console, note, warn
-
 
 # above this many FLOPs per training step of one cell, a CPU dry run does not time steps:
 # one step would take minutes (e.g. configs/gpu-scale.yaml's width 2048 is ~2e13 FLOPs)
@@ -26,9 +26,17 @@ def _load_data(spec, device, todo: list, timed_synthetic: bool) -> tuple[float |
         return None, "the synthetic teacher is too large to run here"
     m = spec.model
     t0 = time.perf_counter()
-    dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens,
-                           device if spec.data.source == "synthetic" else torch.device("cpu"),
-                           max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=note)
+    dataset = load_dataset(
+        spec.data,
+        m.seq_len,
+        spec.train.batch_size,
+        spec.train.eval_tokens,
+        device if spec.data.source == "synthetic" else torch.device("cpu"),
+        max_width=max(m.widths),
+        depth=m.depth,
+        head_dim=m.head_dim,
+        log=note,
+    )
     seconds = time.perf_counter() - t0
     if spec.data.source != "synthetic" or not todo:
         return seconds, "measured; cached for the sweep"
@@ -43,8 +51,12 @@ def _load_data(spec, device, todo: list, timed_synthetic: bool) -> tuple[float |
         stream, i = missing[0]
         stream.chunk(i)
         seconds += (time.perf_counter() - t0) * len(missing)
-    return seconds, (f"measured: the teacher's validation set, and the {len(missing)} missing training chunk(s) "
-                     "at the time of the first" if missing else "measured; cached for the sweep")
+    return seconds, (
+        f"measured: the teacher's validation set, and the {len(missing)} missing training chunk(s) "
+        "at the time of the first"
+        if missing
+        else "measured; cached for the sweep"
+    )
 
 
 def _evaluations(steps: int, interval: int) -> int:
@@ -59,16 +71,16 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
     (eval_tokens at every eval point) at the measured forward speed, and data preparation."""
     import time
 
-    from lwscale.rundir.claims import read_claims
     from lwscale.model.transformer import flops_per_token
-    from lwscale.runners.local import make_stacks
-    from lwscale.runners.stacking import choose_k
+    from lwscale.rundir.claims import read_claims
     from lwscale.rundir.status import fmt_duration
     from lwscale.rundir.store import FINISHED, Store
+    from lwscale.runners.local import make_stacks
+    from lwscale.runners.stacking import choose_k
     from lwscale.training.loop import time_steps
 
     store = Store(Store.root_for(spec, out))
-    store.check_spec(spec)                     # the sweep's refusal of a changed spec, before any timing
+    store.check_spec(spec)  # the sweep's refusal of a changed spec, before any timing
     records = {c.id: store.read_record(c.id) for c in plan.cells}
     for w in store.warnings:
         warn(w)
@@ -91,16 +103,21 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
     data_s, data_what = _load_data(spec, dev, todo, timed_synthetic=not too_big)
     if not todo:
         if len(finished) == len(plan.cells):
-            console.print(f"dry run: nothing to train: all {len(plan.cells)} cells are already finished", soft_wrap=True)
+            console.print(
+                f"dry run: nothing to train: all {len(plan.cells)} cells are already finished", soft_wrap=True
+            )
         else:
             console.print(f"dry run: nothing to train{said}", soft_wrap=True)
         return
     if too_big:
         total = sum(per_step[c.width] * c.steps for c in todo)
-        console.print(f"dry run: {len(todo)} cells to train{said}, {total:.2g} training FLOPs in all; no time "
-                      f"estimate on {dev}: one step at width {max(per_step, key=per_step.get)} is "
-                      f"{max(per_step.values()):.1g} FLOPs, too slow to time here (run the dry run on the "
-                      "machine that will train)", soft_wrap=True)
+        console.print(
+            f"dry run: {len(todo)} cells to train{said}, {total:.2g} training FLOPs in all; no time "
+            f"estimate on {dev}: one step at width {max(per_step, key=per_step.get)} is "
+            f"{max(per_step.values()):.1g} FLOPs, too slow to time here (run the dry run on the "
+            "machine that will train)",
+            soft_wrap=True,
+        )
         return
     k = choose_k(spec, todo, dev, note, run_dir=store.root, save=False)
     stacks = make_stacks(todo, k)
@@ -124,6 +141,10 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
         f"estimated time {fmt_duration(total)}: training {fmt_duration(train_s)} (from a quick measured step time), "
         f"evaluation {fmt_duration(eval_s)} ({n_eval} evaluations of {spec.train.eval_tokens:,} tokens per cell, at "
         f"the measured forward speed)"
-        + (f", data preparation {fmt_duration(data_s)} ({data_what})" if data_s is not None
-           else f"; data preparation not timed ({data_what})"),
-        soft_wrap=True)
+        + (
+            f", data preparation {fmt_duration(data_s)} ({data_what})"
+            if data_s is not None
+            else f"; data preparation not timed ({data_what})"
+        ),
+        soft_wrap=True,
+    )

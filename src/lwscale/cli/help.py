@@ -6,6 +6,7 @@ checked where they are used, so a wrong one is the usual one-line error.
 
 ``plain_help(app)`` gives every group and command of a Typer app these classes.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,11 +18,11 @@ from typer.core import TyperCommand, TyperGroup
 def _plain_params(params: list) -> list:
     for p in params:
         if getattr(p, "is_flag", False) and p.metavar is None:
-            p.metavar = ""   # a flag takes no value: show none
+            p.metavar = ""  # a flag takes no value: show none
     return params
 
 
-def _is_argument(p) -> bool:   # Typer vendors its own Click: no isinstance against the click package
+def _is_argument(p) -> bool:  # Typer vendors its own Click: no isinstance against the click package
     return getattr(p, "param_type_name", None) == "argument"
 
 
@@ -48,7 +49,8 @@ class PlainGroup(TyperGroup):
 def plain_help(app: typer.Typer) -> None:
     """Every command of ``app`` and of its sub-apps gets ``PlainCommand``, every group
     ``PlainGroup``, unless it names a class of its own."""
-    def own(cls, default) -> bool:   # unset is None or a Typer placeholder object
+
+    def own(cls, default) -> bool:  # unset is None or a Typer placeholder object
         return isinstance(cls, type) and cls is not default
 
     if not own(app.info.cls, TyperGroup):

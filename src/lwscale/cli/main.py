@@ -1,5 +1,6 @@
 """The ``lwscale`` command: every command registered on the app, in the order ``--help`` lists them,
 and ``main``, which turns a user's mistake into one line and exit 2."""
+
 from __future__ import annotations
 
 import sys
@@ -23,7 +24,7 @@ app.command()(status)
 
 
 app.add_typer(data_app, name="data")
-plain_help(app)   # no <bool> after flags, plain usage lines (lwscale/cli/help.py)
+plain_help(app)  # no <bool> after flags, plain usage lines (lwscale/cli/help.py)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """Rich progress bars for cells in training (``sweep`` and ``transfer --train``)."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,14 @@ class RichProgress:
     def start(self, total_cells: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TextColumn("{task.fields[speed]}"), console=console)
+        self.bars = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[speed]}"),
+            console=console,
+        )
         self.bars.start()
         self.overall = self.bars.add_task("cells", total=total_cells, speed="")
         self.current = self.bars.add_task("stack", total=1, speed="")
@@ -26,8 +33,8 @@ class RichProgress:
         import time
 
         from lwscale.model.transformer import flops_per_token
-        from lwscale.training.perf import peak_flops
         from lwscale.training.loop import resolve_device, resolve_precision
+        from lwscale.training.perf import peak_flops
 
         device = resolve_device(self.spec.train.device)
         self.width, self.k = stack[0].width, len(stack)

@@ -1,5 +1,6 @@
 """``lwscale plot``, ``report``, ``diagnose`` and ``coord-check``: the read-only commands over a run
 (coord-check reads a spec), printing what lwscale/reports returns."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ RUN_DIR_HELP = "a run directory (default: the most recently modified run under .
 
 
 def diagnose(
-    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]",
-                                             help="a run directory; default: the latest under ./runs"),
+    run_dir: Optional[Path] = typer.Argument(
+        None, metavar="[RUN_DIR]", help="a run directory; default: the latest under ./runs"
+    ),
 ) -> None:
     """sigma_max and sublayer gain per width and matrix type, and the width-exponent fit alpha.
 
@@ -30,8 +32,9 @@ def diagnose(
 
 def coord_check(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="a sweep spec (YAML): its widths, rules and model"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training steps to follow from init; "
-                                        "default 4 (10 for a model.factory model)"),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", min=1, help="training steps to follow from init; default 4 (10 for a model.factory model)"
+    ),
     eta: Optional[float] = typer.Option(None, "--eta", help="base lr (base coordinates); default: the grid's largest"),
     seeds: int = typer.Option(3, "--seeds", min=1, help="seeds (init and data) to average over"),
     out: Optional[Path] = typer.Option(None, "--out", help="where the plot goes; default: <out_dir>/<name>/figures"),
@@ -44,8 +47,9 @@ def coord_check(
     print_coord_check(spec_path, steps, eta, out, seeds)
 
 
-def print_coord_check(spec_path: Path, steps: int | None, eta: float | None, out: Path | None, n_seeds: int = 3,
-                      console=console) -> list:
+def print_coord_check(
+    spec_path: Path, steps: int | None, eta: float | None, out: Path | None, n_seeds: int = 3, console=console
+) -> list:
     """The coordinate check of ``coord-check``: measured (lwscale/training/coord.py), printed as tables
     and drawn (lwscale/reports/coord.py). Returns the measurements."""
     from lwscale.reports.coord import coord_figure, coord_table
@@ -65,8 +69,11 @@ def print_coord_check(spec_path: Path, steps: int | None, eta: float | None, out
     for d in data:
         console.print(coord_table(d))
         worst = max(d.spread(t) for t in d.values)
-        verdict = ("within" if worst <= MUP_SPREAD else "OUTSIDE") + f" {MUP_SPREAD}x" if d.mup else \
-            "(SP: expected to grow with width)"
+        verdict = (
+            ("within" if worst <= MUP_SPREAD else "OUTSIDE") + f" {MUP_SPREAD}x"
+            if d.mup
+            else "(SP: expected to grow with width)"
+        )
         if problems and d.mup:
             verdict += " [yellow](muP pieces missing, see the warning above: transfer across widths will be off)[/]"
         console.print(f"{d.rule}: worst spread {worst:.2f}x {verdict}", soft_wrap=True)
@@ -80,12 +87,20 @@ def print_coord_check(spec_path: Path, steps: int | None, eta: float | None, out
 
 def plot(
     run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=RUN_DIR_HELP),
-    proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width whose optimum is marked (default: smallest)"),
-    target_width: Optional[int] = typer.Option(None, "--target-width", help="target of the transfer figure (default: largest)"),
+    proxy_width: Optional[int] = typer.Option(
+        None, "--proxy-width", help="width whose optimum is marked (default: smallest)"
+    ),
+    target_width: Optional[int] = typer.Option(
+        None, "--target-width", help="target of the transfer figure (default: largest)"
+    ),
     pdf: bool = typer.Option(False, "--pdf", help="also write each figure as PDF"),
-    relative: bool = typer.Option(True, "--relative/--absolute", help="colour the heatmaps by each cell's loss above "
-                                  "its panel's best cell, so every panel's valley shows (default), or by the loss "
-                                  "itself on one shared scale"),
+    relative: bool = typer.Option(
+        True,
+        "--relative/--absolute",
+        help="colour the heatmaps by each cell's loss above "
+        "its panel's best cell, so every panel's valley shows (default), or by the loss "
+        "itself on one shared scale",
+    ),
 ) -> None:
     """Draw RUN_DIR's heatmaps, slices, transfer comparison and training curves into RUN_DIR/figures/."""
     from lwscale.reports.plots import plot_all
@@ -98,8 +113,12 @@ def plot(
 
 def report(
     run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=RUN_DIR_HELP),
-    proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="transfer table's proxy (default: smallest width)"),
-    target_width: Optional[int] = typer.Option(None, "--target-width", help="transfer table's target (default: largest)"),
+    proxy_width: Optional[int] = typer.Option(
+        None, "--proxy-width", help="transfer table's proxy (default: smallest width)"
+    ),
+    target_width: Optional[int] = typer.Option(
+        None, "--target-width", help="transfer table's target (default: largest)"
+    ),
 ) -> None:
     """Write RUN_DIR/report.md: the spec, loss tables, every figure, transfer and diagnostics.
 
@@ -113,7 +132,7 @@ def report(
     run = load_run(run_dir)
     try:
         write_diagnose(run)
-    except UserError as exc:   # no cell has diagnostics: the page goes without (or with an older diagnose.md)
+    except UserError as exc:  # no cell has diagnostics: the page goes without (or with an older diagnose.md)
         note(f"no diagnostics: {exc}")
     widths = run.widths
     result = None

@@ -1,4 +1,5 @@
 """``lwscale status``: where a run stands, once, watched, or as JSON."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,12 +12,17 @@ from lwscale.core.errors import UserError
 
 
 def status(
-    run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]",
-                                             help="a run directory; default: the latest under ./runs"),
+    run_dir: Optional[Path] = typer.Argument(
+        None, metavar="[RUN_DIR]", help="a run directory; default: the latest under ./runs"
+    ),
     watch: bool = typer.Option(False, "--watch", help="refresh until every cell is finished (Ctrl-C to stop)"),
     interval: float = typer.Option(5.0, "--interval", min=0.1, help="seconds between refreshes with --watch"),
-    as_json: bool = typer.Option(False, "--json", help="print the status as JSON on stdout: counts per width and "
-                                 "status, running stacks, failures, the time left per width and its basis"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="print the status as JSON on stdout: counts per width and "
+        "status, running stacks, failures, the time left per width and its basis",
+    ),
 ) -> None:
     """Cells done, diverged, failed, running and pending per width, the running stacks, and the time left.
 

@@ -1,4 +1,5 @@
 """``lwscale sweep``: train a spec's cells and print its loss tables (or, with --dry-run, its cost)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,20 +15,35 @@ from lwscale.cli.progress import RichProgress
 def sweep(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="the sweep spec (YAML); see configs/"),
     overrides: Optional[list[str]] = typer.Argument(
-        None, metavar="KEY=VALUE...", help="spec keys to override, dotted, with YAML values: train.steps=50 "
-        "grid.wd='[0.1, 0.3]'; validated like the file and recorded in the run's spec.yaml"),
+        None,
+        metavar="KEY=VALUE...",
+        help="spec keys to override, dotted, with YAML values: train.steps=50 "
+        "grid.wd='[0.1, 0.3]'; validated like the file and recorded in the run's spec.yaml",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="override the spec's out_dir"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, the cells left to train and an estimate "
-                                 "of their time (training, evaluation, data preparation); train and write nothing"),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="print the plan, the cells left to train and an estimate "
+        "of their time (training, evaluation, data preparation); train and write nothing",
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="also rerun cells recorded as failed"),
-    cells_per_stack: Optional[int] = typer.Option(None, "--cells-per-stack", min=1,
-                                                  help="cells trained together as one model (overrides the spec)"),
-    device: Optional[str] = typer.Option(None, "--device", metavar="auto|cpu|cuda|cuda:N",
-                                         help="where cells train: auto (CUDA if there is one), cpu, cuda or cuda:N "
-                                         "(overrides the spec's train.device)"),
-    runner: Optional[str] = typer.Option(None, "--runner", metavar="local|gpus|slurm",
-                                         help="local (this process), gpus (one worker per visible GPU) or slurm "
-                                         "(a job array); overrides the spec's runner.kind"),
+    cells_per_stack: Optional[int] = typer.Option(
+        None, "--cells-per-stack", min=1, help="cells trained together as one model (overrides the spec)"
+    ),
+    device: Optional[str] = typer.Option(
+        None,
+        "--device",
+        metavar="auto|cpu|cuda|cuda:N",
+        help="where cells train: auto (CUDA if there is one), cpu, cuda or cuda:N (overrides the spec's train.device)",
+    ),
+    runner: Optional[str] = typer.Option(
+        None,
+        "--runner",
+        metavar="local|gpus|slurm",
+        help="local (this process), gpus (one worker per visible GPU) or slurm "
+        "(a job array); overrides the spec's runner.kind",
+    ),
 ) -> None:
     """Train every (width, length, rule, eta, wd, seed) cell of SPEC and write loss tables.
 
@@ -38,10 +54,17 @@ def sweep(
 
     KEY=VALUE arguments override keys of SPEC (dotted, YAML values), for this run and in its spec.yaml.
     """
+    from lwscale.reports.tables import (
+        cell_stats,
+        loss_table,
+        plan_table,
+        rule_order,
+        shared_cells_note,
+        timescale_warning,
+    )
+    from lwscale.runners.local import run_sweep
     from lwscale.sweep.overrides import apply_overrides
     from lwscale.sweep.plan import make_plan
-    from lwscale.reports.tables import cell_stats, loss_table, plan_table, rule_order, shared_cells_note, timescale_warning
-    from lwscale.runners.local import run_sweep
     from lwscale.sweep.spec import load_spec, with_overrides
     from lwscale.training.loop import resolve_device
 
@@ -50,11 +73,10 @@ def sweep(
         from rich.markup import escape
 
         note(escape(f"overrides: {' '.join(overrides)}"))
-    spec = with_overrides(spec, train={"cells_per_stack": cells_per_stack, "device": device},
-                          runner={"kind": runner})
+    spec = with_overrides(spec, train={"cells_per_stack": cells_per_stack, "device": device}, runner={"kind": runner})
     from lwscale.reports.tracking import check_trackers
 
-    check_trackers(spec)   # a tracker the spec names but that is not installed: one line, before any training
+    check_trackers(spec)  # a tracker the spec names but that is not installed: one line, before any training
     plan = make_plan(spec)
     console.print(plan_table(plan))
     shared = shared_cells_note(plan)
@@ -81,7 +103,7 @@ def sweep(
     df = result.table
     stats = cell_stats(df)
     panels = sorted({(int(w), int(s)) for w, s in zip(df["width"], df["steps"])})
-    for rule in rule_order(spec, df["rule"]):     # as the spec lists them
+    for rule in rule_order(spec, df["rule"]):  # as the spec lists them
         for width, steps in panels:
             if ((stats["rule"] == rule) & (stats["width"] == width) & (stats["steps"] == steps)).any():
                 console.print(loss_table(stats, rule, width, steps if spec.multi_horizon else None))
@@ -91,7 +113,7 @@ def sweep(
     if not result.interrupted:
         from lwscale.reports.tracking import log_trackers
 
-        log_trackers(spec, result.store.root, log=note)   # from the records, after the training
+        log_trackers(spec, result.store.root, log=note)  # from the records, after the training
     if result.interrupted:
         console.print("[yellow]interrupted[/]: finished cells are kept; run the same command again to resume.")
         raise typer.Exit(130)

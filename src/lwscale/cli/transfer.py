@@ -1,5 +1,6 @@
 """``lwscale transfer``: the proxy's optimum at the target, per rule and class, with regret, shift
 and the validity gate; writes transfer.csv and transfer.json, and prints the tables."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,35 +13,66 @@ from lwscale.cli.progress import RichProgress
 from lwscale.cli.reports import RUN_DIR_HELP
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write_text, strict_json
+from lwscale.core.log import quiet
 from lwscale.reports.gate import gate_tab
 from lwscale.reports.transfer_tables import hparam_tab, metrics_tab, ranking_tab
 
 
 def transfer(
     run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN_DIR]", help=RUN_DIR_HELP),
-    proxy_width: Optional[int] = typer.Option(None, "--proxy-width", help="width the optimum is read from (default: "
-                                              "smallest)"),
-    target_width: Optional[int] = typer.Option(None, "--target-width", help="width to transfer it to (default: largest)"),
-    proxy_steps: Optional[int] = typer.Option(None, "--proxy-steps", help="the proxy's training length, for a run of "
-                                              "several (default: the base horizon, train.base_steps)"),
-    target_steps: Optional[int] = typer.Option(None, "--target-steps", help="the target's training length: any "
-                                               "number of steps, cells at it or not (default: the longest the run "
-                                               "trained the target width)"),
+    proxy_width: Optional[int] = typer.Option(
+        None, "--proxy-width", help="width the optimum is read from (default: smallest)"
+    ),
+    target_width: Optional[int] = typer.Option(
+        None, "--target-width", help="width to transfer it to (default: largest)"
+    ),
+    proxy_steps: Optional[int] = typer.Option(
+        None,
+        "--proxy-steps",
+        help="the proxy's training length, for a run of several (default: the base horizon, train.base_steps)",
+    ),
+    target_steps: Optional[int] = typer.Option(
+        None,
+        "--target-steps",
+        help="the target's training length: any "
+        "number of steps, cells at it or not (default: the longest the run "
+        "trained the target width)",
+    ),
     rule: Optional[list[str]] = typer.Option(None, "--rule", help="a rule of the run (repeatable; default: all)"),
-    eta: Optional[float] = typer.Option(None, "--eta", help="use this base lr eta (base coordinates: the value at the "
-                                        "base width) instead of the proxy's optimum; needs --wd"),
-    wd: Optional[float] = typer.Option(None, "--wd", help="use this base weight decay lambda (base coordinates, "
-                                       "PyTorch-coupled) instead of the proxy's optimum; needs --eta"),
-    refined: bool = typer.Option(False, "--refined", help="refine the proxy optimum by a local quadratic fit in "
-                                 "(log2 eta, log2 lambda) instead of the grid argmin"),
-    train: bool = typer.Option(False, "--train", help="train the competitors at the target on fresh seeds (not the "
-                               "grid's): each rule's transferred point, the best target cell of any rule and each "
-                               "rule's own best; regrets and the ranking are then read on those seeds"),
+    eta: Optional[float] = typer.Option(
+        None,
+        "--eta",
+        help="use this base lr eta (base coordinates: the value at the "
+        "base width) instead of the proxy's optimum; needs --wd",
+    ),
+    wd: Optional[float] = typer.Option(
+        None,
+        "--wd",
+        help="use this base weight decay lambda (base coordinates, "
+        "PyTorch-coupled) instead of the proxy's optimum; needs --eta",
+    ),
+    refined: bool = typer.Option(
+        False,
+        "--refined",
+        help="refine the proxy optimum by a local quadratic fit in (log2 eta, log2 lambda) instead of the grid argmin",
+    ),
+    train: bool = typer.Option(
+        False,
+        "--train",
+        help="train the competitors at the target on fresh seeds (not the "
+        "grid's): each rule's transferred point, the best target cell of any rule and each "
+        "rule's own best; regrets and the ranking are then read on those seeds",
+    ),
     seeds: int = typer.Option(3, "--seeds", min=2, help="fresh seeds for --train (at least 2, for a standard error)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
-    emit: Optional[str] = typer.Option(None, "--emit", metavar="yaml", help="print only the target's AdamW "
-                                       "parameter groups (per rule: lr, weight_decay and the parameters' name "
-                                       "patterns) as YAML for a training script"),
+    emit: Optional[str] = typer.Option(
+        None,
+        "--emit",
+        metavar="yaml",
+        help="print only the target's AdamW "
+        "parameter groups (per rule: lr, weight_decay and the parameters' name "
+        "patterns) as YAML for a training script",
+    ),
 ) -> None:
     """Transfer the proxy's optimum to the target: per-rule, per-class (lr, wd), regret and shift.
 
@@ -66,24 +98,42 @@ def transfer(
 
     if emit is not None and emit != "yaml":
         raise UserError(f"--emit takes yaml, got {emit!r}")
-    as_json = as_json or emit is not None    # quiet: stdout holds the one document
+    as_json = as_json or emit is not None  # quiet: stdout holds the one document
     run = load_run(run_dir)
     proxy_width, target_width = proxy_width or run.widths[0], target_width or run.widths[-1]
-    result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined, proxy_steps=proxy_steps,
-                         target_steps=target_steps)
+    result = do_transfer(
+        run, proxy_width, target_width, rule, eta, wd, refined, proxy_steps=proxy_steps, target_steps=target_steps
+    )
     if train:
         from lwscale.runners.targets import fresh_seeds, train_points
 
         fresh = fresh_seeds(run.spec, seeds)
-        train_points(run.spec, run.root, target_width, competitors(result), fresh,
-                     log=note if not as_json else (lambda s: None),
-                     progress=None if as_json else RichProgress(run.spec), steps=result["target_steps"])
+        train_points(
+            run.spec,
+            run.root,
+            target_width,
+            competitors(result),
+            fresh,
+            log=note if not as_json else quiet,
+            progress=None if as_json else RichProgress(run.spec),
+            steps=result["target_steps"],
+        )
         run = load_run(run.root)
-        result = do_transfer(run, proxy_width, target_width, rule, eta, wd, refined, eval_seeds=fresh,
-                             proxy_steps=result["proxy_steps"], target_steps=result["target_steps"])
+        result = do_transfer(
+            run,
+            proxy_width,
+            target_width,
+            rule,
+            eta,
+            wd,
+            refined,
+            eval_seeds=fresh,
+            proxy_steps=result["proxy_steps"],
+            target_steps=result["target_steps"],
+        )
     atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
 
-    text = json.dumps(strict_json(result), indent=1, default=float)   # NaN and inf become null
+    text = json.dumps(strict_json(result), indent=1, default=float)  # NaN and inf become null
     atomic_write_text(run.root / "transfer.json", text)
     if emit:
         from lwscale.reports.emit import emit_yaml

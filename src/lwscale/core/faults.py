@@ -16,6 +16,7 @@ Kinds:
 A fault with ``:once=PATH`` fires only if PATH does not exist, and creates it, so that a
 rerun after the crash goes through.
 """
+
 from __future__ import annotations
 
 import errno

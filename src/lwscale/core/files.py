@@ -9,6 +9,7 @@ record, a table or a cache renamed from one would be private to its writer (unre
 group sharing the run). These create them as ``open()`` and ``mkdir()`` do: 0666 and 0777
 less the umask. Without torch, for ``lwscale data prepare``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,8 +107,9 @@ class _Sink:
         return getattr(self._f, name)
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False,
-                 before_rename: Callable[[str], None] | None = None) -> str | None:
+def atomic_write(
+    path: Path, write: Callable[[IO], None], binary: bool = False, before_rename: Callable[[str], None] | None = None
+) -> str | None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it into place:
     nothing half-written stays, and injected write faults (lwscale.core.faults) apply. A write
     that fails in the file system raises its OSError, whatever ``write`` turned it into.

@@ -3,6 +3,7 @@ encoding, and the content-hashed token cache (``tokenize_corpus``).
 
 ``lwscale data prepare`` imports only this module, so preparing data never loads torch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,7 @@ import numpy as np
 
 from lwscale.core.errors import UserError
 from lwscale.core.files import temp_file
+from lwscale.core.log import quiet
 
 EOT = "<|endoftext|>"
 DATA_VERSION = 1  # bump when a change alters the tokens a source yields
@@ -109,15 +111,15 @@ def encode_docs(docs: list[str], tokenizer: str, bpe=None) -> np.ndarray:
 
 @dataclass
 class TextTokens:
-    train: np.ndarray      # 1-D token stream
-    val: np.ndarray        # 1-D token stream
+    train: np.ndarray  # 1-D token stream
+    val: np.ndarray  # 1-D token stream
     vocab_size: int
     fingerprint: str
     tokenizer_path: Path | None = None
 
 
 def tokenize_corpus(
-    docs: list[str], tokenizer: str, vocab_size: int, val_every: int, log: Callable[[str], None] = lambda s: None
+    docs: list[str], tokenizer: str, vocab_size: int, val_every: int, log: Callable[[str], None] = quiet
 ) -> TextTokens:
     """Split, tokenize and cache a corpus. The cache key hashes the text and settings."""
     if val_every < 2:
@@ -131,8 +133,13 @@ def tokenize_corpus(
     folder = cache_dir() / f"text-{key}"
     tok_path = folder / "tokenizer.json" if tokenizer == "bpe" else None
     if (folder / "val.npy").exists():
-        return TextTokens(np.load(folder / "train.npy", mmap_mode="r"), np.load(folder / "val.npy", mmap_mode="r"),
-                          vocab_size, key, tok_path)
+        return TextTokens(
+            np.load(folder / "train.npy", mmap_mode="r"),
+            np.load(folder / "val.npy", mmap_mode="r"),
+            vocab_size,
+            key,
+            tok_path,
+        )
     folder.mkdir(parents=True, exist_ok=True)
     bpe = None
     if tokenizer == "bpe":

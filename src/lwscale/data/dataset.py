@@ -3,6 +3,7 @@
 Batches are a pure function of (seed, step): every cell of a width with the same seed sees
 exactly the same batches (common random numbers), and a resumed run sees the same data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ class Dataset:
     vocab_size: int
     seq_len: int
     batch_size: int
-    val: np.ndarray                                      # [n_val, T + 1]
+    val: np.ndarray  # [n_val, T + 1]
     fingerprint: str
-    _text: np.ndarray | None = None                      # 1-D train stream (text sources)
+    _text: np.ndarray | None = None  # 1-D train stream (text sources)
     _streams: dict[int, SyntheticStream] = field(default_factory=dict)
     _teacher: TeacherConfig | None = None
     _device: torch.device | None = None

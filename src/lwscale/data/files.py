@@ -17,6 +17,7 @@ chunk by chunk, cached by the file's path, size and modification time): an id ou
 vocabulary would fail a cell mid-training, and a uint32 file read as uint16 (every second
 token 0) would train on garbage without a word.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,11 @@ from typing import Callable
 
 import numpy as np
 
-from lwscale.data.corpus import DATA_VERSION, DataError, content_digest, cache_dir
-from lwscale.data.dataset import Dataset
 from lwscale.core.errors import UserError
 from lwscale.core.files import temp_dir
+from lwscale.core.log import quiet
+from lwscale.data.corpus import DATA_VERSION, DataError, cache_dir, content_digest
+from lwscale.data.dataset import Dataset
 
 TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 CHECK_CHUNK = 1 << 24  # tokens per chunk of the load-time id check (even: chunks keep the token parity)
@@ -46,7 +48,9 @@ def _token_path(data_spec) -> tuple[Path, dict | None]:
     if p.is_dir():
         mpath = p / "manifest.json"
         if not mpath.exists():
-            raise SourceError(f"data.paths: {p} is a directory without manifest.json (make it with `lwscale data prepare`)")
+            raise SourceError(
+                f"data.paths: {p} is a directory without manifest.json (make it with `lwscale data prepare`)"
+            )
         manifest = _read_manifest(mpath)
         return _inside(p, manifest.get("tokens_file", "tokens.bin"), mpath), manifest
     if not p.exists():
@@ -80,8 +84,10 @@ def _inside(folder: Path, name, manifest_path: Path) -> Path:
     """The token file a manifest names: a plain file name in the manifest's own directory
     (a manifest must not make a sweep read files elsewhere, such as ../../etc/passwd)."""
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
-        raise SourceError(f"data.paths: {manifest_path}: tokens_file {name!r} is outside its directory; it must be "
-                          "the name of a file beside manifest.json")
+        raise SourceError(
+            f"data.paths: {manifest_path}: tokens_file {name!r} is outside its directory; it must be "
+            "the name of a file beside manifest.json"
+        )
     return folder / name
 
 
@@ -93,27 +99,35 @@ def open_tokens(data_spec) -> tuple[np.ndarray, int, str]:
             arr = np.load(path, mmap_mode="r")
         except (ValueError, EOFError, OSError) as exc:  # empty, truncated, object dtype (not mappable)
             why = str(exc).splitlines()[0] if str(exc) else "empty or truncated"
-            raise SourceError(f"data.paths: cannot memory-map {path} as tokens ({why}); save a uint16 or uint32 "
-                              "array with numpy.save") from None
+            raise SourceError(
+                f"data.paths: cannot memory-map {path} as tokens ({why}); save a uint16 or uint32 array with numpy.save"
+            ) from None
         if arr.ndim != 1:
             arr = arr.reshape(-1)
     else:
         name = (manifest or {}).get("dtype") or data_spec.token_dtype
         if name is None:
-            raise SourceError(f"data.paths: {path} has no manifest.json beside it; set data.token_dtype "
-                            "(uint16 or uint32) to read a bare .bin file")
+            raise SourceError(
+                f"data.paths: {path} has no manifest.json beside it; set data.token_dtype "
+                "(uint16 or uint32) to read a bare .bin file"
+            )
         dtype = np.dtype(TOKEN_DTYPES[name])
         size = path.stat().st_size
         if size == 0 or size % dtype.itemsize:
-            raise SourceError(f"data.paths: {path} has {size} bytes, not a whole number of {name} tokens "
-                              f"(of {dtype.itemsize} bytes; check data.token_dtype or the manifest's dtype)")
+            raise SourceError(
+                f"data.paths: {path} has {size} bytes, not a whole number of {name} tokens "
+                f"(of {dtype.itemsize} bytes; check data.token_dtype or the manifest's dtype)"
+            )
         arr = np.memmap(path, dtype=dtype, mode="r")
     if arr.dtype.name not in TOKEN_DTYPES:
         raise SourceError(f"data.paths: {path} holds {arr.dtype.name} tokens; use uint16 or uint32")
     vocab = int(manifest["vocab_size"]) if manifest else data_spec.vocab_size
     stat = path.stat()
-    fp = content_digest(DATA_VERSION, "tokens", manifest or {"path": str(path.resolve()), "size": stat.st_size,
-                                                      "mtime": stat.st_mtime_ns})
+    fp = content_digest(
+        DATA_VERSION,
+        "tokens",
+        manifest or {"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns},
+    )
     return arr, vocab, fp
 
 
@@ -124,13 +138,18 @@ def source_vocab_size(data_spec) -> int:
     return 256 if data_spec.tokenizer == "bytes" else data_spec.vocab_size
 
 
-def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Path:
+def prepared_text(data_spec, log: Callable[[str], None] = quiet) -> Path:
     """Prepare a text source into the cache once (streaming) and return its directory."""
     from lwscale.data.prepare import expand_inputs, prepare
 
     sources = expand_inputs(list(data_spec.paths), "text")
-    key = content_digest(DATA_VERSION, "text", data_spec.tokenizer, data_spec.vocab_size,
-                  [(str(s.path.resolve()), s.size, s.path.stat().st_mtime_ns) for s in sources])
+    key = content_digest(
+        DATA_VERSION,
+        "text",
+        data_spec.tokenizer,
+        data_spec.vocab_size,
+        [(str(s.path.resolve()), s.size, s.path.stat().st_mtime_ns) for s in sources],
+    )
     out = cache_dir() / f"user-text-{key}"
     if not (out / "manifest.json").exists():
         log(f"tokenizing {len(sources)} text file(s) into {out} (cached for later runs)")
@@ -138,8 +157,14 @@ def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Pat
         # that prepare the same text at once never write into each other's files
         tmp = Path(temp_dir(out.parent, prefix=f".{out.name}."))  # the umask applies, unlike mkdtemp's 0700
         try:
-            prepare([str(s.path) for s in sources], tmp, vocab_size=data_spec.vocab_size, fmt="text",
-                    bytes_tokens=data_spec.tokenizer == "bytes", warn=lambda msg: log(f"warning: {msg}"))
+            prepare(
+                [str(s.path) for s in sources],
+                tmp,
+                vocab_size=data_spec.vocab_size,
+                fmt="text",
+                bytes_tokens=data_spec.tokenizer == "bytes",
+                warn=lambda msg: log(f"warning: {msg}"),
+            )
             try:
                 os.rename(tmp, out)
             except OSError:  # another worker finished first (its copy is the same), or a stale half
@@ -151,29 +176,33 @@ def prepared_text(data_spec, log: Callable[[str], None] = lambda s: None) -> Pat
     return out
 
 
-def load_user_dataset(data_spec, seq_len: int, batch_size: int, n_val: int,
-                      log: Callable[[str], None] = lambda s: None) -> Dataset:
+def load_user_dataset(
+    data_spec, seq_len: int, batch_size: int, n_val: int, log: Callable[[str], None] = quiet
+) -> Dataset:
     """The Dataset of a ``text`` or ``tokens`` source: validation = the stream's last tokens."""
     if data_spec.source == "text":
         data_spec = data_spec.model_copy(update={"source": "tokens", "paths": [str(prepared_text(data_spec, log))]})
     tokens, vocab, fp = open_tokens(data_spec)
     need = n_val * (seq_len + 1)
     if len(tokens) < need + seq_len + 2:
-        raise SourceError(f"data.paths: {len(tokens)} tokens are too few: the validation set alone needs {need} "
-                        f"(eval_tokens), and training at least one more sequence of {seq_len + 1}")
+        raise SourceError(
+            f"data.paths: {len(tokens)} tokens are too few: the validation set alone needs {need} "
+            f"(eval_tokens), and training at least one more sequence of {seq_len + 1}"
+        )
     check_token_ids(tokens, vocab, _token_path(data_spec)[0], log)
-    val = np.asarray(tokens[len(tokens) - need:]).reshape(n_val, seq_len + 1)
+    val = np.asarray(tokens[len(tokens) - need :]).reshape(n_val, seq_len + 1)
     return Dataset(vocab, seq_len, batch_size, val, fp, _text=tokens[: len(tokens) - need])
 
 
-def check_token_ids(tokens: np.ndarray, vocab: int, path: Path, log: Callable[[str], None] = lambda s: None) -> None:
+def check_token_ids(tokens: np.ndarray, vocab: int, path: Path, log: Callable[[str], None] = quiet) -> None:
     """Refuse a token stream with an id outside ``vocab``, or a uint16 stream whose every second
     token is 0 (a uint32 file of small ids read as uint16). Streams the memory map in chunks of
     CHECK_CHUNK tokens; a file that passed is remembered (in the cache) by its state."""
     path = Path(path)
     st = path.stat()
-    key = content_digest(DATA_VERSION, "token-check", str(path.resolve()), st.st_size, st.st_mtime_ns,
-                  tokens.dtype.name, int(vocab))
+    key = content_digest(
+        DATA_VERSION, "token-check", str(path.resolve()), st.st_size, st.st_mtime_ns, tokens.dtype.name, int(vocab)
+    )
     mark = cache_dir() / "token-checks" / key
     if mark.exists():
         return
@@ -186,11 +215,15 @@ def check_token_ids(tokens: np.ndarray, vocab: int, path: Path, log: Callable[[s
         if len(chunk) > 1:
             odd_top = max(odd_top, int(chunk[1::2].max()))
     if top >= vocab:
-        raise SourceError(f"data.paths: {path} holds token id {top}, outside the vocabulary of {vocab} (set "
-                          "data.vocab_size, check data.token_dtype, or prepare the file with `lwscale data prepare`)")
+        raise SourceError(
+            f"data.paths: {path} holds token id {top}, outside the vocabulary of {vocab} (set "
+            "data.vocab_size, check data.token_dtype, or prepare the file with `lwscale data prepare`)"
+        )
     if tokens.dtype == np.uint16 and len(tokens) >= 64 and odd_top == 0 and top > 0:
-        raise SourceError(f"data.paths: every second token is 0 in {path} read as uint16: it looks like uint32 "
-                          "tokens (set data.token_dtype: uint32, or the manifest's dtype)")
+        raise SourceError(
+            f"data.paths: every second token is 0 in {path} read as uint16: it looks like uint32 "
+            "tokens (set data.token_dtype: uint32, or the manifest's dtype)"
+        )
     try:
         mark.parent.mkdir(parents=True, exist_ok=True)
         mark.touch()

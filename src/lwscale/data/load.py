@@ -13,6 +13,7 @@ Sources
 Batches are a pure function of (seed, step): every cell of a width with the same seed sees
 exactly the same batches (common random numbers), and a resumed run sees the same data.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -21,15 +22,24 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lwscale.core.log import quiet
 from lwscale.data.corpus import DataError, sotu_documents, tokenize_corpus
 from lwscale.data.dataset import Dataset
 from lwscale.data.files import load_user_dataset
 from lwscale.data.synthetic import SyntheticStream, TeacherConfig
 
 
-def load_dataset(data_spec, seq_len: int, batch_size: int, eval_tokens: int, device: torch.device,
-                 max_width: int = 256, depth: int = 4, head_dim: int = 64,
-                 log: Callable[[str], None] = lambda s: None) -> Dataset:
+def load_dataset(
+    data_spec,
+    seq_len: int,
+    batch_size: int,
+    eval_tokens: int,
+    device: torch.device,
+    max_width: int = 256,
+    depth: int = 4,
+    head_dim: int = 64,
+    log: Callable[[str], None] = quiet,
+) -> Dataset:
     """Build the Dataset a spec asks for (``data_spec`` is ``spec.DataSpec`` or alike)."""
     # a whole number of batches, so evaluation runs the training shapes (no recompiles)
     n_val = -(-max(1, eval_tokens // seq_len) // batch_size) * batch_size

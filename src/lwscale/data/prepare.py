@@ -31,6 +31,7 @@ Text is UTF-8. Bytes that are not become U+FFFD; they are counted per file (the 
 ``replaced_bytes``) and reported through ``warn``, and a file where more than a fifth of the
 bytes are not UTF-8 (binary, or another encoding throughout) is refused.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -48,14 +49,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from lwscale.data.corpus import EOT, token_dtype_for, train_bpe
 from lwscale.core.errors import UserError
 from lwscale.core.files import sha256_file
+from lwscale.core.log import quiet
+from lwscale.data.corpus import EOT, token_dtype_for, train_bpe
 
-PIECE_BYTES = 64 << 10         # text files are cut at line ends into pieces of about this size
-BATCH_BYTES = 1 << 20          # pieces encoded together (the tokenizer needs ~100x this in memory)
+PIECE_BYTES = 64 << 10  # text files are cut at line ends into pieces of about this size
+BATCH_BYTES = 1 << 20  # pieces encoded together (the tokenizer needs ~100x this in memory)
 FORMATS = ("auto", "text", "jsonl", "parquet")
-MAX_REPLACED = 0.2             # a text file with more bytes than this share not UTF-8 is refused
+MAX_REPLACED = 0.2  # a text file with more bytes than this share not UTF-8 is refused
 MANIFEST_FORMAT = "lwscale-tokens/1"
 
 Advance = Callable[[int], None]
@@ -72,7 +74,7 @@ class Source:
     size: int
     meta: dict = field(default_factory=dict)
     sha256: str | None = None  # set by the first pass that reads the file to its end
-    replaced: int = 0          # bytes that were not UTF-8 (each became U+FFFD) in the last pass
+    replaced: int = 0  # bytes that were not UTF-8 (each became U+FFFD) in the last pass
 
 
 def expand_inputs(patterns: list[str], fmt: str = "auto") -> list[Source]:
@@ -105,7 +107,7 @@ def _data_size(path: Path) -> int:
     return size
 
 
-def _decoded(raw: "_HashingFile", path: Path) -> io.BufferedIOBase:
+def _decoded(raw: _HashingFile, path: Path) -> io.BufferedIOBase:
     """The bytes of a file as its reader needs them: gunzipped for .gz (the hash stays that of
     the file on disk, as the manifest's sha256 says)."""
     buffered = io.BufferedReader(raw)
@@ -148,8 +150,10 @@ def _read_to_end(src: Source, digest: str) -> None:
     if src.sha256 is None:
         src.sha256 = digest
     elif src.sha256 != digest:
-        raise PrepareError(f"{src.path} changed while it was being prepared (the BPE was trained on other "
-                           "bytes than were tokenized): run again once it is written")
+        raise PrepareError(
+            f"{src.path} changed while it was being prepared (the BPE was trained on other "
+            "bytes than were tokenized): run again once it is written"
+        )
 
 
 # ---- streaming readers: (text, end_of_document) pieces ---------------------------------------
@@ -182,7 +186,7 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
             if line and not line.endswith("\n") and len(line) >= PIECE_BYTES:
                 cut = max(line.rfind(" "), line.rfind("\t"))  # a part of a long line ends at a space
                 if cut > 0:
-                    line, carry = line[: cut + 1], line[cut + 1:]
+                    line, carry = line[: cut + 1], line[cut + 1 :]
             buf.append(line)
             size += len(line)
             if size >= PIECE_BYTES:
@@ -192,8 +196,10 @@ def _text_pieces(src: Source, advance: Advance) -> Iterator[tuple[str, bool]]:
         _read_to_end(src, raw.hash.hexdigest())
     src.replaced = _REPLACED[0] - replaced_before
     if src.replaced > MAX_REPLACED * max(src.size, 1):
-        raise PrepareError(f"{src.path}: {src.replaced:,} of its {src.size:,} bytes are not UTF-8 text: is it a binary "
-                           "file? (convert text in another encoding first, e.g. iconv -f latin1 -t utf-8)")
+        raise PrepareError(
+            f"{src.path}: {src.replaced:,} of its {src.size:,} bytes are not UTF-8 text: is it a binary "
+            "file? (convert text in another encoding first, e.g. iconv -f latin1 -t utf-8)"
+        )
     advance(size)
     yield "".join(buf), True
 
@@ -210,8 +216,9 @@ def _jsonl_pieces(src: Source, key: str | None, advance: Advance) -> Iterator[tu
             try:
                 obj = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise PrepareError(f"{src.path}:{n}: not UTF-8 (byte {exc.start + 1} of the line); JSON "
-                                   "must be UTF-8") from None
+                raise PrepareError(
+                    f"{src.path}:{n}: not UTF-8 (byte {exc.start + 1} of the line); JSON must be UTF-8"
+                ) from None
             except json.JSONDecodeError as exc:
                 raise PrepareError(f"{src.path}:{n}: not valid JSON ({exc.msg})") from None
             except RecursionError:
@@ -259,8 +266,9 @@ def _hf_pieces(name: str, split: str, key: str | None) -> Iterator[tuple[str, bo
     try:
         import datasets  # optional: only this path uses it, and never offline unless cached
     except ImportError:
-        raise PrepareError("--hf needs the Hugging Face 'datasets' package (pip install datasets); "
-                           "lwscale needs it for nothing else") from None
+        raise PrepareError(
+            "--hf needs the Hugging Face 'datasets' package (pip install datasets); lwscale needs it for nothing else"
+        ) from None
     path, _, config = name.partition(":")
     for row in datasets.load_dataset(path, config or None, split=split, streaming=True):
         yield str(row[key]), True
@@ -315,11 +323,21 @@ class Prepared:
     manifest: dict
 
 
-def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, column: str | None = None,
-            tokenizer: str | Path | None = None, vocab_size: int = 4096, fmt: str = "auto",
-            hf: str | None = None, hf_split: str = "train", bytes_tokens: bool = False,
-            progress: Callable[[str, int], Callable[[int], None]] | None = None,
-            warn: Callable[[str], None] = lambda s: None) -> Prepared:
+def prepare(
+    inputs: list[str],
+    out: str | Path,
+    *,
+    field: str | None = None,
+    column: str | None = None,
+    tokenizer: str | Path | None = None,
+    vocab_size: int = 4096,
+    fmt: str = "auto",
+    hf: str | None = None,
+    hf_split: str = "train",
+    bytes_tokens: bool = False,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    warn: Callable[[str], None] = quiet,
+) -> Prepared:
     """Tokenize ``inputs`` (paths or globs; or ``hf="name[:config]"``) into ``out``.
 
     ``progress(label, total_bytes)`` returns an ``advance(nbytes)`` callback, called as input
@@ -338,7 +356,7 @@ def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, col
         raise PrepareError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     total = sum(s.size for s in sources)
-    progress = progress or (lambda label, n: (lambda k: None))
+    progress = progress or (lambda label, n: lambda k: None)
 
     def stream(label: str):
         if hf:
@@ -384,7 +402,7 @@ def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, col
             def flush() -> None:
                 nonlocal n_tokens, n_docs, n_text
                 ids: list[int] = []
-                for (text, end), toks in zip(batch, enc.encode_batch([t for t, _ in batch])):
+                for (_text, end), toks in zip(batch, enc.encode_batch([t for t, _ in batch])):
                     ids.extend(toks)
                     n_text += len(toks)
                     if end:
@@ -402,21 +420,31 @@ def prepare(inputs: list[str], out: str | Path, *, field: str | None = None, col
                     size = 0
             flush()
         if n_text == 0:  # document separators alone are no corpus
-            raise PrepareError("the inputs hold no text" + (f" ({', '.join(str(s.path) for s in sources)} "
-                                                             "are empty)" if sources else ""))
+            raise PrepareError(
+                "the inputs hold no text"
+                + (f" ({', '.join(str(s.path) for s in sources)} are empty)" if sources else "")
+            )
         os.replace(tmp, out / "tokens.bin")
     finally:
         tmp.unlink(missing_ok=True)
     for s in sources:
         if s.replaced:
-            warn(f"{s.path}: {s.replaced:,} bytes are not UTF-8 and became U+FFFD (is it Latin-1? convert it "
-                 "with iconv -f latin1 -t utf-8)")
+            warn(
+                f"{s.path}: {s.replaced:,} bytes are not UTF-8 and became U+FFFD (is it Latin-1? convert it "
+                "with iconv -f latin1 -t utf-8)"
+            )
 
-    src_info = ([{"hf": hf, "split": hf_split, "field": field}] if hf else
-                [{"path": str(s.path), "format": s.fmt, "bytes": s.size, "sha256": s.sha256 or sha256_file(s.path)}
-                 | ({"field": field} if s.fmt == "jsonl" else {}) | ({"column": column} if s.fmt == "parquet" else {})
-                 | ({"replaced_bytes": s.replaced} if s.replaced else {})
-                 for s in sources])
+    src_info = (
+        [{"hf": hf, "split": hf_split, "field": field}]
+        if hf
+        else [
+            {"path": str(s.path), "format": s.fmt, "bytes": s.size, "sha256": s.sha256 or sha256_file(s.path)}
+            | ({"field": field} if s.fmt == "jsonl" else {})
+            | ({"column": column} if s.fmt == "parquet" else {})
+            | ({"replaced_bytes": s.replaced} if s.replaced else {})
+            for s in sources
+        ]
+    )
     manifest = {
         "format": MANIFEST_FORMAT,
         "tokens_file": "tokens.bin",

@@ -3,6 +3,7 @@ deeper and wider than the students, so that wider students reach lower loss and 
 repeats. The stream is generated in fixed chunks, each seeded by (teacher seed, data seed,
 chunk index), so any prefix is identical however long the run, and chunks are cached.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lwscale.data.corpus import DATA_VERSION, content_digest, token_dtype_for, atomic_save_npy, cache_dir
+from lwscale.data.corpus import DATA_VERSION, atomic_save_npy, cache_dir, content_digest, token_dtype_for
+
 
 @dataclass(frozen=True)
 class TeacherConfig:
@@ -23,8 +25,8 @@ class TeacherConfig:
     head_dim: int = 64
     seq_len: int = 128
     seed: int = 0
-    entropy: float = 0.5     # target mean next-token entropy, as a fraction of ln(vocab)
-    chunk_seqs: int = 512    # sequences per cached chunk
+    entropy: float = 0.5  # target mean next-token entropy, as a fraction of ln(vocab)
+    chunk_seqs: int = 512  # sequences per cached chunk
 
 
 class Teacher:
@@ -39,9 +41,15 @@ class Teacher:
         from lwscale.model.transformer import ModelConfig, build
 
         self.cfg, self.device = cfg, device
-        mcfg = ModelConfig(vocab_size=cfg.vocab_size, width=cfg.width, base_width=cfg.width, depth=cfg.depth,
-                           head_dim=cfg.head_dim, ffn_mult=2.75 if cfg.width % 4 == 0 else 3.0,
-                           seq_len=cfg.seq_len + 1)
+        mcfg = ModelConfig(
+            vocab_size=cfg.vocab_size,
+            width=cfg.width,
+            base_width=cfg.width,
+            depth=cfg.depth,
+            head_dim=cfg.head_dim,
+            ffn_mult=2.75 if cfg.width % 4 == 0 else 3.0,
+            seq_len=cfg.seq_len + 1,
+        )
         self.model = build(mcfg, seeds=[cfg.seed], device=device).eval()
         self.scale = self._calibrate()
 
@@ -72,8 +80,10 @@ class Teacher:
         out = torch.empty(n, T, dtype=torch.long, device=self.device)
         out[:, 0] = torch.randint(0, self.cfg.vocab_size, (n,), generator=gen, device=self.device)
         H, hd = m.cfg.n_heads, m.cfg.head_dim
-        caches = [(torch.empty(n, H, T, hd, device=self.device), torch.empty(n, H, T, hd, device=self.device))
-                  for _ in m.blocks]
+        caches = [
+            (torch.empty(n, H, T, hd, device=self.device), torch.empty(n, H, T, hd, device=self.device))
+            for _ in m.blocks
+        ]
         for t in range(T - 1):
             x = m.embed[0][out[:, t]].unsqueeze(0)  # [1, n, d]
             cos, sin = m.rope_cos[t : t + 1], m.rope_sin[t : t + 1]
@@ -83,8 +93,9 @@ class Teacher:
                 q = apply_rope(a.q(h).view(n, 1, H, hd).transpose(1, 2), cos, sin)
                 kc[:, :, t : t + 1] = apply_rope(a.k(h).view(n, 1, H, hd).transpose(1, 2), cos, sin)
                 vc[:, :, t : t + 1] = a.v(h).view(n, 1, H, hd).transpose(1, 2)
-                y = torch.nn.functional.scaled_dot_product_attention(q, kc[:, :, : t + 1], vc[:, :, : t + 1],
-                                                                     scale=a.scale)
+                y = torch.nn.functional.scaled_dot_product_attention(
+                    q, kc[:, :, : t + 1], vc[:, :, : t + 1], scale=a.scale
+                )
                 x = x + a.o(y.transpose(1, 2).reshape(1, n, -1))
                 x = x + block.mlp(block.mlp_norm(x))
             logits = m.logits(m.norm(x))[0].float() * self.scale

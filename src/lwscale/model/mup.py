@@ -16,19 +16,34 @@ one with fewer is vector-like. Unlike ``MuAdamW``, the weight-decay rule is expl
 ``check_mup`` lists what a model lacks of it (``lwscale coord-check`` reports these).
 Errors a user can fix are ``APIError`` (a ``lwscale.core.errors.UserError``): one clear line.
 """
+
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn as nn
 
 from lwscale.core.errors import UserError
 from lwscale.model.params import ParamInfo, ShapeError, classify, group_hparams, group_keys, report
-from lwscale.science.rules import DEFAULT_RULE, PRESETS, Rule, WdMode, class_hparams, coupled_wd, custom, get_rule, timescale  # noqa: F401 (re-exported)
+from lwscale.science.rules import DEFAULT_RULE, PRESETS, Rule, WdMode, custom, get_rule, optimizer_hparams, timescale  # noqa: F401 (re-exported)
 
 __all__ = [  # lwscale/api.py re-exports these
-    "APIError", "ParamGroups", "param_groups", "classify_params", "apply_mup", "check_mup", "check_optimizer",
-    "scale_hparams", "PRESETS", "DEFAULT_RULE", "Rule", "custom", "get_rule", "timescale", "ParamInfo",
+    "APIError",
+    "ParamGroups",
+    "param_groups",
+    "classify_params",
+    "apply_mup",
+    "check_mup",
+    "check_optimizer",
+    "scale_hparams",
+    "PRESETS",
+    "DEFAULT_RULE",
+    "Rule",
+    "custom",
+    "get_rule",
+    "timescale",
+    "ParamInfo",
 ]
 
 READOUT_ATTR = "lwscale_readout_mult"  # set on a readout module by apply_mup
@@ -39,9 +54,16 @@ class APIError(UserError, ValueError):
 
 
 # ---- plain numbers -------------------------------------------------------------------------
-def scale_hparams(eta: float, wd: float, m: float, rule: str | Rule = DEFAULT_RULE, cls: str = "matrix",
-                  wd_mode: WdMode = "coupled", vector_lr_mult: float = 1.0,
-                  horizon: float = 1.0) -> tuple[float, float]:
+def scale_hparams(
+    eta: float,
+    wd: float,
+    m: float,
+    rule: str | Rule = DEFAULT_RULE,
+    cls: str = "matrix",
+    wd_mode: WdMode = "coupled",
+    vector_lr_mult: float = 1.0,
+    horizon: float = 1.0,
+) -> tuple[float, float]:
     """(lr, torch.optim.AdamW weight_decay) of a ``cls`` parameter at width multiplier ``m``,
     from base coordinates (``eta``, ``wd``) at the base width; ``horizon`` is the training
     length over the base one, S/S0, which a rule with a horizon exponent scales by
@@ -52,13 +74,17 @@ def scale_hparams(eta: float, wd: float, m: float, rule: str | Rule = DEFAULT_RU
     >>> scale_hparams(1e-3, 0.1, 4, "sqrt-wd(h=1)", horizon=4)
     (0.00025, 0.05)
     """
-    lr, w = class_hparams(get_rule(rule), eta, wd, m, cls, wd_mode, vector_lr_mult, horizon)  # type: ignore[arg-type]
-    return lr, coupled_wd(lr, w, wd_mode)
+    return optimizer_hparams(get_rule(rule), eta, wd, m, cls, wd_mode, vector_lr_mult, horizon)  # type: ignore[arg-type]
 
 
 # ---- classification ------------------------------------------------------------------------
-def classify_params(model: nn.Module, base_model: nn.Module, probe: nn.Module | None = None,
-                    overrides: dict[str, str] | None = None, need_scaling: bool = True) -> list[ParamInfo]:
+def classify_params(
+    model: nn.Module,
+    base_model: nn.Module,
+    probe: nn.Module | None = None,
+    overrides: dict[str, str] | None = None,
+    need_scaling: bool = True,
+) -> list[ParamInfo]:
     """Every parameter's class and width multiplier (see ``lwscale.model.params.classify``).
 
     ``probe`` is the model at a third width; it is needed when ``model`` has the base width,
@@ -92,9 +118,17 @@ class ParamGroups(list):
         return {id(p): (n, g["lr"], g["weight_decay"]) for g in self for n, p in zip(g["param_names"], g["params"])}
 
 
-def param_groups(model: nn.Module, base_model: nn.Module, rule: str | Rule = DEFAULT_RULE, eta: float = 1e-3,
-                 wd: float = 0.1, overrides: dict[str, str] | None = None, probe: nn.Module | None = None,
-                 wd_mode: WdMode = "coupled", vector_lr_mult: float = 1.0) -> ParamGroups:
+def param_groups(
+    model: nn.Module,
+    base_model: nn.Module,
+    rule: str | Rule = DEFAULT_RULE,
+    eta: float = 1e-3,
+    wd: float = 0.1,
+    overrides: dict[str, str] | None = None,
+    probe: nn.Module | None = None,
+    wd_mode: WdMode = "coupled",
+    vector_lr_mult: float = 1.0,
+) -> ParamGroups:
     """AdamW param groups for ``model`` under ``rule``, from base coordinates (``eta``, ``wd``):
     the lr and weight decay you tuned at ``base_model``'s width.
 
@@ -109,14 +143,25 @@ def param_groups(model: nn.Module, base_model: nn.Module, rule: str | Rule = DEF
     lines = []
     for key, names in group_keys(trainable).items():
         lr, w = group_hparams(key, rule_obj, eta, wd, wd_mode, vector_lr_mult)
-        out.append({"params": [params[n] for n in names], "lr": lr, "weight_decay": w,
-                    "name": key.label(), "param_names": list(names)})
+        out.append(
+            {
+                "params": [params[n] for n in names],
+                "lr": lr,
+                "weight_decay": w,
+                "name": key.label(),
+                "param_names": list(names),
+            }
+        )
         lines.append(f"{key.label():<16} lr {lr:.4g}  weight_decay {w:.4g}  ({len(names)} tensors)")
     frozen = len(infos) - len(trainable)
     out.infos, out.rule = infos, rule_obj
-    out.report = (f"rule {rule_obj.label()}, base eta {eta:g}, base wd {wd:g} ({wd_mode} wd)\n"
-                  + report(infos) + "\n\n" + "\n".join(lines)
-                  + (f"\n({frozen} frozen tensors left out)" if frozen else ""))
+    out.report = (
+        f"rule {rule_obj.label()}, base eta {eta:g}, base wd {wd:g} ({wd_mode} wd)\n"
+        + report(infos)
+        + "\n\n"
+        + "\n".join(lines)
+        + (f"\n({frozen} frozen tensors left out)" if frozen else "")
+    )
     return out
 
 
@@ -136,15 +181,21 @@ def check_optimizer(groups: ParamGroups, *optimizers: torch.optim.Optimizer, rto
         name = expected.get(pid, ("a parameter not in lwscale's groups", 0.0, 0.0))[0]
         decaying = [p for p in places if p[2] > 0]
         if len(decaying) > 1:
-            raise APIError(f"weight decay applied twice: {name} is decayed by "
-                           + " and by ".join(f"{w} (wd {d:g})" for w, _, d in decaying))
+            raise APIError(
+                f"weight decay applied twice: {name} is decayed by "
+                + " and by ".join(f"{w} (wd {d:g})" for w, _, d in decaying)
+            )
         if pid not in expected:
             continue
         _, lr_want, wd_want = expected[pid]
         where, lr_got, wd_got = places[0]
         if not math.isclose(wd_got, wd_want, rel_tol=rtol, abs_tol=0.0):
-            hint = (f" (x{wd_got / wd_want:.4g}: scaled twice? lwscale's groups already carry the rule; "
-                    "give them to torch.optim.AdamW, not to mup's MuAdamW)" if wd_want > 0 and wd_got > 0 else "")
+            hint = (
+                f" (x{wd_got / wd_want:.4g}: scaled twice? lwscale's groups already carry the rule; "
+                "give them to torch.optim.AdamW, not to mup's MuAdamW)"
+                if wd_want > 0 and wd_got > 0
+                else ""
+            )
             raise APIError(f"weight decay of {name} in {where} is {wd_got:g}, but the rule gives {wd_want:g}{hint}")
         if not math.isclose(lr_got, lr_want, rel_tol=rtol):
             raise APIError(f"learning rate of {name} in {where} is {lr_got:g}, but the rule gives {lr_want:g}")
@@ -206,8 +257,10 @@ def apply_mup(model: nn.Module, base_model: nn.Module, readout: str, probe: nn.M
     """
     shapes_only = _is_meta(model) and _is_meta(base_model)
     if _is_meta(model, base_model) and not shapes_only:
-        raise APIError("apply_mup needs both models initialised (or both on the meta device): "
-                       "it copies the base model's init scale")
+        raise APIError(
+            "apply_mup needs both models initialised (or both on the meta device): "
+            "it copies the base model's init scale"
+        )
     module, rname = _readout_weight(model, readout)
     if hasattr(module, READOUT_ATTR):
         raise APIError(f"apply_mup was already applied to this model (readout {readout!r} has its multiplier)")
@@ -249,8 +302,13 @@ def _readouts(model: nn.Module, infos: list[ParamInfo], readout: str | None) -> 
     return out
 
 
-def check_mup(model: nn.Module, base_model: nn.Module, probe: nn.Module | None = None,
-              readout: str | None = None, tol: float = 1.25) -> list[str]:
+def check_mup(
+    model: nn.Module,
+    base_model: nn.Module,
+    probe: nn.Module | None = None,
+    readout: str | None = None,
+    tol: float = 1.25,
+) -> list[str]:
     """What ``model`` lacks of muP relative to ``base_model``, as readable sentences (empty if
     nothing): a readout without its 1/m output multiplier, a readout whose init shrinks with
     width, hidden weights whose init std is not the base's x m^-1/2 (within ``tol``x). Use
@@ -268,8 +326,10 @@ def check_mup(model: nn.Module, base_model: nn.Module, probe: nn.Module | None =
         m = info.shape[-1] / info.base_shape[-1]
         have = getattr(mod, READOUT_ATTR, None)
         if have is None and m != 1:
-            problems.append(f"readout {name!r} has no 1/m output multiplier (m = {m:g}): its logits grow with "
-                            f"width; call lwscale.apply_mup(model, base_model, readout={name!r})")
+            problems.append(
+                f"readout {name!r} has no 1/m output multiplier (m = {m:g}): its logits grow with "
+                f"width; call lwscale.apply_mup(model, base_model, readout={name!r})"
+            )
         elif have is not None and not math.isclose(have, 1.0 / m, rel_tol=1e-6):
             problems.append(f"readout {name!r} multiplies its output by {have:g}, but muP needs 1/m = {1 / m:g}")
     if _is_meta(model, base_model):
@@ -283,10 +343,14 @@ def check_mup(model: nn.Module, base_model: nn.Module, probe: nn.Module | None =
         if want is None or sb == 0 or sp == 0:
             continue
         if not (1 / tol <= sp / want <= tol):
-            kind, what = (("readout", "the base std (muP keeps the readout's init constant)") if is_readout
-                          else ("hidden", f"the base std {sb:.3g} x m^-1/2"))
+            kind, what = (
+                ("readout", "the base std (muP keeps the readout's init constant)")
+                if is_readout
+                else ("hidden", f"the base std {sb:.3g} x m^-1/2")
+            )
             m = info.shape[-1] / info.base_shape[-1]
-            problems.append(f"{kind} init not rescaled: {info.name} has init std {sp:.3g} at m = {m:g}, "
-                            f"expected {want:.3g} ({what}); call lwscale.apply_mup")
+            problems.append(
+                f"{kind} init not rescaled: {info.name} has init std {sp:.3g} at m = {m:g}, "
+                f"expected {want:.3g} ({what}); call lwscale.apply_mup"
+            )
     return problems
-

@@ -11,6 +11,7 @@ fixed table of names to drift out of date. When widths are equal (m = 1), no dim
 so ``classify`` also accepts a third model at another width (``probe``) to tell which dims
 scale; the built-in model does this automatically via ``classify_model``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -22,7 +23,7 @@ import torch.nn as nn
 if TYPE_CHECKING:
     import torch
 
-from lwscale.science.rules import ParamClass, Rule, WdMode, class_hparams, coupled_wd, get_rule
+from lwscale.science.rules import ParamClass, Rule, WdMode, get_rule, optimizer_hparams
 
 
 class ShapeError(ValueError):
@@ -33,7 +34,7 @@ class ShapeError(ValueError):
 class ParamInfo:
     name: str
     cls: ParamClass
-    width_mult: float          # fan-in ratio for matrices; 1.0 for vectors
+    width_mult: float  # fan-in ratio for matrices; 1.0 for vectors
     shape: tuple[int, ...]
     base_shape: tuple[int, ...]
     inf_dims: tuple[int, ...]  # dims that grow with width
@@ -111,8 +112,10 @@ def classify_model(model, unembed_class: str | None = None) -> list[ParamInfo]:
     if unembed_class is None:
         unembed_class = cfg.unembed_class
     elif unembed_class != cfg.unembed_class:
-        raise ValueError(f"unembed_class {unembed_class!r} differs from the model's own "
-                         f"({cfg.unembed_class!r}): build the model with ModelConfig(unembed_class=...)")
+        raise ValueError(
+            f"unembed_class {unembed_class!r} differs from the model's own "
+            f"({cfg.unembed_class!r}): build the model with ModelConfig(unembed_class=...)"
+        )
 
     def meta(width: int) -> nn.Module:
         import torch
@@ -164,8 +167,7 @@ def group_hparams(
 ) -> tuple[float, float]:
     """Peak lr and the *coupled* wd that the optimizer applies to one group; ``horizon`` is
     the cell's S/S0 (its steps over the base horizon's; 1 for a width-only rule's purposes)."""
-    lr, wd = class_hparams(get_rule(rule), eta, lam, key.width_mult, key.cls, wd_mode, vector_lr_mult, horizon)
-    return lr, coupled_wd(lr, wd, wd_mode)
+    return optimizer_hparams(get_rule(rule), eta, lam, key.width_mult, key.cls, wd_mode, vector_lr_mult, horizon)
 
 
 @dataclass

@@ -24,6 +24,7 @@ muP parametrization with m = width / base_width and sigma = init_std:
     A tied unembedding is the embedding, which is vector-like, so it always takes the 1/m.
 SP at width d is this model with base_width := d, so at m = 1 muP and SP coincide exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,10 +42,10 @@ MATRIX_TYPES = ("q", "k", "v", "o", "gate", "up", "down")
 class ModelConfig:
     vocab_size: int = 4096
     width: int = 256
-    base_width: int = 256          # muP base width d0; SP uses base_width = width
+    base_width: int = 256  # muP base width d0; SP uses base_width = width
     depth: int = 4
     head_dim: int = 64
-    ffn_mult: float = 2.75         # SwiGLU hidden = ffn_mult * width, exactly
+    ffn_mult: float = 2.75  # SwiGLU hidden = ffn_mult * width, exactly
     seq_len: int = 256
     init_std: float = 0.02
     rope_theta: float = 10000.0
@@ -53,7 +54,7 @@ class ModelConfig:
     readout_zero_init: bool = False
     unembed_class: str = "vector"  # "matrix": hidden-matrix init and no readout multiplier
     norm_eps: float = 1e-6
-    n_stack: int = 1               # K cells held in stacked weights
+    n_stack: int = 1  # K cells held in stacked weights
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.base_width <= 0:
@@ -67,8 +68,9 @@ class ModelConfig:
         if self.unembed_class not in ("vector", "matrix"):
             raise ValueError(f"unembed_class must be 'vector' or 'matrix', got {self.unembed_class!r}")
         if self.unembed_class == "matrix" and self.tie_embeddings:
-            raise ValueError("unembed_class 'matrix' needs an untied unembedding: a tied one is the "
-                             "embedding, which is vector-like")
+            raise ValueError(
+                "unembed_class 'matrix' needs an untied unembedding: a tied one is the embedding, which is vector-like"
+            )
 
     @property
     def n_heads(self) -> int:

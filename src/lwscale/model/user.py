@@ -13,6 +13,7 @@ parameters are held with a leading K = 1 axis and the module runs on them throug
 ``torch.func.functional_call``. It trains in training mode and is evaluated (the validation
 loss, the diagnostics' gains) in eval mode, so dropout is off there.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,11 +28,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lwscale.core.errors import UserError
-from lwscale.model.transformer import ModelConfig
 from lwscale.model.params import ParamInfo, classify
+from lwscale.model.transformer import ModelConfig
 
-STACKING_NOTE = ("model.factory: your model trains one cell at a time (stacking disabled: it needs lwscale's "
-                 "stacked layers), through the same training loop")
+STACKING_NOTE = (
+    "model.factory: your model trains one cell at a time (stacking disabled: it needs lwscale's "
+    "stacked layers), through the same training loop"
+)
 
 
 class FactoryError(UserError):
@@ -42,14 +45,16 @@ def load_callable(ref: str, what: str = "model.factory") -> Callable:
     """Import ``"package.module:name"``; the current directory is importable, as for ``python -m``."""
     mod_name, _, attr = ref.partition(":")
     if not mod_name or not attr:
-        raise FactoryError(f"{what}: write it as \"package.module:function\", got {ref!r}")
+        raise FactoryError(f'{what}: write it as "package.module:function", got {ref!r}')
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
-        raise FactoryError(f"{what}: cannot import {mod_name!r} ({exc}); run lwscale from the directory it is "
-                           "importable from (where the sweep ran) or put it on PYTHONPATH") from None
+        raise FactoryError(
+            f"{what}: cannot import {mod_name!r} ({exc}); run lwscale from the directory it is "
+            "importable from (where the sweep ran) or put it on PYTHONPATH"
+        ) from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise FactoryError(f"{what}: {mod_name!r} has no function {attr!r}")
@@ -61,8 +66,16 @@ def factory_config(spec, width: int, vocab_size: int) -> ModelConfig:
     the layout fields describe lwscale's own model and are set to values valid at any width
     (head_dim 1, ffn_mult 1), so code that rebuilds the config at another width still works."""
     m = spec.model
-    return ModelConfig(vocab_size=vocab_size, width=width, base_width=m.d0, depth=m.depth, head_dim=1,
-                       ffn_mult=1.0, seq_len=m.seq_len, init_std=m.init_std)
+    return ModelConfig(
+        vocab_size=vocab_size,
+        width=width,
+        base_width=m.d0,
+        depth=m.depth,
+        head_dim=1,
+        ffn_mult=1.0,
+        seq_len=m.seq_len,
+        init_std=m.init_std,
+    )
 
 
 def call_factory(spec, width: int, vocab_size: int) -> nn.Module:
@@ -120,7 +133,7 @@ class UserStack(nn.Module):
         self.loss_fn = loss_fn
         self.flops_per_token = 6.0 * n_params  # the usual 6N estimate (attention not counted)
 
-    def train(self, mode: bool = True) -> "UserStack":
+    def train(self, mode: bool = True) -> UserStack:
         """Also switches the user's module (not a child, so ``nn.Module.train`` would not reach
         it): its dropout or batch norm then evaluates in eval mode (``loop.train_stack``)."""
         super().train(mode)
@@ -140,13 +153,17 @@ class UserStack(nn.Module):
             loss = self.loss_fn(out, targets[0])
         else:
             if out.shape[:-1] != targets[0].shape:
-                raise FactoryError(f"model.factory: the model returned {tuple(out.shape)} for tokens "
-                                   f"{tuple(idx[0].shape)}; expected logits [B, T, V] (or name a model.loss)")
+                raise FactoryError(
+                    f"model.factory: the model returned {tuple(out.shape)} for tokens "
+                    f"{tuple(idx[0].shape)}; expected logits [B, T, V] (or name a model.loss)"
+                )
             loss = F.cross_entropy(out.flatten(0, -2).float(), targets[0].reshape(-1))
         return loss.float().reshape(1)
 
 
-def build_user_stack(spec, cfg: ModelConfig, seeds: list[int], device: torch.device) -> tuple[UserStack, list[ParamInfo]]:
+def build_user_stack(
+    spec, cfg: ModelConfig, seeds: list[int], device: torch.device
+) -> tuple[UserStack, list[ParamInfo]]:
     """The factory model of one cell, initialised under its seed, and its parameter classes
     (named as the stack's parameters)."""
     if len(seeds) != 1:

@@ -1,4 +1,5 @@
 """``lwscale coord-check``'s table and figure, from the measurements of lwscale/training/coord.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,10 @@ def coord_table(d: CoordData):
     from rich.table import Table
 
     last = next(iter(d.values.values())).shape[1] - 1
-    table = Table(title=f"{d.rule}: mean |activation|, steps {min(1, last)}-{last} (spread = max/min across widths)",
-                  title_justify="left")
+    table = Table(
+        title=f"{d.rule}: mean |activation|, steps {min(1, last)}-{last} (spread = max/min across widths)",
+        title_justify="left",
+    )
     table.add_column("module")
     for w in d.widths:
         table.add_column(f"d={w}", justify="right")

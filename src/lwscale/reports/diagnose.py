@@ -18,6 +18,7 @@ need no diagnostics, so a run trained without them gets that section alone.
 JSON-able dict), which ``run_diagnose`` prints with Rich and writes as RUN_DIR/diagnose.md
 and diagnose.json, with the figures of diagnose_figures.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,15 +28,24 @@ import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
+from lwscale.core.files import atomic_write_text, json_default, strict_json
 from lwscale.reports.diagnose_figures import write_figures
 from lwscale.reports.diagnose_points import (
-    STEADY_TIMESCALES, COLLAPSED, FFN_TYPES, ordered_types, load_points, steady, collapsed, unique_cells, done_cells, rows_at,
+    COLLAPSED,
+    FFN_TYPES,
+    STEADY_TIMESCALES,
+    collapsed,
+    done_cells,
+    load_points,
+    ordered_types,
+    rows_at,
+    steady,
+    unique_cells,
 )
 from lwscale.reports.fits import Slope, cluster_slope
 from lwscale.reports.fmt import num
 from lwscale.reports.run import Run
 from lwscale.reports.tables import Tab, argmin, cell_stats, mean_se
-from lwscale.core.files import atomic_write_text, json_default, strict_json
 
 # Figure 1 of arXiv 2510.15262 (docs/science.md §5), sigma_max relative to base (8.2), read to +-5%
 PAPER_RATIOS = {(1.0, 2.0): "0.68 (5.6/8.2)", (1.0, 0.5): "1.49 (12.2/8.2)"}
@@ -53,8 +63,10 @@ def width_exponent(points: pd.DataFrame, peak: bool = False) -> dict[str, Slope]
     p = unique_cells(points)
     y = np.log(p["sigma"] / (np.sqrt(p["lr_group"] / p["wd_group"]) if peak else p["eq_scale"]))
     x = np.log(p["width"].astype(float))
-    out = {t: cluster_slope(x[p["type"] == t], y[p["type"] == t], p["cell_id"][p["type"] == t])
-           for t in ordered_types(p["type"])}
+    out = {
+        t: cluster_slope(x[p["type"] == t], y[p["type"] == t], p["cell_id"][p["type"] == t])
+        for t in ordered_types(p["type"])
+    }
     out["pooled"] = cluster_slope(x, y, p["cell_id"], p["type"])
     return out
 
@@ -79,10 +91,15 @@ def custom_rule_snippet(alpha: Slope, a: float = 1.0) -> str:
     lr ~ m**-a and wd ~ m**g with g = 2*alpha - a."""
     g = 2 * alpha.value - a
     lo, hi = 2 * alpha.lo - a, 2 * alpha.hi - a
-    ci = (f"95% interval [{lo:.2f}, {hi:.2f}] = 2*alpha's - a" if math.isfinite(lo) and math.isfinite(hi)
-          else "no interval")
-    return (f"rules:\n  - sqrt-wd\n  - {{name: custom, a: {a:g}, g: {g:.3f}}}   "
-            f"# g = 2*alpha - a from the fit, alpha = {alpha.value:.3f}; {ci}")
+    ci = (
+        f"95% interval [{lo:.2f}, {hi:.2f}] = 2*alpha's - a"
+        if math.isfinite(lo) and math.isfinite(hi)
+        else "no interval"
+    )
+    return (
+        f"rules:\n  - sqrt-wd\n  - {{name: custom, a: {a:g}, g: {g:.3f}}}   "
+        f"# g = 2*alpha - a from the fit, alpha = {alpha.value:.3f}; {ci}"
+    )
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -112,8 +129,8 @@ LAMBDA_SNIPPET_TITLE = "The loss-optimal wd's width and horizon exponents as a r
 def lambda_section(run: Run, report: Report) -> None:
     """The exponents of the loss-optimal weight decay across widths and lengths
     (``horizon.fit_all``), per rule's grid, and the ready rule of the best-placed fit."""
-    from lwscale.science.rules import get_rule
     from lwscale.reports.horizon import best_fit, fit_all, fit_lambda_data, fit_table, rule_snippet
+    from lwscale.science.rules import get_rule
 
     if len(run.panels()) < 2:
         return
@@ -124,15 +141,19 @@ def lambda_section(run: Run, report: Report) -> None:
     if best is not None:
         report.lambda_snippet = rule_snippet(best, get_rule(best.rule).a)
     if any(f.edge for f in fits):
-        report.notes.append("lambda*: an optimum on its grid's lowest or highest lambda may lie beyond it, which "
-                            "biases the exponents toward 0; widen the lambda axis there")
+        report.notes.append(
+            "lambda*: an optimum on its grid's lowest or highest lambda may lie beyond it, which "
+            "biases the exponents toward 0; widen the lambda axis there"
+        )
 
 
 def transferred(points: pd.DataFrame, order: list[str] | None = None) -> list[tuple[str, float, float]]:
     """(rule, eta, wd) of each rule's grid optimum (mean over seeds) at the smallest width
     with finished cells (the proxy), at its shortest length: the points the tables and figures
     show, in the rule ``order`` given (the spec's, ``Run.rules``), others after it alphabetically."""
-    keys = ["rule", "width", "steps", "eta", "wd", "seed"] if "steps" in points else ["rule", "width", "eta", "wd", "seed"]
+    keys = (
+        ["rule", "width", "steps", "eta", "wd", "seed"] if "steps" in points else ["rule", "width", "eta", "wd", "seed"]
+    )
     stats = cell_stats(done_cells(points).drop_duplicates(keys))
     out = []
     for rule, sub in stats.groupby("rule"):
@@ -170,17 +191,22 @@ def optimum_tables(points: pd.DataFrame, optima: list[tuple[str, float, float]],
                 rows.append([t] + [num(v, ".3g") for v in vals] + [num(ratio, ".3g")])
                 keys = [f"{w[0]}/{w[1]}" for w in widths] if multi else list(map(int, widths))
                 entry.setdefault(name, {})[t] = {"by_width": dict(zip(keys, vals)), "ratio": ratio}
-            report.tables.append(Tab(f"{rule}: {name} at the transferred optimum (eta {eta:.3g}, wd {wd:.3g})",
-                                     ["type"] + names
-                                     + [f"ratio {names[-1]}/{names[0]}" if len(widths) > 1 else "ratio"],
-                                     rows))
+            report.tables.append(
+                Tab(
+                    f"{rule}: {name} at the transferred optimum (eta {eta:.3g}, wd {wd:.3g})",
+                    ["type"] + names + [f"ratio {names[-1]}/{names[0]}" if len(widths) > 1 else "ratio"],
+                    rows,
+                )
+            )
         report.data.setdefault("transferred", {})[rule] = {"eta": eta, "wd": wd, **entry}
 
 
-NORMALISATION = ("sigma_max is divided by S, the equilibrium scale of the weight-norm recurrence "
-                 "||W||^2 <- (1 - lr_t*wd)^2 ||W||^2 + lr_t^2 C over each cell's own lr schedule, with each "
-                 "matrix type's own group lr and wd (S ~ sqrt(lr/2wd) in steady state at a constant lr; "
-                 "docs/diagnostics.md)")
+NORMALISATION = (
+    "sigma_max is divided by S, the equilibrium scale of the weight-norm recurrence "
+    "||W||^2 <- (1 - lr_t*wd)^2 ||W||^2 + lr_t^2 C over each cell's own lr schedule, with each "
+    "matrix type's own group lr and wd (S ~ sqrt(lr/2wd) in steady state at a constant lr; "
+    "docs/diagnostics.md)"
+)
 
 
 def _finite(v: float) -> float | None:
@@ -191,41 +217,58 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
     done = unique_cells(done_cells(points))
     qual = steady(points)
     n_cells, n_qual = done["cell_id"].nunique(), qual["cell_id"].nunique()
-    report.notes.append(f"steady state: {n_qual} of {n_cells} finished cells completed at least "
-                        f"{STEADY_TIMESCALES:g} timescales sum_t lr_t*wd and enter the fits")
-    report.notes.append(f"normalisation: {NORMALISATION}; intervals are 95% cluster-bootstrap intervals over "
-                        "cells (their matrix types resampled together)")
+    report.notes.append(
+        f"steady state: {n_qual} of {n_cells} finished cells completed at least "
+        f"{STEADY_TIMESCALES:g} timescales sum_t lr_t*wd and enter the fits"
+    )
+    report.notes.append(
+        f"normalisation: {NORMALISATION}; intervals are 95% cluster-bootstrap intervals over "
+        "cells (their matrix types resampled together)"
+    )
     if points.attrs.get("group_note"):
         report.notes.append(points.attrs["group_note"])
     mixed = sorted(set(points.loc[points["lr_group"].isna() & points["sigma"].notna(), "type"]))
     if mixed:
-        report.notes.append(f"no single optimizer group: {', '.join(mixed)} (matrices of one type with different "
-                            "width multipliers); left out of the fits")
+        report.notes.append(
+            f"no single optimizer group: {', '.join(mixed)} (matrices of one type with different "
+            "width multipliers); left out of the fits"
+        )
     dead = collapsed(qual)
     gone = unique_cells(qual[dead])
     if not gone.empty:
-        what = ", ".join(f"{t} x{n}" for t, n in gone["type"].value_counts().reindex(ordered_types(gone["type"])).items())
-        report.notes.append(f"collapsed: {len(gone)} matrices in {gone['cell_id'].nunique()} steady-state cells "
-                            f"({what}) ended with sigma_max/S below {COLLAPSED:.0%} of their type's median "
-                            "at their width (weight decay drove them to ~0); they are left out of the fits")
-        report.data["collapsed"] = [{"cell_id": r.cell_id, "width": int(r.width), "type": r.type, "sigma": float(r.sigma)}
-                                    for r in gone.itertuples()]
+        what = ", ".join(
+            f"{t} x{n}" for t, n in gone["type"].value_counts().reindex(ordered_types(gone["type"])).items()
+        )
+        report.notes.append(
+            f"collapsed: {len(gone)} matrices in {gone['cell_id'].nunique()} steady-state cells "
+            f"({what}) ended with sigma_max/S below {COLLAPSED:.0%} of their type's median "
+            "at their width (weight decay drove them to ~0); they are left out of the fits"
+        )
+        report.data["collapsed"] = [
+            {"cell_id": r.cell_id, "width": int(r.width), "type": r.type, "sigma": float(r.sigma)}
+            for r in gone.itertuples()
+        ]
         qual = qual[~dead]
     report.data["qualified_cells"], report.data["finished_cells"] = int(n_qual), int(n_cells)
     report.data["normalisation"] = "equilibrium scale S over the schedule, per matrix group"
     h = qual["schedule_factor"].dropna()
     if not h.empty:
-        report.notes.append(f"schedule factor h = S/sqrt(lr_peak/2wd) of the steady-state cells: {h.min():.2f} to "
-                            f"{h.max():.2f} (1 = steady state at a constant lr); the fits divide it out, and the "
-                            "tables show beside them what dividing by sqrt(lr_peak/wd) alone gives")
+        report.notes.append(
+            f"schedule factor h = S/sqrt(lr_peak/2wd) of the steady-state cells: {h.min():.2f} to "
+            f"{h.max():.2f} (1 = steady state at a constant lr); the fits divide it out, and the "
+            "tables show beside them what dividing by sqrt(lr_peak/wd) alone gives"
+        )
         report.data["schedule_factor_range"] = [float(h.min()), float(h.max())]
     if qual["width"].nunique() >= 2:
         fits, peak = width_exponent(qual), width_exponent(qual, peak=True)
-        report.tables.append(Tab("width exponent alpha in sigma_max ~ S * d^alpha, S the schedule's equilibrium "
-                                 "scale ~ sqrt(lr/2wd) (paper: ~0.75)",
-                                 ["type", "alpha [95% CI]", "points", "cells", "alpha with sqrt(lr_peak/wd)"],
-                                 [[t, s.text(), str(s.n), str(s.clusters), num(peak[t].value, ".3f")]
-                                  for t, s in fits.items()]))
+        report.tables.append(
+            Tab(
+                "width exponent alpha in sigma_max ~ S * d^alpha, S the schedule's equilibrium "
+                "scale ~ sqrt(lr/2wd) (paper: ~0.75)",
+                ["type", "alpha [95% CI]", "points", "cells", "alpha with sqrt(lr_peak/wd)"],
+                [[t, s.text(), str(s.n), str(s.clusters), num(peak[t].value, ".3f")] for t, s in fits.items()],
+            )
+        )
         report.data["alpha"] = {t: {**s.to_dict(), "peak_lr_value": _finite(peak[t].value)} for t, s in fits.items()}
         if math.isfinite(fits["pooled"].value):
             report.snippet = custom_rule_snippet(fits["pooled"])
@@ -237,16 +280,27 @@ def exponent_section(points: pd.DataFrame, report: Report) -> None:
     halves = {w: s for w, s in half_exponent(qual).items() if math.isfinite(s.value)}
     if halves:
         peak = half_exponent(qual, peak=True)
-        report.tables.append(Tab("1/2-exponent check: beta in sigma_max ~ h * (lr/wd)^beta at a fixed width, h the "
-                                 "schedule factor S/sqrt(lr/2wd) (paper: 0.5)",
-                                 ["width", "beta [95% CI]", "points", "cells", "0.5 inside the interval",
-                                  "beta with h = 1"],
-                                 [[str(w), s.text(), str(s.n), str(s.clusters),
-                                   ("yes" if s.lo <= 0.5 <= s.hi else "no") if math.isfinite(s.se) else "–",
-                                   num(peak[w].value, ".3f")]
-                                  for w, s in halves.items()]))
-        report.data["half_exponent"] = {str(w): {**s.to_dict(), "peak_lr_value": _finite(peak[w].value)}
-                                        for w, s in halves.items()}
+        report.tables.append(
+            Tab(
+                "1/2-exponent check: beta in sigma_max ~ h * (lr/wd)^beta at a fixed width, h the "
+                "schedule factor S/sqrt(lr/2wd) (paper: 0.5)",
+                ["width", "beta [95% CI]", "points", "cells", "0.5 inside the interval", "beta with h = 1"],
+                [
+                    [
+                        str(w),
+                        s.text(),
+                        str(s.n),
+                        str(s.clusters),
+                        ("yes" if s.lo <= 0.5 <= s.hi else "no") if math.isfinite(s.se) else "–",
+                        num(peak[w].value, ".3f"),
+                    ]
+                    for w, s in halves.items()
+                ],
+            )
+        )
+        report.data["half_exponent"] = {
+            str(w): {**s.to_dict(), "peak_lr_value": _finite(peak[w].value)} for w, s in halves.items()
+        }
     else:
         report.notes.append("1/2-exponent check: needs steady-state cells with at least 2 values of lr/wd at one width")
 
@@ -264,8 +318,19 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             report.notes.append(f"Figure-1 check at d={width}: the base pair ({eta0:g}, {wd0:g}) did not finish")
             continue
         s0, g0 = per.loc[(eta0, wd0)]
-        rows = [[f"base ({eta0:.3g}, {wd0:.3g})", num(s0, ".3g"), "1", "1", "1", "", num(g0, ".3g"), "1",
-                 num(ts[(eta0, wd0)], ".3g")]]
+        rows = [
+            [
+                f"base ({eta0:.3g}, {wd0:.3g})",
+                num(s0, ".3g"),
+                "1",
+                "1",
+                "1",
+                "",
+                num(g0, ".3g"),
+                "1",
+                num(ts[(eta0, wd0)], ".3g"),
+            ]
+        ]
         for eta, wd in pairs[1:]:
             if (eta, wd) not in per.index:
                 rows.append([f"({eta:.3g}, {wd:.3g})", "not finished"] + [""] * 7)
@@ -278,15 +343,50 @@ def figure1_section(points: pd.DataFrame, pairs: list[tuple[float, float]], repo
             tol = 0.15 if joint else 0.20
             ok = abs(ratio / expect - 1) <= tol
             paper = PAPER_JOINT if joint else PAPER_RATIOS.get((round(fe, 9), round(fw, 9)), "–")
-            rows.append([name, num(s, ".3g"), f"{ratio:.3f}", f"{expect:.3f}", paper,
-                         f"{'pass' if ok else 'FAIL'} (±{tol:.0%})", num(g, ".3g"), f"{g / g0:.3f}",
-                         num(ts[(eta, wd)], ".3g")])
-            checks.append({"width": int(width), "cell": name, "eta": eta, "wd": wd, "sigma_max": s, "ratio": ratio,
-                           "expected": expect, "tolerance": tol, "pass": bool(ok), "gain_ratio": g / g0})
-        report.tables.append(Tab(
-            f"Figure-1 check at d={width}: FFN sigma_max (gate, up, down; block-averaged) relative to base",
-            ["cell", "sigma_max", "ratio", "sqrt(eta_f/wd_f)", "paper", "check", "gain", "gain ratio", "timescales"],
-            rows))
+            rows.append(
+                [
+                    name,
+                    num(s, ".3g"),
+                    f"{ratio:.3f}",
+                    f"{expect:.3f}",
+                    paper,
+                    f"{'pass' if ok else 'FAIL'} (±{tol:.0%})",
+                    num(g, ".3g"),
+                    f"{g / g0:.3f}",
+                    num(ts[(eta, wd)], ".3g"),
+                ]
+            )
+            checks.append(
+                {
+                    "width": int(width),
+                    "cell": name,
+                    "eta": eta,
+                    "wd": wd,
+                    "sigma_max": s,
+                    "ratio": ratio,
+                    "expected": expect,
+                    "tolerance": tol,
+                    "pass": bool(ok),
+                    "gain_ratio": g / g0,
+                }
+            )
+        report.tables.append(
+            Tab(
+                f"Figure-1 check at d={width}: FFN sigma_max (gate, up, down; block-averaged) relative to base",
+                [
+                    "cell",
+                    "sigma_max",
+                    "ratio",
+                    "sqrt(eta_f/wd_f)",
+                    "paper",
+                    "check",
+                    "gain",
+                    "gain ratio",
+                    "timescales",
+                ],
+                rows,
+            )
+        )
     report.data["figure1"] = checks
 
 
@@ -311,11 +411,12 @@ def write_diagnose(run: Run) -> Report:
     import json
 
     from lwscale.rundir.store import Store
+
     root = run.root
     records = Store(root).records()  # read once for the report and the figures
     try:
         points = load_points(run, records)
-    except UserError as exc:       # no sigma_max: the loss surface's own exponents still stand
+    except UserError as exc:  # no sigma_max: the loss surface's own exponents still stand
         report = Report(notes=[str(exc)])
         if run.spec.grid.pairs is None:
             lambda_section(run, report)
@@ -328,8 +429,13 @@ def write_diagnose(run: Run) -> Report:
         report = diagnose(run, points, optima)
     figures = [] if points is None else write_figures(root, points, records, run.spec.grid.pairs is not None, optima)
     report.data["figures"] = [str(p.relative_to(root)) for p in figures]
-    atomic_write_text(root / "diagnose.md", report.markdown(f"lwscale diagnose: {root.name}")
-                      + "\n" + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures) + "\n")
+    atomic_write_text(
+        root / "diagnose.md",
+        report.markdown(f"lwscale diagnose: {root.name}")
+        + "\n"
+        + "\n".join(f"![{p.stem}]({p.relative_to(root)})" for p in figures)
+        + "\n",
+    )
     atomic_write_text(root / "diagnose.json", json.dumps(strict_json(report.data), indent=1, default=json_default))
     return report
 
@@ -351,6 +457,8 @@ def run_diagnose(run_dir, console) -> Report:
     if report.lambda_snippet:
         console.print(LAMBDA_SNIPPET_TITLE.lower() + ":")
         console.print(report.lambda_snippet, markup=False, soft_wrap=True)
-    console.print(f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(report.data['figures'])} figures "
-                  f"in {root / 'figures'}")
+    console.print(
+        f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(report.data['figures'])} figures "
+        f"in {root / 'figures'}"
+    )
     return report

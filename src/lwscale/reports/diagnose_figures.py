@@ -11,6 +11,7 @@
 The cells drawn: every (eta, wd) of the smallest width for a run of explicit pairs (the
 Figure-1 config), otherwise each rule's transferred optimum at every width; first seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lwscale.training.recorder import SPECTRA_FILE, load_spectra, user_types
 from lwscale.model.transformer import matrix_type
 from lwscale.reports.diagnose_points import FFN_TYPES, done_cells, rows_at
+from lwscale.training.recorder import SPECTRA_FILE, load_spectra, user_types
 
 FIGURES = ("diagnose-gain.png", "diagnose-spectra.png", "diagnose-sigma-width.png")
 
@@ -68,12 +69,19 @@ def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in cells.itertuples():
         g = (records[r.cell_id].get("diagnostics") or {}).get("gain") or {}
-        curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})] \
-            or list(g.get("by_type", {}).values())  # a user's model: every matrix type
+        curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})] or list(
+            g.get("by_type", {}).values()
+        )  # a user's model: every matrix type
         if curves:
             ax.plot(g["steps"], np.nanmean(np.array(curves, dtype=float), axis=0), marker=".", label=_label(r, pairs))
-    _finish(fig, ax, "step", "FFN sublayer gain ||Wx||_rms / ||x||_rms",
-            "gain on the fixed eval batch (gate, up, down; block mean)", path)
+    _finish(
+        fig,
+        ax,
+        "step",
+        "FFN sublayer gain ||Wx||_rms / ||x||_rms",
+        "gain on the fixed eval batch (gate, up, down; block mean)",
+        path,
+    )
 
 
 def _types(names) -> dict[str, str]:
@@ -102,8 +110,14 @@ def spectra_figure(root: Path, cells: pd.DataFrame, points: pd.DataFrame, pairs:
             continue
         n = min(len(s) for s in normed)
         ax.loglog(np.arange(1, n + 1), np.mean([s[:n] for s in normed], axis=0), label=_label(r, pairs))
-    _finish(fig, ax, "index (sorted)", "singular value / S (equilibrium scale ~ sqrt(lr/2wd))",
-            "FFN spectra at the end (block and type mean)", path)
+    _finish(
+        fig,
+        ax,
+        "index (sorted)",
+        "singular value / S (equilibrium scale ~ sqrt(lr/2wd))",
+        "FFN spectra at the end (block and type mean)",
+        path,
+    )
 
 
 def sigma_width_figure(points: pd.DataFrame, optima: list[tuple[str, float, float]], path: Path) -> None:
@@ -120,12 +134,19 @@ def sigma_width_figure(points: pd.DataFrame, optima: list[tuple[str, float, floa
 
     ax.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers, not 1.4 x 10^0, on a narrow log range
     ax.yaxis.set_minor_formatter(ScalarFormatter())
-    _finish(fig, ax, "width d", "sigma_max (mean over matrix types)",
-            "top singular value vs width at the transferred optimum", path)
+    _finish(
+        fig,
+        ax,
+        "width d",
+        "sigma_max (mean over matrix types)",
+        "top singular value vs width at the transferred optimum",
+        path,
+    )
 
 
-def write_figures(root: Path, points: pd.DataFrame, records: dict, pairs: bool,
-                  optima: list[tuple[str, float, float]]) -> list[Path]:
+def write_figures(
+    root: Path, points: pd.DataFrame, records: dict, pairs: bool, optima: list[tuple[str, float, float]]
+) -> list[Path]:
     out = root / "figures"
     out.mkdir(exist_ok=True)
     cells = chosen_cells(points, pairs, optima)

@@ -2,6 +2,7 @@
 own group (lr, wd) and the equilibrium scale S of the weight-norm recurrence over the cell's lr
 schedule (derivation: docs/diagnostics.md), and the selections over them (steady, collapsed, done).
 Read from the run directory only; nothing is trained."""
+
 from __future__ import annotations
 
 import math
@@ -19,6 +20,8 @@ from lwscale.training.recorder import user_types
 
 COLLAPSED = 0.01  # sigma_max/S below this share of its type's median at that width: ~0
 FFN_TYPES = ("gate", "up", "down")
+
+
 # ---- the long table: one row per (sweep point, matrix type) ----------------------------------
 def ordered_types(present) -> list[str]:
     """The matrix types in ``present``: the built-in model's q ... down in their order, then
@@ -41,8 +44,9 @@ def load_points(run: Run, records: dict) -> pd.DataFrame:
         for t in ordered_types(list(sig) + list(gains)):
             if t in sig or t in gains:
                 g = gains.get(t) or []
-                rows.append({**r._asdict(), "type": t, "sigma": sig.get(t, math.nan),
-                             "gain_end": g[-1] if g else math.nan})
+                rows.append(
+                    {**r._asdict(), "type": t, "sigma": sig.get(t, math.nan), "gain_end": g[-1] if g else math.nan}
+                )
     if not rows:
         raise UserError(f"{run.root}: no cell has diagnostics (train.diagnostics was off, or nothing finished yet)")
     cols = list(df.columns) + ["type", "sigma", "gain_end"]
@@ -57,8 +61,8 @@ def type_mults(spec, rule: str, width: int, vocab_size: int | None = None) -> di
     built-in model or the spec's ``model.factory``), named as the recorder names types
     (``transformer.matrix_type``, or ``recorder.user_types`` for a user's model). A type whose
     matrices have different multipliers maps to NaN (its block mean has no one lr and wd)."""
-    from lwscale.sweep.plan import model_config, param_classes
     from lwscale.science.rules import get_rule
+    from lwscale.sweep.plan import model_config, param_classes
 
     mats = [i for i in param_classes(spec, model_config(spec, width, get_rule(rule), vocab_size)) if i.cls == "matrix"]
     names = user_types([i.name for i in mats]) if spec.model.factory else {i.name: matrix_type(i.name) for i in mats}
@@ -96,11 +100,19 @@ def with_group_hparams(points: pd.DataFrame, spec, records: dict | None = None) 
                 mult = mults.get(t, math.nan)
                 if math.isfinite(mult):
                     m[k] = mult
-                    lr[k], wd[k] = group_hparams(GroupKey("matrix", mult), rule, float(eta), float(lam),
-                                                 spec.optimizer.wd_mode, spec.model.vector_lr_mult)
+                    lr[k], wd[k] = group_hparams(
+                        GroupKey("matrix", mult),
+                        rule,
+                        float(eta),
+                        float(lam),
+                        spec.optimizer.wd_mode,
+                        spec.model.vector_lr_mult,
+                    )
     except Exception as exc:  # noqa: BLE001 - a report must not die on a model it cannot rebuild
-        note = (f"per-group lr and wd: the model's classes could not be rebuilt ({exc}); "
-                "every matrix type uses results.csv's lr_matrix and wd_matrix (the first matrix group's)")
+        note = (
+            f"per-group lr and wd: the model's classes could not be rebuilt ({exc}); "
+            "every matrix type uses results.csv's lr_matrix and wd_matrix (the first matrix group's)"
+        )
         m = out["m"].to_numpy(float) if "m" in out else np.full(len(out), math.nan)
         lr, wd = out["lr_matrix"].to_numpy(float), out["wd_matrix"].to_numpy(float)
     else:
@@ -112,8 +124,9 @@ def with_group_hparams(points: pd.DataFrame, spec, records: dict | None = None) 
 
 
 # ---- the equilibrium scale S of the weight-norm recurrence (docs/diagnostics.md) ----------------
-def schedule_factors(steps: int, warmup: int, schedule: str, min_ratio: float = 0.1,
-                     decay_frac: float = 0.2) -> np.ndarray:
+def schedule_factors(
+    steps: int, warmup: int, schedule: str, min_ratio: float = 0.1, decay_frac: float = 0.2
+) -> np.ndarray:
     """lr_t / lr_peak at every optimizer step of a run (``schedule.lr_factor``)."""
     return np.array([lr_factor(t, steps, warmup, schedule, min_ratio, decay_frac) for t in range(steps)], float)
 
@@ -130,13 +143,13 @@ def equilibrium_scale(lr, wd, factors) -> np.ndarray:
     flat_lr, flat_wd, flat = lr.reshape(-1), wd.reshape(-1), out.reshape(-1)
     chunk = max(1, 2_000_000 // max(1, len(f)))
     for i in range(0, len(flat_lr), chunk):
-        a, w = flat_lr[i:i + chunk, None], flat_wd[i:i + chunk, None]
+        a, w = flat_lr[i : i + chunk, None], flat_wd[i : i + chunk, None]
         keep = 1.0 - a * w * f[None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
-            log_keep = np.cumsum(2.0 * np.log(keep), axis=1)       # log prod_{s<=t} (1 - lr_s wd)^2
+            log_keep = np.cumsum(2.0 * np.log(keep), axis=1)  # log prod_{s<=t} (1 - lr_s wd)^2
             s2 = ((a * f[None, :]) ** 2 * np.exp(log_keep[:, -1:] - log_keep)).sum(1)
         bad = (keep <= 0).any(1) | ~np.isfinite(s2)
-        flat[i:i + chunk] = np.where(bad, math.nan, np.sqrt(s2))
+        flat[i : i + chunk] = np.where(bad, math.nan, np.sqrt(s2))
     return out
 
 
@@ -198,5 +211,3 @@ def done_cells(points: pd.DataFrame) -> pd.DataFrame:
 def rows_at(points: pd.DataFrame, rule: str, eta: float, wd: float) -> pd.DataFrame:
     """The rows of ``rule`` at base (eta, wd), every width (values from the table itself)."""
     return points[(points["rule"] == rule) & (points["eta"] == eta) & (points["wd"] == wd)]
-
-

@@ -3,6 +3,7 @@ script can load: per rule, per group (class and width multiplier) its peak lr, i
 PyTorch-coupled weight_decay and the parameters it holds, by name pattern. The groups and
 numbers are the sweep's own (``plan.param_classes``, ``params.group_hparams``; docs/design.md).
 """
+
 from __future__ import annotations
 
 import re
@@ -24,6 +25,7 @@ HOW_TO = """\
 def name_patterns(names_by_group: dict[str, list[str]]) -> dict[str, list[str]]:
     """Each group's parameter names, with block indices ("blocks.3.") folded into "*" wherever
     the folded pattern still picks parameters of that group only."""
+
     def fold(name: str) -> str:
         return re.sub(r"(?<=\.)\d+(?=\.)|^\d+(?=\.)", "*", name)
 
@@ -42,8 +44,8 @@ def param_groups(spec, rule: str, width: int, eta: float, wd: float) -> list[dic
     """The AdamW groups of the spec's model (the built-in one or its ``model.factory``) at
     ``width`` under ``rule`` from base (eta, wd): name, class, width_mult, lr, weight_decay, params."""
     from lwscale.model.params import group_hparams, group_keys
-    from lwscale.sweep.plan import model_config, param_classes
     from lwscale.science.rules import get_rule
+    from lwscale.sweep.plan import model_config, param_classes
 
     r = get_rule(rule)
     keys = group_keys(param_classes(spec, model_config(spec, width, r)))
@@ -51,18 +53,39 @@ def param_groups(spec, rule: str, width: int, eta: float, wd: float) -> list[dic
     out = []
     for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
         lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult)
-        out.append({"name": key.label(), "class": key.cls, "width_mult": float(key.width_mult),
-                    "lr": float(lr), "weight_decay": float(cwd), "params": patterns[key.label()]})
+        out.append(
+            {
+                "name": key.label(),
+                "class": key.cls,
+                "width_mult": float(key.width_mult),
+                "lr": float(lr),
+                "weight_decay": float(cwd),
+                "params": patterns[key.label()],
+            }
+        )
     return out
 
 
 def emit_yaml(spec, result: dict) -> str:
     """The YAML document ``transfer --emit yaml`` prints, from ``transfer``'s result."""
     p, t = result["proxy_width"], result["target_width"]
-    doc = {"proxy_width": p, "target_width": t, "base_width": result["base_width"], "wd_mode": result["wd_mode"],
-           "rules": {e["rule"]: {"eta": float(e["eta"]), "wd": float(e["wd"]), "source": e["source"],
-                                 "param_groups": param_groups(spec, e["rule"], t, e["eta"], e["wd"])}
-                     for e in result["rules"]}}
-    head = (f"# lwscale transfer --emit yaml: AdamW parameter groups for width {t}, from the (eta, wd) found at width "
-            f"{p}\n# (base coordinates at the base width {result['base_width']}; run {result['run']}).\n")
+    doc = {
+        "proxy_width": p,
+        "target_width": t,
+        "base_width": result["base_width"],
+        "wd_mode": result["wd_mode"],
+        "rules": {
+            e["rule"]: {
+                "eta": float(e["eta"]),
+                "wd": float(e["wd"]),
+                "source": e["source"],
+                "param_groups": param_groups(spec, e["rule"], t, e["eta"], e["wd"]),
+            }
+            for e in result["rules"]
+        },
+    }
+    head = (
+        f"# lwscale transfer --emit yaml: AdamW parameter groups for width {t}, from the (eta, wd) found at width "
+        f"{p}\n# (base coordinates at the base width {result['base_width']}; run {result['run']}).\n"
+    )
     return head + HOW_TO + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)

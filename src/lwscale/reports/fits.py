@@ -11,6 +11,7 @@ training run, so they are not independent points, and Student's t over them woul
 the interval too narrow. The resampling draws from a fixed seed: the same data give the
 same interval.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,38 @@ from dataclasses import dataclass
 import numpy as np
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (the usual table, 3 decimals)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
+_T975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 _Z975 = 1.959963984540054  # the normal 97.5% quantile
 
 
@@ -33,24 +63,28 @@ def t975(dof: int) -> float:
     if dof <= len(_T975):
         return _T975[dof - 1]
     z = _Z975
-    terms = ((z**3 + z) / 4, (5 * z**5 + 16 * z**3 + 3 * z) / 96, (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
-             (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160)
+    terms = (
+        (z**3 + z) / 4,
+        (5 * z**5 + 16 * z**3 + 3 * z) / 96,
+        (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
+        (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160,
+    )
     return z + sum(g / dof ** (k + 1) for k, g in enumerate(terms))
 
 
-BOOT_REPS = 2000      # cluster-bootstrap resamples
-BOOT_SEED = 0         # their fixed seed: a report is reproducible
-MIN_CLUSTERS = 3      # fewer clusters than this: no bootstrap interval
+BOOT_REPS = 2000  # cluster-bootstrap resamples
+BOOT_SEED = 0  # their fixed seed: a report is reproducible
+MIN_CLUSTERS = 3  # fewer clusters than this: no bootstrap interval
 
 
 @dataclass
 class Slope:
     value: float
-    se: float         # standard error (bootstrap: the resampled slopes' spread); inf without an interval
-    lo: float         # 95% interval
+    se: float  # standard error (bootstrap: the resampled slopes' spread); inf without an interval
+    lo: float  # 95% interval
     hi: float
-    n: int            # points used
-    clusters: int | None = None   # cluster bootstrap: the clusters (cells) resampled; None: Student's t
+    n: int  # points used
+    clusters: int | None = None  # cluster bootstrap: the clusters (cells) resampled; None: Student's t
 
     @property
     def half_width(self) -> float:
@@ -138,7 +172,7 @@ def cluster_slope(x, y, clusters, groups=None, reps: int = BOOT_REPS, seed: int 
     one, sx, sy, sxx_, sxy_ = sums
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n_cl, np.full(n_cl, 1.0 / n_cl), size=reps).astype(float)  # [reps, clusters]
-    sw, swx, swy = counts @ one, counts @ sx, counts @ sy                              # [reps, groups]
+    sw, swx, swy = counts @ one, counts @ sx, counts @ sy  # [reps, groups]
     with np.errstate(invalid="ignore", divide="ignore"):
         mx, my = np.where(sw > 0, swx / sw, 0.0), np.where(sw > 0, swy / sw, 0.0)
     sxx = (counts @ sxx_ - sw * mx * mx).sum(1)

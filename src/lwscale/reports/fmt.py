@@ -1,5 +1,6 @@
 """Numbers as table text, the same in every report: ``num`` for one value and ``pm`` for a
 mean ± its standard error. A missing or NaN value prints as –, infinity as ∞."""
+
 from __future__ import annotations
 
 import math

@@ -12,6 +12,7 @@ width-scaling rules for weight decay means something only when
 ``gate`` returns plain data (also in transfer.json); ``gate_tab`` the table that
 ``lwscale transfer`` and report.md show above the transfer results.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,29 +28,45 @@ MIN_TIMESCALES = STEADY_TIMESCALES
 
 def _cell(row: pd.Series) -> dict:
     ts = row.get("timescales", math.nan)
-    return {"rule": row["rule"], "eta": float(row["eta"]), "wd": float(row["wd"]), "loss": float(row["loss"]),
-            "timescales": float(ts) if ts is not None and math.isfinite(ts) else None}
+    return {
+        "rule": row["rule"],
+        "eta": float(row["eta"]),
+        "wd": float(row["wd"]),
+        "loss": float(row["loss"]),
+        "timescales": float(ts) if ts is not None and math.isfinite(ts) else None,
+    }
 
 
-def gate(stats: pd.DataFrame, proxy: int, best_target: pd.Series | None,
-         rule_optima: dict[str, pd.Series | None]) -> dict | None:
+def gate(
+    stats: pd.DataFrame, proxy: int, best_target: pd.Series | None, rule_optima: dict[str, pd.Series | None]
+) -> dict | None:
     """Both checks, each with ``holds`` (True, False, or None when it cannot be read), or None
     when no target cell has finished. ``best_target``: the best target cell of any rule;
     ``rule_optima``: each rule's best target cell (``transfer.transfer`` finds them once)."""
     if best_target is None:
         return None
     best_proxy = argmin(stats[stats["width"] == proxy])
-    wider = {"holds": None if best_proxy is None else bool(best_target["loss"] < best_proxy["loss"]),
-             "proxy_best": None if best_proxy is None else _cell(best_proxy), "target_best": _cell(best_target)}
+    wider = {
+        "holds": None if best_proxy is None else bool(best_target["loss"] < best_proxy["loss"]),
+        "proxy_best": None if best_proxy is None else _cell(best_proxy),
+        "target_best": _cell(best_target),
+    }
     optima = {"pooled": _cell(best_target)} | {r: _cell(o) for r, o in rule_optima.items() if o is not None}
     known = [o["timescales"] for o in optima.values() if o["timescales"] is not None]
     low = min(known) if known else None
-    steady = {"holds": None if low is None or len(known) < len(optima) else bool(low >= MIN_TIMESCALES),
-              "min_timescales": low, "optima": optima}
+    steady = {
+        "holds": None if low is None or len(known) < len(optima) else bool(low >= MIN_TIMESCALES),
+        "min_timescales": low,
+        "optima": optima,
+    }
     checks = (wider["holds"], steady["holds"])
     overall = False if False in checks else (True if all(checks) else None)
-    return {"min_timescales_required": MIN_TIMESCALES, "wider_is_better": wider, "steady_state": steady,
-            "holds": overall}
+    return {
+        "min_timescales_required": MIN_TIMESCALES,
+        "wider_is_better": wider,
+        "steady_state": steady,
+        "holds": overall,
+    }
 
 
 VERDICT = {True: "holds", False: "FAILS", None: "unknown"}
@@ -65,14 +82,23 @@ def gate_tab(result: dict) -> Tab | None:
     p, t, _ = ends(result)
     w = g["wider_is_better"]
     pb, tb = w["proxy_best"], w["target_best"]
-    wider = (f"best width-{t} cell {tb['loss']:.4f} against best width-{p} cell "
-             + (f"{pb['loss']:.4f}" if pb else "– (no finished proxy cell)"))
+    wider = f"best width-{t} cell {tb['loss']:.4f} against best width-{p} cell " + (
+        f"{pb['loss']:.4f}" if pb else "– (no finished proxy cell)"
+    )
     s = g["steady_state"]
     need = g["min_timescales_required"]
     steady = "; ".join(
-        f"{name} {num(o['timescales'], '.2f')} (η {o['eta']:.3g}, λ {o['wd']:.3g})" for name, o in s["optima"].items())
-    rows = [["wider is better at the optimum", VERDICT[w["holds"]], wider],
-            [f"the target's optimum completes ≥ {need:g} timescales Σ lr·wd", VERDICT[s["holds"]], steady]]
+        f"{name} {num(o['timescales'], '.2f')} (η {o['eta']:.3g}, λ {o['wd']:.3g})" for name, o in s["optima"].items()
+    )
+    rows = [
+        ["wider is better at the optimum", VERDICT[w["holds"]], wider],
+        [f"the target's optimum completes ≥ {need:g} timescales Σ lr·wd", VERDICT[s["holds"]], steady],
+    ]
     marks = {(i, 1): "bad" for i, holds in enumerate((w["holds"], s["holds"])) if holds is False}
-    return Tab(f"validity gate, read before the transfer results: {VERDICT[g['holds']]}",
-               ["check", "result", "numbers"], rows, left=3, marks=marks)
+    return Tab(
+        f"validity gate, read before the transfer results: {VERDICT[g['holds']]}",
+        ["check", "result", "numbers"],
+        rows,
+        left=3,
+        marks=marks,
+    )

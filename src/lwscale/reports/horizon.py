@@ -16,6 +16,7 @@ sum_t lr_t*wd held fixed across lengths). Both come as a ready ``custom`` rule. 
 with several grid seeds, from the spread of each seed's own fit (its own optima); with one
 seed, Student's t on the fit's residuals when there are more optima than exponents.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lwscale.science.rules import class_hparams, coupled_wd, get_rule
 from lwscale.reports.fits import t975
 from lwscale.reports.run import Run, panel
 from lwscale.reports.tables import argmin, cell_stats, mean_se
+from lwscale.science.rules import get_rule, optimizer_hparams
 
 
 @dataclass
@@ -35,14 +36,14 @@ class PanelOptimum:
     rule: str
     width: int
     steps: int
-    m: float            # width / d0
-    rho: float          # S / S0
-    eta: float          # base coordinates
+    m: float  # width / d0
+    rho: float  # S / S0
+    eta: float  # base coordinates
     wd: float
-    wd_phys: float      # coupled matrix wd the optimum trained with
-    lr_phys: float      # matrix lr
-    source: str         # "refined" or "grid argmin"
-    on_edge: bool       # the grid argmin lies on the grid's edge in lambda: lambda* may lie beyond
+    wd_phys: float  # coupled matrix wd the optimum trained with
+    lr_phys: float  # matrix lr
+    source: str  # "refined" or "grid argmin"
+    on_edge: bool  # the grid argmin lies on the grid's edge in lambda: lambda* may lie beyond
 
 
 @dataclass
@@ -71,11 +72,11 @@ NAN = Exponent(math.nan, math.nan, math.nan, math.nan)
 @dataclass
 class LambdaFit:
     rule: str
-    g: Exponent            # lambda*_phys ~ m**g
-    h: Exponent            # lambda*_phys ~ (S/S0)**-h
-    n: int                 # optima fitted
-    edge: int              # of them on the grid's lambda edge
-    intervals: str         # "seeds", "t" or "none"
+    g: Exponent  # lambda*_phys ~ m**g
+    h: Exponent  # lambda*_phys ~ (S/S0)**-h
+    n: int  # optima fitted
+    edge: int  # of them on the grid's lambda edge
+    intervals: str  # "seeds", "t" or "none"
     optima: list[PanelOptimum] = field(default_factory=list)
 
     def rule_label(self, a: float) -> str:
@@ -85,9 +86,15 @@ class LambdaFit:
         return f"custom(a={a:g},g={g:g},h={h:g})"
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "g": self.g.to_dict(), "h": self.h.to_dict(), "n": self.n, "on_edge": self.edge,
-                "intervals": self.intervals,
-                "optima": [{k: v for k, v in o.__dict__.items()} for o in self.optima]}
+        return {
+            "rule": self.rule,
+            "g": self.g.to_dict(),
+            "h": self.h.to_dict(),
+            "n": self.n,
+            "on_edge": self.edge,
+            "intervals": self.intervals,
+            "optima": [{k: v for k, v in o.__dict__.items()} for o in self.optima],
+        }
 
 
 # ---- the optima ------------------------------------------------------------------------------
@@ -96,12 +103,12 @@ def physical(run: Run, rule: str, width: int, steps: int, eta: float, wd: float)
     spec, r = run.spec, get_rule(rule)
     m = width / spec.model.d0 if r.mup else 1.0
     rho = spec.horizon_ratio(width, steps)
-    lr, w = class_hparams(r, eta, wd, m, "matrix", spec.optimizer.wd_mode, spec.model.vector_lr_mult, rho)
-    return lr, coupled_wd(lr, w, spec.optimizer.wd_mode)
+    return optimizer_hparams(r, eta, wd, m, "matrix", spec.optimizer.wd_mode, spec.model.vector_lr_mult, rho)
 
 
-def panel_optimum(run: Run, stats: pd.DataFrame, rule: str, width: int, steps: int,
-                  refined: bool = True) -> PanelOptimum | None:
+def panel_optimum(
+    run: Run, stats: pd.DataFrame, rule: str, width: int, steps: int, refined: bool = True
+) -> PanelOptimum | None:
     """The optimum of one (rule, width, steps) panel of ``stats`` (None when no cell finished)."""
     from lwscale.reports.transfer import quadratic_vertex
 
@@ -117,8 +124,19 @@ def panel_optimum(run: Run, stats: pd.DataFrame, rule: str, width: int, steps: i
     wds = sorted(w for w in sub["wd"].unique() if w > 0)
     edge = len(wds) >= 2 and (best["wd"] <= wds[0] or best["wd"] >= wds[-1])
     lr_p, wd_p = physical(run, rule, width, steps, eta, wd)
-    return PanelOptimum(rule, width, steps, width / run.spec.model.d0, run.spec.horizon_ratio(width, steps),
-                        eta, wd, wd_p, lr_p, source, bool(edge))
+    return PanelOptimum(
+        rule,
+        width,
+        steps,
+        width / run.spec.model.d0,
+        run.spec.horizon_ratio(width, steps),
+        eta,
+        wd,
+        wd_p,
+        lr_p,
+        source,
+        bool(edge),
+    )
 
 
 def optima(run: Run, rule: str, refined: bool = True, stats: pd.DataFrame | None = None) -> list[PanelOptimum]:
@@ -206,8 +224,7 @@ def rule_snippet(fit: LambdaFit, a: float = 1.0) -> str:
     """The spec lines of the fitted rule, beside the rule it was read from."""
     g = fit.g.value if math.isfinite(fit.g.value) else 0.0
     h = fit.h.value if math.isfinite(fit.h.value) else 0.0
-    why = (f"{fit.rule_label(a)}: lambda* ~ m^g (S/S0)^-h on {fit.rule}'s grid, g = {fit.g.text()}, "
-           f"h = {fit.h.text()}")
+    why = f"{fit.rule_label(a)}: lambda* ~ m^g (S/S0)^-h on {fit.rule}'s grid, g = {fit.g.text()}, h = {fit.h.text()}"
     return f"rules:\n  - {fit.rule}\n  - {{name: custom, a: {a:g}, g: {g + 0.0:.3f}, h: {h + 0.0:.3f}}}   # {why}"
 
 
@@ -217,16 +234,27 @@ def fit_table(fits: list[LambdaFit]):
 
     rows = []
     for f in fits:
-        rows.append([f.rule, f.g.text(), f.h.text(), str(f.n), str(f.edge),
-                     {"seeds": "the seeds' own fits", "t": "t, residuals"}.get(f.intervals, "–")])
-    return Tab("lambda* from the loss surface: physical matrix wd at each (width, steps) optimum ~ m^g (S/S0)^-h "
-               "(h = 1 holds the timescales completed fixed)",
-               ["rule's grid", "g (width) [95% CI]", "h (horizon) [95% CI]", "optima", "on the λ edge",
-                "interval from"], rows)
+        rows.append(
+            [
+                f.rule,
+                f.g.text(),
+                f.h.text(),
+                str(f.n),
+                str(f.edge),
+                {"seeds": "the seeds' own fits", "t": "t, residuals"}.get(f.intervals, "–"),
+            ]
+        )
+    return Tab(
+        "lambda* from the loss surface: physical matrix wd at each (width, steps) optimum ~ m^g (S/S0)^-h "
+        "(h = 1 holds the timescales completed fixed)",
+        ["rule's grid", "g (width) [95% CI]", "h (horizon) [95% CI]", "optima", "on the λ edge", "interval from"],
+        rows,
+    )
 
 
 def fit_lambda_data(fits: list[LambdaFit]) -> dict:
     best = best_fit(fits)
-    return {"fits": [f.to_dict() for f in fits],
-            "ready_rule": None if best is None else best.rule_label(get_rule(best.rule).a)}
-
+    return {
+        "fits": [f.to_dict() for f in fits],
+        "ready_rule": None if best is None else best.rule_label(get_rule(best.rule).a),
+    }

@@ -5,6 +5,7 @@ Every figure is drawn from results.csv (and the cell records for curves), writte
 RUN_DIR/figures/<name>.png, and also as PDF on request. Measured cells are drawn as cells:
 no contours are interpolated between them.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,20 +20,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.ticker import EngFormatter  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from lwscale.core.errors import UserError  # noqa: E402
-from lwscale.reports.transfer_tables import seeds_text
-from lwscale.reports.run import Run, at_point, log2, panel  # noqa: E402
 from lwscale.reports.ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
+from lwscale.reports.run import Run, at_point, log2, panel  # noqa: E402
 from lwscale.reports.tables import argmin, finished  # noqa: E402
+from lwscale.reports.transfer_tables import seeds_text
 
-CMAP = "viridis_r"   # low loss = bright
+CMAP = "viridis_r"  # low loss = bright
 CLIP = (0.02, 0.65)  # colour-scale quantiles of the finished losses
-BAD = {"diverged": dict(facecolor="0.75", hatch="///", edgecolor="0.35"),
-       "failed": dict(facecolor="white", hatch="xx", edgecolor="0.45"),
-       "missing": dict(facecolor="white", hatch="..", edgecolor="0.6")}
+BAD = {
+    "diverged": dict(facecolor="0.75", hatch="///", edgecolor="0.35"),
+    "failed": dict(facecolor="white", hatch="xx", edgecolor="0.45"),
+    "missing": dict(facecolor="white", hatch="..", edgecolor="0.6"),
+}
 BAD_LABEL = {"diverged": "diverged", "failed": "failed", "missing": "not trained yet"}
 
 
@@ -122,8 +125,17 @@ class GridAxes:
         return Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], **kw)
 
 
-def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tuple[float, float] | None,
-                  annotate: bool, offset: float = 0.0, seeds: pd.DataFrame | None = None, guides: bool = True):
+def heatmap_panel(
+    ax,
+    sub: pd.DataFrame,
+    g: GridAxes,
+    norm: Normalize,
+    proxy: tuple[float, float] | None,
+    annotate: bool,
+    offset: float = 0.0,
+    seeds: pd.DataFrame | None = None,
+    guides: bool = True,
+):
     """One (rule, width) panel, coloured by loss - ``offset``; returns the set of bad statuses
     it drew and the ridge's note. ``seeds``: the panel's results rows (one per seed), for the
     ridge's seed bootstrap. ``guides``: the iso-eta*lambda and iso-eta/lambda lines through the
@@ -143,9 +155,16 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
         if annotate and ok:
             rgba = plt.get_cmap(CMAP)(norm(r.loss - offset))
             dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
-            ax.text(g.xs[j], g.ys[i] - 0.28 * (g.ye[i + 1] - g.ye[i]), f"{r.loss:.3f}", ha="center", va="center",
-                    fontsize=7, color="white" if dark else "black")
-    for i, j in zip(*np.nonzero(~seen)):   # grid points this panel has no row for
+            ax.text(
+                g.xs[j],
+                g.ys[i] - 0.28 * (g.ye[i + 1] - g.ye[i]),
+                f"{r.loss:.3f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
+    for i, j in zip(*np.nonzero(~seen)):  # grid points this panel has no row for
         bad.add("missing")
         ax.add_patch(g.cell(i, j, lw=0, **BAD["missing"]))
     ax.pcolormesh(g.xe, g.ye, np.ma.masked_invalid(Z), cmap=CMAP, norm=norm, shading="flat")
@@ -157,8 +176,7 @@ def heatmap_panel(ax, sub: pd.DataFrame, g: GridAxes, norm: Normalize, proxy: tu
         i, j = g.index(best["eta"], best["wd"])
         bx, by = g.xs[j], g.ys[i]
         # the star sits in the cell's upper half, clear of the loss printed in its lower half
-        ax.plot(bx, by + 0.2 * (g.ye[i + 1] - g.ye[i]), marker="*", ms=14, mfc="gold", mec="black", ls="none",
-                zorder=5)
+        ax.plot(bx, by + 0.2 * (g.ye[i + 1] - g.ye[i]), marker="*", ms=14, mfc="gold", mec="black", ls="none", zorder=5)
         if guides:  # through the best cell: iso-eta*lambda (slope -1) and iso-eta/lambda (slope +1)
             t = np.array([g.xe[0], g.xe[-1]])
             ax.plot(t, by - (t - bx), ls="--", color="white", lw=1.2, zorder=3, path_effects=_HALO)
@@ -187,8 +205,7 @@ def draw_ridge(ax, g: GridAxes, sub: pd.DataFrame, seeds: pd.DataFrame | None = 
         t = np.array([-reach, reach])
         ax.plot(cx + t * dx, cy + t * dy, color="red", lw=1.8, zorder=4, path_effects=_HALO_WHITE, gid="ridge")
     if ridge.points:
-        ax.plot(*np.array(ridge.points).T, "o", ms=4, mfc="red", mec="white", mew=0.6, zorder=4,
-                gid="row-minima")
+        ax.plot(*np.array(ridge.points).T, "o", ms=4, mfc="red", mec="white", mew=0.6, zorder=4, gid="row-minima")
     return ridge
 
 
@@ -201,8 +218,14 @@ def on_spec_grid(run: Run) -> pd.DataFrame:
     return run.stats[near("eta", grid.axis("eta")) & near("wd", grid.axis("wd"))]
 
 
-def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = False,
-             relative: bool = True, proxy_steps: int | None = None) -> list[Path]:
+def heatmaps(
+    run: Run,
+    out: Path,
+    proxy_width: int | None = None,
+    pdf: bool = False,
+    relative: bool = True,
+    proxy_steps: int | None = None,
+) -> list[Path]:
     """One panel per (width, steps) and one row per rule. ``relative`` colours each cell by its
     loss above its panel's best (one scale for all panels): every panel's valley shows even
     when the widths' losses do not overlap. The proxy is (``proxy_width``, ``proxy_steps``;
@@ -214,9 +237,16 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
     proxy_steps = run.default_steps(proxy_width) if proxy_steps is None else proxy_steps
     g = GridAxes(stats)
     annotate = len(g.etas) * len(g.wds) <= 64
-    guides = min(len(g.etas), len(g.wds)) >= MIN_POINTS     # too small a grid to read a direction from
-    fig, axes = plt.subplots(len(rules), len(panels), figsize=(4.0 * len(panels) + 1.2, 3.5 * len(rules) + 1.4),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    guides = min(len(g.etas), len(g.wds)) >= MIN_POINTS  # too small a grid to read a direction from
+    fig, axes = plt.subplots(
+        len(rules),
+        len(panels),
+        figsize=(4.0 * len(panels) + 1.2, 3.5 * len(rules) + 1.4),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+        layout="constrained",
+    )
     bad, any_ridge, any_rows, titles = set(), False, False, []
     for i, rule in enumerate(rules):
         best_p = argmin(panel(stats, rule, proxy_width, proxy_steps))
@@ -230,9 +260,17 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
             done = sub.loc[finished(sub), "loss"]
             offset = float(done.min()) if relative and not done.empty else 0.0
             is_proxy = (width, steps) == (proxy_width, proxy_steps)
-            drawn, ridge_note = heatmap_panel(ax, sub, g, norm, None if is_proxy else proxy, annotate, offset,
-                                              panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width, steps),
-                                              guides)
+            drawn, ridge_note = heatmap_panel(
+                ax,
+                sub,
+                g,
+                norm,
+                None if is_proxy else proxy,
+                annotate,
+                offset,
+                panel(run.df[run.df["seed"].isin(run.grid_seeds)], rule, width, steps),
+                guides,
+            )
             bad |= drawn
             any_ridge |= not ridge_note.startswith("no ridge")
             any_rows |= any(ln.get_gid() == "row-minima" for ln in ax.lines)
@@ -249,29 +287,57 @@ def heatmaps(run: Run, out: Path, proxy_width: int | None = None, pdf: bool = Fa
         ax.set_title(title if shared else f"{title}\n{note}", fontsize=9)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
     cb = fig.colorbar(sm, ax=axes, shrink=0.9, extend="both")
-    cb.set_label("loss above the panel's best cell (nats/token)" if relative
-                 else "final validation loss (nats/token, mean over seeds)")
-    handles = [plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
-               Patch(fill=False, ec="red", lw=2.5, label=f"proxy optimum ({run.where(proxy_width, proxy_steps)}) "
-                     "on the other panels")]
+    cb.set_label(
+        "loss above the panel's best cell (nats/token)"
+        if relative
+        else "final validation loss (nats/token, mean over seeds)"
+    )
+    handles = [
+        plt.Line2D([], [], marker="*", ms=12, mfc="gold", mec="black", ls="none", label="best cell"),
+        Patch(
+            fill=False,
+            ec="red",
+            lw=2.5,
+            label=f"proxy optimum ({run.where(proxy_width, proxy_steps)}) on the other panels",
+        ),
+    ]
     if guides:
-        handles += [plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
-                    plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell")]
+        handles += [
+            plt.Line2D([], [], ls="--", color="0.3", label="iso ηλ through the best cell"),
+            plt.Line2D([], [], ls=":", color="0.3", lw=1.5, label="iso η/λ through the best cell"),
+        ]
     if any_ridge:
-        handles.append(plt.Line2D([], [], color="red", lw=1.8, label="ridge η ∝ λ^s: the valley's axis, from a "
-                                  "quadratic fit around the best cell"))
+        handles.append(
+            plt.Line2D(
+                [],
+                [],
+                color="red",
+                lw=1.8,
+                label="ridge η ∝ λ^s: the valley's axis, from a quadratic fit around the best cell",
+            )
+        )
     if any_rows:
-        handles.append(plt.Line2D([], [], ls="none", marker="o", ms=4, mfc="red", mec="white",
-                                  label="each λ row's best η"))
+        handles.append(
+            plt.Line2D([], [], ls="none", marker="o", ms=4, mfc="red", mec="white", label="each λ row's best η")
+        )
     handles += [Patch(label=BAD_LABEL[k], **BAD[k]) for k in ("diverged", "failed", "missing") if k in bad]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3 if len(panels) < 3 else 4),
-               fontsize=8, frameon=False)
-    colours = (f"colours: loss above each panel's best cell, one scale, clipped at its {CLIP[1]:.0%} quantile"
-               if relative else f"colours shared by all panels, clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} "
-               "quantiles of the finished cells")
-    fig.suptitle(f"{run.spec.name}: final validation loss over base (η, λ), mean over the grid's "
-                 f"{seeds_text(run.grid_seeds)}\n{colours} (numbers: the loss)" + (f"\n{shared}" if shared else ""),
-                 fontsize=10)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 3 if len(panels) < 3 else 4),
+        fontsize=8,
+        frameon=False,
+    )
+    colours = (
+        f"colours: loss above each panel's best cell, one scale, clipped at its {CLIP[1]:.0%} quantile"
+        if relative
+        else f"colours shared by all panels, clipped to the {CLIP[0]:.0%}–{CLIP[1]:.0%} quantiles of the finished cells"
+    )
+    fig.suptitle(
+        f"{run.spec.name}: final validation loss over base (η, λ), mean over the grid's "
+        f"{seeds_text(run.grid_seeds)}\n{colours} (numbers: the loss)" + (f"\n{shared}" if shared else ""),
+        fontsize=10,
+    )
     return _save(fig, out, "heatmaps", pdf)
 
 
@@ -307,9 +373,17 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
                 x = g.coord(along, line[along])
                 se = line["se"].where(line["n"] > 1).to_numpy(float)
                 fixed_txt = f"{'λ' if fixed == 'wd' else 'η'}={best[fixed]:.3g}"
-                ax.errorbar(x, line["loss"], yerr=None if np.all(np.isnan(se)) else se, marker="o", ms=4,
-                            color=colours[w], capsize=3, ls=styles[steps] if run.multi_horizon else "-",
-                            label=f"{run.where(w, steps)} ({fixed_txt})")
+                ax.errorbar(
+                    x,
+                    line["loss"],
+                    yerr=None if np.all(np.isnan(se)) else se,
+                    marker="o",
+                    ms=4,
+                    color=colours[w],
+                    capsize=3,
+                    ls=styles[steps] if run.multi_horizon else "-",
+                    label=f"{run.where(w, steps)} ({fixed_txt})",
+                )
                 bx = g.coord(along, [best[along]])[0]
                 ax.plot(bx, best["loss"], marker="*", ms=13, color=colours[w], mec="black", zorder=5)
                 drawn = True
@@ -323,9 +397,13 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
             if drawn:
                 ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
-    fig.suptitle("Slices through each " + ("panel" if run.multi_horizon else "width") + "'s optimum (★): under a "
-                 "good rule the minima line up" + (" (line style: training length)" if run.multi_horizon else "")
-                 + "; error bars = seed standard error", fontsize=10)
+    fig.suptitle(
+        "Slices through each " + ("panel" if run.multi_horizon else "width") + "'s optimum (★): under a "
+        "good rule the minima line up"
+        + (" (line style: training length)" if run.multi_horizon else "")
+        + "; error bars = seed standard error",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, out, "slices", pdf)
 
@@ -337,14 +415,28 @@ def _bars(ax, entries: list[dict], series, width: float, tie_keys: dict | None =
     for off, key, lab, col in series:
         vals = np.array([np.nan if e.get(key) is None else e[key] for e in entries], float)
         errs = np.array([np.nan if e.get(key + "_se") is None else e[key + "_se"] for e in entries], float)
-        ax.bar(x + off, np.nan_to_num(vals), width, yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
-               capsize=3, color=col, label=lab)
+        ax.bar(
+            x + off,
+            np.nan_to_num(vals),
+            width,
+            yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
+            capsize=3,
+            color=col,
+            label=lab,
+        )
         for xi, v, err, e in zip(x + off, vals, np.nan_to_num(errs), entries):
             tie = (tie_keys or {}).get(key)
             txt = "n/a" if np.isnan(v) else f"{v:+.3g}" + (" tie" if tie and e.get(tie) else "")
-            top = 0 if np.isnan(v) else v + (err if v >= 0 else -err)   # above the error bar
-            ax.annotate(txt, (xi, top), ha="center", va="bottom" if not v < 0 else "top",
-                        fontsize=7, xytext=(0, 3 if not v < 0 else -3), textcoords="offset points")
+            top = 0 if np.isnan(v) else v + (err if v >= 0 else -err)  # above the error bar
+            ax.annotate(
+                txt,
+                (xi, top),
+                ha="center",
+                va="bottom" if not v < 0 else "top",
+                fontsize=7,
+                xytext=(0, 3 if not v < 0 else -3),
+                textcoords="offset points",
+            )
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [e["rule"] for e in entries])
     ax.margins(y=0.15)
@@ -356,24 +448,51 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
     """Per rule: regret (pooled and own), and the shift of the optimum, with seed error bars."""
     entries = result["rules"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
-    _bars(axes[0], entries, ((-0.18, "regret_pooled", "vs the best target cell of any rule", "tab:red"),
-                             (0.18, "regret_rule", "vs the rule's own best target cell", "tab:gray")),
-          0.36, {"regret_pooled": "tie_pooled", "regret_rule": "tie_rule"})
+    _bars(
+        axes[0],
+        entries,
+        (
+            (-0.18, "regret_pooled", "vs the best target cell of any rule", "tab:red"),
+            (0.18, "regret_rule", "vs the rule's own best target cell", "tab:gray"),
+        ),
+        0.36,
+        {"regret_pooled": "tie_pooled", "regret_rule": "tie_rule"},
+    )
     axes[0].set_ylabel("regret (Δ final validation loss)")
     ev = result.get("evaluation") or {}
-    read = "" if not ev else (f"\non the fresh {seeds_text(ev['seeds'])}" if ev["fresh"] else
-                              f"\non the grid's {seeds_text(ev['seeds'])}, which picked the optima (biased high)")
-    axes[0].set_title("regret at the transferred point (lower is better;\n"
-                      f"n/a: that target cell was not trained; tie: within 2 paired s.e.){read}", fontsize=9)
-    _bars(axes[1], entries, ((-0.27, "d_log2_eta", "Δlog₂ η", "tab:blue"), (-0.09, "d_log2_wd", "Δlog₂ λ", "tab:orange"),
-                             (0.09, "d_log2_eta_x_wd", "Δlog₂ ηλ (across an iso-ηλ ridge)", "tab:purple"),
-                             (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green")), 0.18)
+    read = (
+        ""
+        if not ev
+        else (
+            f"\non the fresh {seeds_text(ev['seeds'])}"
+            if ev["fresh"]
+            else f"\non the grid's {seeds_text(ev['seeds'])}, which picked the optima (biased high)"
+        )
+    )
+    axes[0].set_title(
+        "regret at the transferred point (lower is better;\n"
+        f"n/a: that target cell was not trained; tie: within 2 paired s.e.){read}",
+        fontsize=9,
+    )
+    _bars(
+        axes[1],
+        entries,
+        (
+            (-0.27, "d_log2_eta", "Δlog₂ η", "tab:blue"),
+            (-0.09, "d_log2_wd", "Δlog₂ λ", "tab:orange"),
+            (0.09, "d_log2_eta_x_wd", "Δlog₂ ηλ (across an iso-ηλ ridge)", "tab:purple"),
+            (0.27, "d_log2_eta_over_wd", "Δlog₂ η/λ (along it)", "tab:green"),
+        ),
+        0.18,
+    )
     axes[1].set_ylabel("target optimum − proxy optimum (log₂ units)")
     axes[1].set_title("shift of the grid optimum from proxy to target (0 = perfect transfer)", fontsize=9)
     from lwscale.reports.transfer_tables import ends
 
-    fig.suptitle(f"Transfer from {ends(result)[2].replace('->', 'to')} "
-                 "(error bars: seed standard error; none with one seed)", fontsize=10)
+    fig.suptitle(
+        f"Transfer from {ends(result)[2].replace('->', 'to')} (error bars: seed standard error; none with one seed)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, out, "transfer", pdf)
 
@@ -381,11 +500,12 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
 def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[Path]:
     """Validation loss against tokens for the best few cells (those on the ridge) of each panel."""
     rules, panels = run.rules, run.panels()
-    fig, axes = plt.subplots(len(rules), len(panels), figsize=(3.8 * len(panels), 3.0 * len(rules) + 0.5),
-                             squeeze=False, sharey=True)
-    df = run.df[run.df["seed"].isin(run.grid_seeds)]     # the grid's seeds, as the heatmaps' means
-    lo, hi = math.inf, -math.inf   # y range of the curves after step 0 (the initial loss is far above)
-    starts = []                    # (axes, step-0 loss): drawn on the frame's top edge, with its value
+    fig, axes = plt.subplots(
+        len(rules), len(panels), figsize=(3.8 * len(panels), 3.0 * len(rules) + 0.5), squeeze=False, sharey=True
+    )
+    df = run.df[run.df["seed"].isin(run.grid_seeds)]  # the grid's seeds, as the heatmaps' means
+    lo, hi = math.inf, -math.inf  # y range of the curves after step 0 (the initial loss is far above)
+    starts = []  # (axes, step-0 loss): drawn on the frame's top edge, with its value
     for i, rule in enumerate(rules):
         for j, (w, steps) in enumerate(panels):
             ax = axes[i, j]
@@ -397,8 +517,14 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                     c = np.array(run.curves(cid), float)
                     if c.ndim != 2 or len(c) == 0:
                         continue
-                    ax.plot(c[:, 1], c[:, 2], marker=".", color=f"C{k}", alpha=1 if s == 0 else 0.5,
-                            label=f"η={r.eta:.3g}, λ={r.wd:.3g}: {r.loss:.3f}" if s == 0 else None)
+                    ax.plot(
+                        c[:, 1],
+                        c[:, 2],
+                        marker=".",
+                        color=f"C{k}",
+                        alpha=1 if s == 0 else 0.5,
+                        label=f"η={r.eta:.3g}, λ={r.wd:.3g}: {r.loss:.3f}" if s == 0 else None,
+                    )
                     later = c[c[:, 0] > 0, 2]
                     if len(later):
                         lo, hi = min(lo, later.min()), max(hi, later.max())
@@ -406,7 +532,7 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                         starts.append((ax, float(c[0, 2])))
             ax.set_title(f"{rule}, {run.where(w, steps)}", fontsize=10)
             ax.set_xlabel("training tokens")
-            ax.xaxis.set_major_formatter(EngFormatter(sep=""))     # 1.5M, not 1500000 or 1.5e6
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 1.5M, not 1500000 or 1.5e6
             if j == 0:
                 ax.set_ylabel("validation loss")
             ax.grid(alpha=0.3)
@@ -414,15 +540,19 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                 ax.legend(fontsize=7, title="base (η, λ): final loss", title_fontsize=7)
     if math.isfinite(lo):
         pad = 0.15 * (hi - lo) + 0.01
-        axes[0, 0].set_ylim(lo - pad, hi + pad)   # shared y: the step-0 loss is far above the curves
+        axes[0, 0].set_ylim(lo - pad, hi + pad)  # shared y: the step-0 loss is far above the curves
         top = hi + pad
-        for ax, y0 in starts:                    # so step 0 is marked on the top edge, with its value
+        for ax, y0 in starts:  # so step 0 is marked on the top edge, with its value
             if y0 > top:
                 ax.plot([0], [top], marker="^", color="0.3", ms=7, clip_on=False, zorder=6)
-                ax.annotate(f"step 0: {y0:.2f}", (0, top), xytext=(6, -10), textcoords="offset points",
-                            fontsize=7, color="0.3")
-    fig.suptitle(f"Validation curves of the {per_panel} best cells of each panel (one line per seed; "
-                 "▲ the step-0 loss, far above the curves)", fontsize=10)
+                ax.annotate(
+                    f"step 0: {y0:.2f}", (0, top), xytext=(6, -10), textcoords="offset points", fontsize=7, color="0.3"
+                )
+    fig.suptitle(
+        f"Validation curves of the {per_panel} best cells of each panel (one line per seed; "
+        "▲ the step-0 loss, far above the curves)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, out, "curves", pdf)
 
@@ -431,16 +561,17 @@ def _rule_colours(rules) -> dict:
     return {r: f"C{i % 10}" for i, r in enumerate(rules)}
 
 
-def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | None = None,
-                  proxy_steps: int | None = None) -> list[Path]:
+def optima_figure(
+    run: Run, out: Path, pdf: bool = False, proxy_width: int | None = None, proxy_steps: int | None = None
+) -> list[Path]:
     """The loss-optimal weight decay against training length (left) and width (right), log
     axes: each rule's measured optimum of every (width, steps) panel as the physical coupled
     matrix wd it trained with (``horizon.optima``; hollow when on the grid's lambda edge), and
     each rule's prediction from its own proxy optimum, lambda_p m^g (S/S_p)^-h, as a line in
     the rule's colour: a rule that transfers has its line through its points. The black
     dashed line is the fit of lambda* ~ m^g S^-h of the best-placed rule's grid (diagnose)."""
-    from lwscale.science.rules import get_rule
     from lwscale.reports.horizon import best_fit, fit_all
+    from lwscale.science.rules import get_rule
 
     widths, horizons = run.widths, run.horizons
     proxy_width = widths[0] if proxy_width is None else proxy_width
@@ -456,7 +587,7 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
     for i, f in enumerate(fits):
         r, c = get_rule(f.rule), colours[f.rule]
         anchor = next((o for o in f.optima if (o.width, o.steps) == (proxy_width, proxy_steps)), None)
-        nudge = 2 ** (0.05 * (i - (len(fits) - 1) / 2))   # rules that find the same optimum stay visible side by side
+        nudge = 2 ** (0.05 * (i - (len(fits) - 1) / 2))  # rules that find the same optimum stay visible side by side
         for o in f.optima:
             kw = dict(color=c, mfc="none" if o.on_edge else c, mec=c, ls="none", ms=6, alpha=0.9)
             ax_s.plot(o.steps * nudge, o.wd_phys, marker=markers[o.width], **kw)
@@ -473,8 +604,17 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
         s_axis = np.geomspace(min(horizons), max(horizons), 30)
         for w in widths:
             if run.steps_at(w):
-                ax_s.plot(s_axis, [predict(w, run.spec.steps_at(w, run.spec.base_horizon()) * x / run.spec.base_horizon())
-                                   for x in s_axis], color=c, lw=1.2, ls=wstyles[w], alpha=0.8)
+                ax_s.plot(
+                    s_axis,
+                    [
+                        predict(w, run.spec.steps_at(w, run.spec.base_horizon()) * x / run.spec.base_horizon())
+                        for x in s_axis
+                    ],
+                    color=c,
+                    lw=1.2,
+                    ls=wstyles[w],
+                    alpha=0.8,
+                )
         w_axis = np.geomspace(min(widths), max(widths), 30)
         for st in horizons:
             ax_w.plot(w_axis, [predict(w, st) for w in w_axis], color=c, lw=1.2, ls=styles[st], alpha=0.8)
@@ -486,11 +626,21 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
         ref = float(np.mean(ys))
         s_axis = np.geomspace(min(horizons), max(horizons), 30)
         base = run.spec.base_horizon()
-        ax_s.plot(s_axis, [2 ** (ref - h * math.log2(x / base) + g * math.log2(proxy_width / d0)) for x in s_axis],
-                  color="black", ls="--", lw=1.4)
+        ax_s.plot(
+            s_axis,
+            [2 ** (ref - h * math.log2(x / base) + g * math.log2(proxy_width / d0)) for x in s_axis],
+            color="black",
+            ls="--",
+            lw=1.4,
+        )
         w_axis = np.geomspace(min(widths), max(widths), 30)
-        ax_w.plot(w_axis, [2 ** (ref + g * math.log2(w / d0) - h * math.log2(proxy_steps / base)) for w in w_axis],
-                  color="black", ls="--", lw=1.4)
+        ax_w.plot(
+            w_axis,
+            [2 ** (ref + g * math.log2(w / d0) - h * math.log2(proxy_steps / base)) for w in w_axis],
+            color="black",
+            ls="--",
+            lw=1.4,
+        )
     for ax, xlab in ((ax_s, "training steps S (log axis)"), (ax_w, "width d (log axis)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
@@ -499,19 +649,44 @@ def optima_figure(run: Run, out: Path, pdf: bool = False, proxy_width: int | Non
         ax.grid(alpha=0.3, which="both")
     ax_s.set_title("against training length: one marker shape (and line style) per width", fontsize=9)
     ax_w.set_title("against width: one marker shape (and line style) per length", fontsize=9)
-    ax_s.legend(handles=[plt.Line2D([], [], color="0.4", marker=markers[w], ls=wstyles[w], label=f"width {w}")
-                         for w in widths], fontsize=7, loc="best")
-    ax_w.legend(handles=[plt.Line2D([], [], color="0.4", marker=hmark[st], ls=styles[st], label=f"{st:,} steps")
-                         for st in horizons], fontsize=7, loc="best")
-    handles = [plt.Line2D([], [], color=colours[f.rule], marker="o", label=f"{f.rule}: its optima, and its "
-                          "prediction from its proxy optimum") for f in fits]
+    ax_s.legend(
+        handles=[plt.Line2D([], [], color="0.4", marker=markers[w], ls=wstyles[w], label=f"width {w}") for w in widths],
+        fontsize=7,
+        loc="best",
+    )
+    ax_w.legend(
+        handles=[
+            plt.Line2D([], [], color="0.4", marker=hmark[st], ls=styles[st], label=f"{st:,} steps") for st in horizons
+        ],
+        fontsize=7,
+        loc="best",
+    )
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            color=colours[f.rule],
+            marker="o",
+            label=f"{f.rule}: its optima, and its prediction from its proxy optimum",
+        )
+        for f in fits
+    ]
     if best is not None:
-        handles.append(plt.Line2D([], [], color="black", ls="--", label=f"fit on {best.rule}'s grid: λ* ∝ "
-                                  f"m^g S^-h, g = {best.g.text()}, h = {best.h.text()}"))
+        handles.append(
+            plt.Line2D(
+                [],
+                [],
+                color="black",
+                ls="--",
+                label=f"fit on {best.rule}'s grid: λ* ∝ m^g S^-h, g = {best.g.text()}, h = {best.h.text()}",
+            )
+        )
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(f"{run.spec.name}: the loss-optimal weight decay across training lengths and widths "
-                 f"(hollow: on the grid's λ edge; lines anchored at {run.where(proxy_width, proxy_steps)})",
-                 fontsize=10)
+    fig.suptitle(
+        f"{run.spec.name}: the loss-optimal weight decay across training lengths and widths "
+        f"(hollow: on the grid's λ edge; lines anchored at {run.where(proxy_width, proxy_steps)})",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(handles) + 1) // 2), 1, 1))
     return _save(fig, out, "optima", pdf)
 
@@ -520,8 +695,15 @@ def _warn(msg: str) -> None:
     warnings.warn(msg, stacklevel=3)
 
 
-def plot_all(run: Run, proxy: int | None = None, target: int | None = None, pdf: bool = False,
-             transfer_result: dict | None = None, warn=_warn, relative: bool = True) -> list[Path]:
+def plot_all(
+    run: Run,
+    proxy: int | None = None,
+    target: int | None = None,
+    pdf: bool = False,
+    transfer_result: dict | None = None,
+    warn=_warn,
+    relative: bool = True,
+) -> list[Path]:
     """Every figure of the run into RUN_DIR/figures. A ``proxy`` or ``target`` width the run
     lacks is a user error, raised before anything is drawn. The transfer figure needs two
     widths; when the transfer cannot be computed (no finished proxy cells, say) the other

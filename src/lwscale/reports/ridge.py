@@ -34,11 +34,12 @@ is deterministic), of the valley's angle atan(s), so that it is well defined nea
   interval is unbounded. The residuals hold both the seed noise of the cell means and the
   surface's departure from a quadratic.
 With 2 or 3 seeds a seed bootstrap has too few distinct resamples: on 100 planted 9 x 9
-valleys (slope -1, curvatures 4:1, noise 0.05 per seed, as in tests/test_ridge.py) its
+valleys (slope -1, curvatures 4:1, noise 0.05 per seed, as in tests/reports/test_ridge.py) its
 "95%" interval held the true slope 52 times with 2 seeds, 72 with 3 and 90 with 5; the
 residual bootstrap's 92 times with 1 or 2 seeds.
 An interval that reaches the eta direction (|s| -> inf) is reported as unbounded.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,31 +48,31 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-MIN_POINTS = 5       # distinct values needed on each axis to fit a ridge at all
-WINDOW = 2           # grid steps either side of the best cell, on each axis, that are fitted
-MIN_CELLS = 6        # finished cells the fit needs (the surface has 6 coefficients)
-MIN_RATIO = 2.0      # the larger curvature must be at least this many times the smaller
-ALONG_ETA = 100.0    # |s| above which the valley is said to run along eta (s = inf)
-N_BOOT = 400         # bootstrap refits
-BOOT_SEED = 0        # their RNG seed
-MIN_SEEDS_BOOT = 5   # seeds per cell for the seed bootstrap (with 2 its "95%" covered 52%, with 3 72%)
+MIN_POINTS = 5  # distinct values needed on each axis to fit a ridge at all
+WINDOW = 2  # grid steps either side of the best cell, on each axis, that are fitted
+MIN_CELLS = 6  # finished cells the fit needs (the surface has 6 coefficients)
+MIN_RATIO = 2.0  # the larger curvature must be at least this many times the smaller
+ALONG_ETA = 100.0  # |s| above which the valley is said to run along eta (s = inf)
+N_BOOT = 400  # bootstrap refits
+BOOT_SEED = 0  # their RNG seed
+MIN_SEEDS_BOOT = 5  # seeds per cell for the seed bootstrap (with 2 its "95%" covered 52%, with 3 72%)
 MIN_RESID_CELLS = 9  # cells for the residual bootstrap (3 residual degrees of freedom)
 
 
 @dataclass(frozen=True)
 class Ridge:
-    slope: float | None        # s in eta ~ lambda**s (d log2 eta / d log2 lambda along the valley);
+    slope: float | None  # s in eta ~ lambda**s (d log2 eta / d log2 lambda along the valley);
     #                            math.inf when the valley runs along eta; None when refused
-    lo: float | None = None    # 95% bootstrap interval of s (-inf, inf when unbounded)
+    lo: float | None = None  # 95% bootstrap interval of s (-inf, inf when unbounded)
     hi: float | None = None
     intercept: float | None = None  # log2 eta of the axis at log2 lambda = 0 (None when s is inf)
     points: tuple[tuple[float, float], ...] = ()  # (log2 eta, log2 lambda) of each row's minimum (figure only)
     reason: str | None = None  # why no ridge was fitted
-    vertex: tuple[float, float] | None = None      # the fitted surface's centre (log2 eta, log2 lambda)
-    direction: tuple[float, float] | None = None   # unit vector (dx, dy) along the valley, dy >= 0
+    vertex: tuple[float, float] | None = None  # the fitted surface's centre (log2 eta, log2 lambda)
+    direction: tuple[float, float] | None = None  # unit vector (dx, dy) along the valley, dy >= 0
     curvatures: tuple[float, float] | None = None  # H's eigenvalues: (along, across) the valley
-    cells: int = 0             # cells fitted
-    interval: str = ""         # how the interval was found
+    cells: int = 0  # cells fitted
+    interval: str = ""  # how the interval was found
 
     @property
     def ok(self) -> bool:
@@ -128,8 +129,8 @@ def _row_minimum(xs: np.ndarray, ls: np.ndarray) -> float | None:
     i = int(np.argmin(ls))
     if i == 0 or i == len(xs) - 1:
         return None
-    x0, x1, x2 = xs[i - 1: i + 2]
-    y0, y1, y2 = ls[i - 1: i + 2]
+    x0, x1, x2 = xs[i - 1 : i + 2]
+    y0, y1, y2 = ls[i - 1 : i + 2]
     den = (x0 - x1) * (x0 - x2) * (x1 - x2)
     a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den
     b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / den
@@ -233,24 +234,39 @@ def fit_ridge(cells: pd.DataFrame, seeds: pd.DataFrame | None = None) -> Ridge:
     x, y = np.log2(fit["eta"].to_numpy(float)), np.log2(fit["wd"].to_numpy(float))
     z = fit["loss"].to_numpy(float)
     x0, y0 = math.log2(done["eta"].iloc[k]), math.log2(done["wd"].iloc[k])
-    A = _design(x - x0, y - y0)       # centred on the best cell
+    A = _design(x - x0, y - y0)  # centred on the best cell
     n = len(fit)
     if n < MIN_CELLS or len(np.unique(x)) < 3 or len(np.unique(y)) < 3 or np.linalg.matrix_rank(A) < 6:
-        return Ridge(None, points=pts, cells=n,
-                     reason=f"{n} finished cells within {WINDOW} steps of the best, over {len(np.unique(x))} η x "
-                            f"{len(np.unique(y))} λ values; the quadratic fit needs {MIN_CELLS}, over ≥ 3 of each")
+        return Ridge(
+            None,
+            points=pts,
+            cells=n,
+            reason=f"{n} finished cells within {WINDOW} steps of the best, over {len(np.unique(x))} η x "
+            f"{len(np.unique(y))} λ values; the quadratic fit needs {MIN_CELLS}, over ≥ 3 of each",
+        )
     coef = np.linalg.lstsq(A, z, rcond=None)[0]
     w, v = _axis(coef)
-    flat = 1e-9 * max(float(np.ptp(z)), 1e-12)   # a curvature this small is rounding: no curvature
+    flat = 1e-9 * max(float(np.ptp(z)), 1e-12)  # a curvature this small is rounding: no curvature
     if w[0] <= flat:
-        return Ridge(None, points=pts, cells=n, curvatures=(float(w[0]), float(w[1])),
-                     reason="not a bowl: the fitted surface does not curve up" if w[1] <= flat else
-                     "not a bowl: the fitted surface is a saddle")
+        return Ridge(
+            None,
+            points=pts,
+            cells=n,
+            curvatures=(float(w[0]), float(w[1])),
+            reason="not a bowl: the fitted surface does not curve up"
+            if w[1] <= flat
+            else "not a bowl: the fitted surface is a saddle",
+        )
     if w[1] < MIN_RATIO * w[0]:
-        return Ridge(None, points=pts, cells=n, curvatures=(float(w[0]), float(w[1])),
-                     reason=f"curvatures within {MIN_RATIO:g}× of each other ({w[1] / w[0]:.1f}:1)")
+        return Ridge(
+            None,
+            points=pts,
+            cells=n,
+            curvatures=(float(w[0]), float(w[1])),
+            reason=f"curvatures within {MIN_RATIO:g}× of each other ({w[1] / w[0]:.1f}:1)",
+        )
     H = np.array([[2 * coef[3], coef[4]], [coef[4], 2 * coef[5]]])
-    cx, cy = np.linalg.solve(H, -coef[1:3]) + (x0, y0)   # the vertex
+    cx, cy = np.linalg.solve(H, -coef[1:3]) + (x0, y0)  # the vertex
     alpha = _angle(v)
     s = math.tan(alpha) if abs(v[0]) < ALONG_ETA * abs(v[1]) else math.inf
 
@@ -272,5 +288,16 @@ def fit_ridge(cells: pd.DataFrame, seeds: pd.DataFrame | None = None) -> Ridge:
     else:
         how = f"no interval: {n} cells, {MIN_RESID_CELLS} needed"
         lo, hi = -math.inf, math.inf
-    return Ridge(s, lo, hi, None if math.isinf(s) else float(cx - s * cy), pts, None, (float(cx), float(cy)),
-                 (float(v[0]), float(v[1])), (float(w[0]), float(w[1])), n, how)
+    return Ridge(
+        s,
+        lo,
+        hi,
+        None if math.isinf(s) else float(cx - s * cy),
+        pts,
+        None,
+        (float(cx), float(cy)),
+        (float(v[0]), float(v[1])),
+        (float(w[0]), float(w[1])),
+        n,
+        how,
+    )

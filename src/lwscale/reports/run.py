@@ -3,6 +3,7 @@
 Reports only read the store (docs/records.md). Optional columns written by later tools,
 such as ``sigma_max`` from ``lwscale diagnose``, are used when present and never required.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,17 +14,17 @@ import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
-from lwscale.sweep.spec import Spec
-from lwscale.rundir.store import Store, find_run
 from lwscale.reports.tables import cell_stats, finished, rule_order
+from lwscale.rundir.store import Store, find_run
+from lwscale.sweep.spec import Spec
 
 
 @dataclass
 class Run:
     root: Path
     spec: Spec
-    df: pd.DataFrame      # results.csv, one row per sweep point and seed
-    stats: pd.DataFrame   # cell_stats over the grid's seeds: mean and se per (rule, width, steps, eta, wd)
+    df: pd.DataFrame  # results.csv, one row per sweep point and seed
+    stats: pd.DataFrame  # cell_stats over the grid's seeds: mean and se per (rule, width, steps, eta, wd)
 
     @property
     def grid_seeds(self) -> list[int]:
@@ -57,7 +58,7 @@ class Run:
         return sorted((int(w), int(s)) for w, s in pairs)
 
     def where(self, width: int, steps: int | None = None) -> str:
-        """"width 64", or "width 64, 800 steps" in a run of several horizons."""
+        """ "width 64", or "width 64, 800 steps" in a run of several horizons."""
         return f"width {width}" + (f", {steps:,} steps" if steps is not None and self.multi_horizon else "")
 
     def default_steps(self, width: int, longest: bool = False) -> int | None:
@@ -132,8 +133,13 @@ def _at_steps(frame: pd.DataFrame, steps: int | None) -> pd.Series | bool:
 def at_point(frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float, steps: int | None = None) -> pd.Series:
     """The rows of one sweep point (rule, width, eta, wd; and ``steps`` when given) of a
     results or stats frame: eta and wd match to 1e-9 relative (they went through text)."""
-    return ((frame["rule"] == rule) & (frame["width"] == width) & _at_steps(frame, steps)
-            & np.isclose(frame["eta"], eta, rtol=1e-9, atol=0) & np.isclose(frame["wd"], wd, rtol=1e-9, atol=0))
+    return (
+        (frame["rule"] == rule)
+        & (frame["width"] == width)
+        & _at_steps(frame, steps)
+        & np.isclose(frame["eta"], eta, rtol=1e-9, atol=0)
+        & np.isclose(frame["wd"], wd, rtol=1e-9, atol=0)
+    )
 
 
 def panel(stats: pd.DataFrame, rule: str, width: int, steps: int | None = None) -> pd.DataFrame:
@@ -142,9 +148,9 @@ def panel(stats: pd.DataFrame, rule: str, width: int, steps: int | None = None) 
     return stats[(stats["rule"] == rule) & (stats["width"] == width) & _at_steps(stats, steps)]
 
 
-def seed_losses(frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float,
-                steps: int | None = None) -> dict[int, float]:
+def seed_losses(
+    frame: pd.DataFrame, rule: str, width: int, eta: float, wd: float, steps: int | None = None
+) -> dict[int, float]:
     """Final validation loss of each finished seed of one sweep point of a results frame."""
     hit = frame[at_point(frame, rule, width, eta, wd, steps) & finished(frame, "final_val_loss")]
     return {int(r.seed): float(r.final_val_loss) for r in hit.itertuples()}
-

@@ -5,6 +5,7 @@
 (done, with a finite loss) and ``argmin`` picks the lowest-loss one of them.
 ``Tab`` is a table built once as plain text and rendered both to Rich and to Markdown.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,11 @@ from lwscale.science.rules import STEADY_TIMESCALES
 class Tab:
     """A table of plain-text cells, built once: ``rich()`` for the terminal, ``markdown()``
     for report files (the caller places the title there)."""
+
     title: str
     columns: list[str]
     rows: list[list[str]]
-    left: int = 1        # leading columns justified left in Rich; the rest (numbers) right
+    left: int = 1  # leading columns justified left in Rich; the rest (numbers) right
     # (row, column) -> "best" (bold green in Rich, bold in Markdown, starred) or "bad" (red in Rich)
     marks: dict[tuple[int, int], str] = field(default_factory=dict)
 
@@ -45,8 +47,10 @@ class Tab:
             cells = [c.replace("|", "\\|") for c in cells]
             cells = [f"**{c}** ★" if self.marks.get((i, j)) == "best" else c for j, c in enumerate(cells)]
             return "| " + " | ".join(cells) + " |"
-        return "\n".join([line(-1, self.columns), "|" + "---|" * len(self.columns)]
-                         + [line(i, r) for i, r in enumerate(self.rows)])
+
+        return "\n".join(
+            [line(-1, self.columns), "|" + "---|" * len(self.columns)] + [line(i, r) for i, r in enumerate(self.rows)]
+        )
 
 
 def rule_order(spec, present) -> list[str]:
@@ -84,6 +88,7 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (rule, width, steps, eta, wd) (``steps`` when the frame has it): mean and
     standard error of the final validation loss over the seeds that finished (``done``), the
     seed count, and the worst status."""
+
     def status(s: pd.Series) -> str:
         for st in ("failed", "diverged", "running", "pending"):
             if (s == st).any() and not (s == "done").any():
@@ -91,8 +96,9 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
         return "done"
 
     keys = ["rule", "width", "steps", "eta", "wd"] if "steps" in df else ["rule", "width", "eta", "wd"]
-    g = df.assign(_done=df["final_val_loss"].where(finished(df, "final_val_loss"))).groupby(keys, sort=True,
-                                                                                          dropna=False)
+    g = df.assign(_done=df["final_val_loss"].where(finished(df, "final_val_loss"))).groupby(
+        keys, sort=True, dropna=False
+    )
     out = g.agg(status=("status", status), timescales=("timescales", "mean")).reset_index()
     seeds = pd.DataFrame([mean_se(v) for _, v in g["_done"]], columns=["loss", "se", "n"], index=out.index)
     return out.join(seeds)[keys + ["loss", "n", "status", "timescales", "se"]]
@@ -133,13 +139,17 @@ def loss_tab(stats: pd.DataFrame, rule: str, width: int, steps: int | None = Non
                 if r.status in ("diverged", "failed"):
                     marks[(i, j)] = "bad"
             else:
-                cells.append(pm(r.loss, r.se))   # se is NaN below 2 seeds: no ± part
+                cells.append(pm(r.loss, r.se))  # se is NaN below 2 seeds: no ± part
                 if (e, w) == best_key:
                     marks[(i, j)] = "best"
         rows.append(cells)
     where = f"width {width}" + (f", {steps:,} steps" if steps is not None else "")
-    return Tab(f"{rule}, {where}: final validation loss (mean over seeds)",
-               ["λ \\ η"] + [f"{e:.3g}" for e in etas], rows, marks=marks)
+    return Tab(
+        f"{rule}, {where}: final validation loss (mean over seeds)",
+        ["λ \\ η"] + [f"{e:.3g}" for e in etas],
+        rows,
+        marks=marks,
+    )
 
 
 def loss_table(stats: pd.DataFrame, rule: str, width: int, steps: int | None = None) -> Table:
@@ -162,10 +172,17 @@ def plan_table(plan) -> Table:
         ids, n_points = set(mine), len(mine)
         ts, tau = c.matrix_timescales(), c.matrix_tau()
         ts_txt = f"{ts:.2f}" if math.isfinite(ts) else "inf"
-        table.add_row(rule, str(width), f"{width / spec.model.d0:g}", str(n_points), str(len(ids)), str(c.steps),
-                      f"{c.steps * spec.train.batch_size * spec.model.seq_len:,}",
-                      f"{tau:,.0f}" if math.isfinite(tau) else "inf",
-                      f"[yellow]{ts_txt}[/]" if ts < STEADY_TIMESCALES else ts_txt)
+        table.add_row(
+            rule,
+            str(width),
+            f"{width / spec.model.d0:g}",
+            str(n_points),
+            str(len(ids)),
+            str(c.steps),
+            f"{c.steps * spec.train.batch_size * spec.model.seq_len:,}",
+            f"{tau:,.0f}" if math.isfinite(tau) else "inf",
+            f"[yellow]{ts_txt}[/]" if ts < STEADY_TIMESCALES else ts_txt,
+        )
     return table
 
 
@@ -174,9 +191,11 @@ def shared_cells_note(plan) -> str | None:
     points, cells = len(plan.labels), len(plan.cells)
     if cells == points:
         return None
-    return (f"{points} sweep points are {cells} distinct cells: a cell is one model and one physical (lr, wd) "
-            "per parameter class, and points that several rules map to the same one share it (at the base "
-            "width every muP rule gives the same lr and wd)")
+    return (
+        f"{points} sweep points are {cells} distinct cells: a cell is one model and one physical (lr, wd) "
+        "per parameter class, and points that several rules map to the same one share it (at the base "
+        "width every muP rule gives the same lr and wd)"
+    )
 
 
 def timescale_warning(plan) -> str | None:
@@ -186,8 +205,15 @@ def timescale_warning(plan) -> str | None:
 
     multi = plan.spec.multi_horizon
     low = [(rule, width, c.steps, c.matrix_timescales()) for rule, width, c in centre_cells(plan)]
-    low = [f"{rule} d={width}{f' S={steps}' if multi else ''} ({ts:.2f})" for rule, width, steps, ts in low if ts < STEADY_TIMESCALES]
+    low = [
+        f"{rule} d={width}{f' S={steps}' if multi else ''} ({ts:.2f})"
+        for rule, width, steps, ts in low
+        if ts < STEADY_TIMESCALES
+    ]
     if not low:
         return None
-    return (f"{reference_name(plan.spec)} completes fewer than 3 AdamW timescales 1/(lr*wd) at " + ", ".join(low)
-            + ": those cells are not in steady state, so the sweep tests eta more than wd; train longer or raise wd")
+    return (
+        f"{reference_name(plan.spec)} completes fewer than 3 AdamW timescales 1/(lr*wd) at "
+        + ", ".join(low)
+        + ": those cells are not in steady state, so the sweep tests eta more than wd; train longer or raise wd"
+    )

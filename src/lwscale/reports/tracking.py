@@ -15,6 +15,7 @@ run trained without them can be logged by sweeping it again (nothing is retraine
   them), holding the spec as its config, a ``curves`` table (one row per point of every
   finished cell's curves), the ``results`` table, and each rule and width's best loss in its summary.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ import pandas as pd
 
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write_text
+from lwscale.core.log import quiet
 
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
@@ -43,8 +45,10 @@ def check_trackers(spec) -> None:
 
     missing = [n for n in wanted(spec) if importlib.util.find_spec(PACKAGES[n]) is None]
     if missing:
-        raise UserError(f"logging.{missing[0]} needs the {PACKAGES[missing[0]]} package: pip install "
-                        f"{' '.join(PACKAGES[m] for m in missing)} (or lwscale[tracking]), or turn it off in the spec")
+        raise UserError(
+            f"logging.{missing[0]} needs the {PACKAGES[missing[0]]} package: pip install "
+            f"{' '.join(PACKAGES[m] for m in missing)} (or lwscale[tracking]), or turn it off in the spec"
+        )
 
 
 def _curves(root: Path, cell_id: str) -> tuple[dict, list, list]:
@@ -81,7 +85,7 @@ def log_tensorboard(spec, root: Path, table: pd.DataFrame, tables_md: str) -> in
         stamp = f"{r.cell_id}:{rec.get('finished_at')}"
         if not rec or logged.get(key) == stamp:
             continue
-        shutil.rmtree(base / key, ignore_errors=True)   # a retrained cell: its curves anew, not appended
+        shutil.rmtree(base / key, ignore_errors=True)  # a retrained cell: its curves anew, not appended
         with SummaryWriter(str(base / key)) as w:
             for step, _tokens, loss in train:
                 if loss is not None and math.isfinite(loss):
@@ -89,8 +93,11 @@ def log_tensorboard(spec, root: Path, table: pd.DataFrame, tables_md: str) -> in
             for step, _tokens, loss in val:
                 if loss is not None and math.isfinite(loss):
                     w.add_scalar("loss/val", loss, int(step))
-            w.add_text("cell", f"cell {r.cell_id}: {r.status}; rule {r.rule}, width {int(r.width)}, "
-                               f"eta {r.eta:.6g}, wd {r.wd:.6g}, seed {int(r.seed)}")
+            w.add_text(
+                "cell",
+                f"cell {r.cell_id}: {r.status}; rule {r.rule}, width {int(r.width)}, "
+                f"eta {r.eta:.6g}, wd {r.wd:.6g}, seed {int(r.seed)}",
+            )
         logged[key] = stamp
         n += 1
     shutil.rmtree(base / "summary", ignore_errors=True)
@@ -108,18 +115,47 @@ def log_wandb(spec, root: Path, table: pd.DataFrame, best: dict[str, float]) -> 
 
     cfg = spec.logging.wandb
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(root), name=spec.name,
-                     group=spec.name, job_type="sweep", config=spec.model_dump(mode="json"), reinit="create_new")
+    run = wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        mode=cfg.mode,
+        dir=str(root),
+        name=spec.name,
+        group=spec.name,
+        job_type="sweep",
+        config=spec.model_dump(mode="json"),
+        reinit="create_new",
+    )
     try:
         rows = []
         for r in _finished(table).itertuples():
             _, train, val = _curves(root, r.cell_id)
             for split, curve in (("train", train), ("val", val)):
-                rows += [[r.rule, int(r.width), float(r.eta), float(r.wd), int(r.seed), str(r.cell_id), split,
-                          int(step), int(tokens), float(loss)] for step, tokens, loss in curve if loss is not None]
-        run.log({"curves": wandb.Table(columns=["rule", "width", "eta", "wd", "seed", "cell_id", "split", "step",
-                                                "tokens", "loss"], data=rows),
-                 "results": wandb.Table(dataframe=table.astype(object).where(table.notna(), None))})
+                rows += [
+                    [
+                        r.rule,
+                        int(r.width),
+                        float(r.eta),
+                        float(r.wd),
+                        int(r.seed),
+                        str(r.cell_id),
+                        split,
+                        int(step),
+                        int(tokens),
+                        float(loss),
+                    ]
+                    for step, tokens, loss in curve
+                    if loss is not None
+                ]
+        run.log(
+            {
+                "curves": wandb.Table(
+                    columns=["rule", "width", "eta", "wd", "seed", "cell_id", "split", "step", "tokens", "loss"],
+                    data=rows,
+                ),
+                "results": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
+            }
+        )
         for k, v in best.items():
             run.summary[k] = v
         return Path(run.dir).parent
@@ -127,7 +163,7 @@ def log_wandb(spec, root: Path, table: pd.DataFrame, best: dict[str, float]) -> 
         run.finish()
 
 
-def log_trackers(spec, root: Path, log: Callable[[str], None] = lambda s: None) -> None:
+def log_trackers(spec, root: Path, log: Callable[[str], None] = quiet) -> None:
     """After a sweep: log the run to every tracker its spec's logging block names."""
     names = wanted(spec)
     if not names:
@@ -138,21 +174,29 @@ def log_trackers(spec, root: Path, log: Callable[[str], None] = lambda s: None) 
     run = load_run(root)
     tables, best = [], {}
     for rule in run.rules:
-        for width, steps in run.panels():      # each training length on its own
+        for width, steps in run.panels():  # each training length on its own
             sub = panel(run.stats, rule, width, steps)
             if sub.empty:
                 continue
             where = run.where(width, steps)
-            tables += [f"### {rule}, {where}", "", loss_tab(run.stats, rule, width, steps if run.multi_horizon else None)
-                       .markdown(), ""]
+            tables += [
+                f"### {rule}, {where}",
+                "",
+                loss_tab(run.stats, rule, width, steps if run.multi_horizon else None).markdown(),
+                "",
+            ]
             b = argmin(sub)
             if b is not None:
                 best[f"best_loss/{rule}/w{width}" + (f"/s{steps}" if run.multi_horizon else "")] = float(b["loss"])
     if "tensorboard" in names:
         n = log_tensorboard(spec, run.root, run.df, "\n".join(tables))
-        log(f"tensorboard: {n} sweep points logged now, in {run.root / 'tensorboard'} "
-            f"(tensorboard --logdir {run.root / 'tensorboard'})")
+        log(
+            f"tensorboard: {n} sweep points logged now, in {run.root / 'tensorboard'} "
+            f"(tensorboard --logdir {run.root / 'tensorboard'})"
+        )
     if "wandb" in names:
         where = log_wandb(spec, run.root, run.df, best)
-        log(f"wandb ({spec.logging.wandb.mode}): the curves and results of {run.root.name} in {where}"
-            + (f" (upload: wandb sync {where})" if spec.logging.wandb.mode == "offline" else ""))
+        log(
+            f"wandb ({spec.logging.wandb.mode}): the curves and results of {run.root.name} in {where}"
+            + (f" (upload: wandb sync {where})" if spec.logging.wandb.mode == "offline" else "")
+        )

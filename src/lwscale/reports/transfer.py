@@ -23,6 +23,7 @@ cells biases its loss low, so a regret read on those same seeds is biased high. 
 regret and rank is read there. Either way, differences are paired seed by seed over the seeds
 both sides finished, and each number carries the seeds it used.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
-from lwscale.science.rules import RuleError, get_rule, timescale
 from lwscale.reports.gate import gate
 from lwscale.reports.run import Run, at_point, log2, panel, seed_losses
 from lwscale.reports.tables import argmin, cell_stats, finished, mean_se, paired
 from lwscale.reports.transfer_tables import seeds_text
+from lwscale.science.rules import RuleError, get_rule, timescale
 
 TIE_SIGMAS = 2.0
 
@@ -45,15 +46,15 @@ TIE_SIGMAS = 2.0
 class Optimum:
     eta: float
     wd: float
-    source: str                      # "grid argmin", "refined", "given"
-    eta_se: float | None = None      # refined: log2 spread over seeds
+    source: str  # "grid argmin", "refined", "given"
+    eta_se: float | None = None  # refined: log2 spread over seeds
     wd_se: float | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ClassRow:
-    group: str        # e.g. "matrix (m 1->4)", "matrix (m 1->4, S x4)": class, width multiplier (and length)
+    group: str  # e.g. "matrix (m 1->4)", "matrix (m 1->4, S x4)": class, width multiplier (and length)
     cls: str
     proxy_lr: float
     proxy_wd: float
@@ -86,7 +87,7 @@ def quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float
     if centre["wd"] <= 0 or centre["eta"] not in etas or centre["wd"] not in wds:
         return None
     i, j = etas.index(centre["eta"]), wds.index(centre["wd"])
-    near = ok[ok["eta"].isin(etas[max(i - 1, 0): i + 2]) & ok["wd"].isin(wds[max(j - 1, 0): j + 2])]
+    near = ok[ok["eta"].isin(etas[max(i - 1, 0) : i + 2]) & ok["wd"].isin(wds[max(j - 1, 0) : j + 2])]
     if len(near) < 6:
         return None
     x, y, z = log2(near["eta"].to_numpy(float)), log2(near["wd"].to_numpy(float)), near["loss"].to_numpy(float)
@@ -108,15 +109,17 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps:
     best = argmin(sub)
     if best is None:
         at = f" trained {steps:,} steps" if steps is not None and run.multi_horizon else ""
-        raise UserError(f"no finished cells at the proxy width {width}{at} for rule {rule}; "
-                        f"sweep it first or pass --eta and --wd")
+        raise UserError(
+            f"no finished cells at the proxy width {width}{at} for rule {rule}; sweep it first or pass --eta and --wd"
+        )
     opt = Optimum(float(best["eta"]), float(best["wd"]), "grid argmin")
     opt.warnings = edge_warnings(sub, opt.eta, opt.wd, f"the {rule} proxy optimum ({run.where(width, steps)})")
     if refined:
         v = quadratic_vertex(sub, best)
         if v is None:
-            opt.warnings.append(f"{rule}: the 3x3 cells around the proxy argmin do not form a bowl; "
-                                "using the grid argmin")
+            opt.warnings.append(
+                f"{rule}: the 3x3 cells around the proxy argmin do not form a bowl; using the grid argmin"
+            )
         else:
             opt = Optimum(2.0 ** v[0], 2.0 ** v[1], "refined", warnings=opt.warnings)
             per_seed = []
@@ -132,8 +135,9 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps:
 
 
 # ---- the rule arithmetic ----------------------------------------------------------------
-def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float,
-                     steps: int | None = None) -> list[tuple[float, str, float, float, float]]:
+def class_hparams_at(
+    spec, rule: str, width: int, eta: float, wd: float, steps: int | None = None
+) -> list[tuple[float, str, float, float, float]]:
     """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
     ``width`` trained ``steps`` steps (default: the base horizon) under ``rule``, from base (eta, wd):
     the same classes and arithmetic as a sweep."""
@@ -150,16 +154,29 @@ def class_hparams_at(spec, rule: str, width: int, eta: float, wd: float,
     return out
 
 
-def class_rows(spec, rule: str, proxy: int, target: int, eta: float, wd: float,
-               proxy_steps: int | None = None, target_steps: int | None = None) -> list[ClassRow]:
+def class_rows(
+    spec,
+    rule: str,
+    proxy: int,
+    target: int,
+    eta: float,
+    wd: float,
+    proxy_steps: int | None = None,
+    target_steps: int | None = None,
+) -> list[ClassRow]:
     """Per parameter group, the (lr, wd, tau) at the proxy and at the target; a group's name
     says its width multipliers, and the length ratio when the two train different lengths."""
     p = class_hparams_at(spec, rule, proxy, eta, wd, proxy_steps)
     t = class_hparams_at(spec, rule, target, eta, wd, target_steps)
-    longer = (f", S x{target_steps / proxy_steps:.3g}" if None not in (proxy_steps, target_steps)
-              and proxy_steps != target_steps else "")
-    return [ClassRow(tc if tc == "vector" else f"{tc} (m {pm:g}->{tm:g}{longer})", tc, plr, pwd, ptau, tlr, twd, ttau)
-            for (pm, _, plr, pwd, ptau), (tm, tc, tlr, twd, ttau) in zip(p, t)]
+    longer = (
+        f", S x{target_steps / proxy_steps:.3g}"
+        if None not in (proxy_steps, target_steps) and proxy_steps != target_steps
+        else ""
+    )
+    return [
+        ClassRow(tc if tc == "vector" else f"{tc} (m {pm:g}->{tm:g}{longer})", tc, plr, pwd, ptau, tlr, twd, ttau)
+        for (pm, _, plr, pwd, ptau), (tm, tc, tlr, twd, ttau) in zip(p, t)
+    ]
 
 
 # ---- metrics ----------------------------------------------------------------------------
@@ -181,10 +198,8 @@ def seed_diff(a: dict, b: dict) -> tuple[float, float, list[int]]:
     return diff, se, common
 
 
-
-
 def shift(p_eta: float, p_wd: float, t_eta: float, t_wd: float) -> dict:
-    with np.errstate(invalid="ignore"):                                # wd = 0 has no log
+    with np.errstate(invalid="ignore"):  # wd = 0 has no log
         de, dw = float(log2(t_eta) - log2(p_eta)), float(log2(t_wd) - log2(p_wd))
     de, dw = (v if math.isfinite(v) else math.nan for v in (de, dw))
     return {"d_log2_eta": de, "d_log2_wd": dw, "d_log2_eta_x_wd": de + dw, "d_log2_eta_over_wd": de - dw}
@@ -194,7 +209,7 @@ def _shift_se(run: Run, rule: str, proxy: int, target: int, proxy_steps: int, ta
     """Standard errors of the shift over the grid's seeds (each seed's own argmins), when > 1."""
     per = []
     d = run.df[(run.df["rule"] == rule) & run.df["seed"].isin(run.grid_seeds)]
-    for seed, ds in d.groupby("seed"):
+    for _seed, ds in d.groupby("seed"):
         p = argmin(cell_stats(ds[(ds["width"] == proxy) & (ds["steps"] == proxy_steps)]))
         t = argmin(cell_stats(ds[(ds["width"] == target) & (ds["steps"] == target_steps)]))
         if p is not None and t is not None:
@@ -213,9 +228,19 @@ def _losses(ev: pd.DataFrame, cell: pd.Series | dict, width: int) -> dict[int, f
     return seed_losses(ev, cell["rule"], width, float(cell["eta"]), float(cell["wd"]), int(cell["steps"]))
 
 
-def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: int, opt: Optimum,
-                   pooled: pd.Series | None, own: pd.Series | None, proxy_steps: int, target_steps: int,
-                   fresh: bool = False) -> dict:
+def target_metrics(
+    run: Run,
+    ev: pd.DataFrame,
+    rule: str,
+    proxy: int,
+    target: int,
+    opt: Optimum,
+    pooled: pd.Series | None,
+    own: pd.Series | None,
+    proxy_steps: int,
+    target_steps: int,
+    fresh: bool = False,
+) -> dict:
     """Regret (pooled and per rule), shift and sigma_max ratio of one rule at the target (width
     ``target`` trained ``target_steps``). ``pooled``: the best target cell of any rule, ``own``:
     the best of the rule's own grid, both picked on the grid's seeds (None when no target cell
@@ -223,9 +248,12 @@ def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: in
     read from ``ev``, the results rows of the evaluation seeds, paired seed by seed."""
     out: dict = {}
     if pooled is not None:
-        out.update(best_loss_pooled=mean_se(list(_losses(ev, pooled, target).values()))[0],
-                   best_loss_pooled_rule=pooled["rule"], best_loss_pooled_eta=float(pooled["eta"]),
-                   best_loss_pooled_wd=float(pooled["wd"]))
+        out.update(
+            best_loss_pooled=mean_se(list(_losses(ev, pooled, target).values()))[0],
+            best_loss_pooled_rule=pooled["rule"],
+            best_loss_pooled_eta=float(pooled["eta"]),
+            best_loss_pooled_wd=float(pooled["wd"]),
+        )
     mine = seed_losses(ev, rule, target, opt.eta, opt.wd, target_steps)
     if pooled is None and not mine:
         return out
@@ -237,8 +265,15 @@ def target_metrics(run: Run, ev: pd.DataFrame, rule: str, proxy: int, target: in
             if best is None:
                 continue
             diff, d_se, seeds = seed_diff(mine, _losses(ev, best, target))
-            out.update({f"regret_{key}": diff, f"regret_{key}_se": d_se, f"regret_{key}_paired": len(seeds),
-                        f"regret_{key}_seeds": seeds, f"tie_{key}": _tie(diff, d_se)})
+            out.update(
+                {
+                    f"regret_{key}": diff,
+                    f"regret_{key}_se": d_se,
+                    f"regret_{key}_paired": len(seeds),
+                    f"regret_{key}_seeds": seeds,
+                    f"tie_{key}": _tie(diff, d_se),
+                }
+            )
     elif len(statuses):
         worst = [s for s in ("failed", "diverged", "running", "pending") if (statuses == s).any()]
         out.update(target_status=worst[0] if worst else "done", target_n=0)
@@ -275,8 +310,19 @@ def rank(seeds: dict[str, dict[int, float]]) -> list[dict]:
     out = []
     for i, r in enumerate(order):
         gap, gap_se, _ = seed_diff(*({k: have[x][k] for k in common} for x in (r, top))) if i else (0.0, math.nan, [])
-        out.append({"rule": r, "loss": stats[r][0], "se": stats[r][1], "rank": i + 1, "gap": gap, "gap_se": gap_se,
-                    "paired": len(common), "seeds": common, "tie_with_best": i > 0 and bool(_tie(gap, gap_se))})
+        out.append(
+            {
+                "rule": r,
+                "loss": stats[r][0],
+                "se": stats[r][1],
+                "rank": i + 1,
+                "gap": gap,
+                "gap_se": gap_se,
+                "paired": len(common),
+                "seeds": common,
+                "tie_with_best": i > 0 and bool(_tie(gap, gap_se)),
+            }
+        )
     return out
 
 
@@ -302,27 +348,31 @@ def check_width(run: Run, width: int, what: str) -> None:
         raise UserError(f"{what} width {width} is not in the run (widths: {', '.join(map(str, run.widths))})")
 
 
-def horizons(run: Run, proxy: int, target: int, proxy_steps: int | None,
-             target_steps: int | None) -> tuple[int, int]:
+def horizons(run: Run, proxy: int, target: int, proxy_steps: int | None, target_steps: int | None) -> tuple[int, int]:
     """The proxy's and the target's training lengths. The proxy's must be one the run trained it
     at (default: the base horizon, else its shortest); the target's may be any length (default:
     the longest the run trained the target at): without cells there, the rules' arithmetic
     still says what (lr, wd) to use."""
+
     def lengths(w: int) -> str:
         return ", ".join(f"{s:,}" for s in run.steps_at(w))
 
     if proxy_steps is None:
         proxy_steps = run.default_steps(proxy)
     elif proxy_steps not in run.steps_at(proxy):
-        raise UserError(f"the run has no cells at the proxy width {proxy} trained {proxy_steps:,} steps "
-                        f"(it trained that width {lengths(proxy)} steps)")
+        raise UserError(
+            f"the run has no cells at the proxy width {proxy} trained {proxy_steps:,} steps "
+            f"(it trained that width {lengths(proxy)} steps)"
+        )
     if target_steps is None:
         target_steps = run.default_steps(target, longest=True)
     elif target_steps < 1:
         raise UserError(f"--target-steps must be at least 1, got {target_steps}")
     if proxy > target or (proxy == target and proxy_steps == target_steps):
-        raise UserError(f"the proxy width ({proxy}) must be narrower than the target width ({target})"
-                        + (", or train fewer steps" if run.multi_horizon else ""))
+        raise UserError(
+            f"the proxy width ({proxy}) must be narrower than the target width ({target})"
+            + (", or train fewer steps" if run.multi_horizon else "")
+        )
     return int(proxy_steps), int(target_steps)
 
 
@@ -345,20 +395,37 @@ def evaluation(run: Run, proxy: int, target: int, seeds: list[int] | None, steps
     ``steps_args``: the flags the suggested command repeats (lengths, rules, --eta/--wd, --refined)."""
     grid = run.grid_seeds
     if seeds is None:
-        return {"seeds": grid, "fresh": False, "selection_seeds": grid,
-                "note": f"regrets are read on the grid's {seeds_text(grid)}, the same noise that picked the best "
-                        "target cells: a selection-biased estimate (the lowest of many noisy cells is biased low, so "
-                        "a regret against it is biased high). For an unbiased one, train the competitors on fresh "
-                        f"seeds: lwscale transfer {run.root} --proxy-width {proxy} --target-width {target}{steps_args} "
-                        "--train --seeds 3"}
-    return {"seeds": list(seeds), "fresh": True, "selection_seeds": grid,
-            "note": f"the best cells were picked on the grid's {seeds_text(grid)}; every target loss and regret is "
-                    f"read on the fresh {seeds_text(seeds)} (transfer --train), paired seed by seed"}
+        return {
+            "seeds": grid,
+            "fresh": False,
+            "selection_seeds": grid,
+            "note": f"regrets are read on the grid's {seeds_text(grid)}, the same noise that picked the best "
+            "target cells: a selection-biased estimate (the lowest of many noisy cells is biased low, so "
+            "a regret against it is biased high). For an unbiased one, train the competitors on fresh "
+            f"seeds: lwscale transfer {run.root} --proxy-width {proxy} --target-width {target}{steps_args} "
+            "--train --seeds 3",
+        }
+    return {
+        "seeds": list(seeds),
+        "fresh": True,
+        "selection_seeds": grid,
+        "note": f"the best cells were picked on the grid's {seeds_text(grid)}; every target loss and regret is "
+        f"read on the fresh {seeds_text(seeds)} (transfer --train), paired seed by seed",
+    }
 
 
-def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, eta: float | None = None,
-             wd: float | None = None, refined: bool = False, eval_seeds: list[int] | None = None,
-             proxy_steps: int | None = None, target_steps: int | None = None) -> dict:
+def transfer(
+    run: Run,
+    proxy: int,
+    target: int,
+    rules: list[str] | None = None,
+    eta: float | None = None,
+    wd: float | None = None,
+    refined: bool = False,
+    eval_seeds: list[int] | None = None,
+    proxy_steps: int | None = None,
+    target_steps: int | None = None,
+) -> dict:
     """Everything ``lwscale transfer`` reports, as plain data (also transfer.json).
 
     The proxy is (``proxy``, ``proxy_steps``), the target (``target``, ``target_steps``);
@@ -376,8 +443,8 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
         raise UserError(f"--eta must be positive and --wd non-negative, got {eta}, {wd}")
     requested_rules, rules = rules, check_rules(run, rules)
     at_target = run.stats[(run.stats["width"] == target) & (run.stats["steps"] == target_steps)]
-    pooled = argmin(at_target)                                       # the best target cell of any rule
-    own = {rule: argmin(panel(at_target, rule, target)) for rule in rules}   # ... and of each rule's grid
+    pooled = argmin(at_target)  # the best target cell of any rule
+    own = {rule: argmin(panel(at_target, rule, target)) for rule in rules}  # ... and of each rule's grid
     steps_args = "" if not run.multi_horizon else f" --proxy-steps {proxy_steps} --target-steps {target_steps}"
     # the suggested --train command asks for the same transfer, so it trains these competitors
     steps_args += "".join(f" --rule {r}" for r in (requested_rules or []))
@@ -386,45 +453,107 @@ def transfer(run: Run, proxy: int, target: int, rules: list[str] | None = None, 
     ev_info = evaluation(run, proxy, target, eval_seeds, steps_args)
     ev = run.df[run.df["seed"].isin(ev_info["seeds"])]
     spec = run.spec
-    out = {"run": str(run.root), "proxy_width": proxy, "target_width": target, "base_width": spec.model.d0,
-           "proxy_steps": proxy_steps, "target_steps": target_steps,
-           "base_steps": spec.steps_at(spec.model.d0, spec.base_horizon()), "multi_horizon": run.multi_horizon,
-           "target_in_run": target_steps in run.steps_at(target),
-           "wd_mode": spec.optimizer.wd_mode, "evaluation": ev_info,
-           "request": {"rules": requested_rules or None, "eta": eta, "wd": wd, "refined": refined},
-           "rules": [], "warnings": []}
+    out = {
+        "run": str(run.root),
+        "proxy_width": proxy,
+        "target_width": target,
+        "base_width": spec.model.d0,
+        "proxy_steps": proxy_steps,
+        "target_steps": target_steps,
+        "base_steps": spec.steps_at(spec.model.d0, spec.base_horizon()),
+        "multi_horizon": run.multi_horizon,
+        "target_in_run": target_steps in run.steps_at(target),
+        "wd_mode": spec.optimizer.wd_mode,
+        "evaluation": ev_info,
+        "request": {"rules": requested_rules or None, "eta": eta, "wd": wd, "refined": refined},
+        "rules": [],
+        "warnings": [],
+    }
     for rule in rules:
         opt = Optimum(eta, wd, "given") if eta is not None else proxy_optimum(run, rule, proxy, refined, proxy_steps)
         out["warnings"].extend(opt.warnings)
         r = get_rule(rule)
-        entry = {"rule": rule, "eta": opt.eta, "wd": opt.wd, "source": opt.source,
-                 "eta_log2_se": opt.eta_se, "wd_log2_se": opt.wd_se, "h": r.h, "h_lr": r.h_lr,
-                 "proxy_steps": proxy_steps, "target_steps": target_steps,
-                 "classes": [asdict(c) for c in class_rows(spec, rule, proxy, target, opt.eta, opt.wd,
-                                                           proxy_steps, target_steps)]}
-        entry.update(target_metrics(run, ev, rule, proxy, target, opt, pooled, own[rule], proxy_steps, target_steps,
-                                    fresh=ev_info["fresh"]))
+        entry = {
+            "rule": rule,
+            "eta": opt.eta,
+            "wd": opt.wd,
+            "source": opt.source,
+            "eta_log2_se": opt.eta_se,
+            "wd_log2_se": opt.wd_se,
+            "h": r.h,
+            "h_lr": r.h_lr,
+            "proxy_steps": proxy_steps,
+            "target_steps": target_steps,
+            "classes": [
+                asdict(c) for c in class_rows(spec, rule, proxy, target, opt.eta, opt.wd, proxy_steps, target_steps)
+            ],
+        }
+        entry.update(
+            target_metrics(
+                run, ev, rule, proxy, target, opt, pooled, own[rule], proxy_steps, target_steps, fresh=ev_info["fresh"]
+            )
+        )
         out["rules"].append(entry)
     if not out["target_in_run"]:
-        out["warnings"].append(f"the run has no cells at width {target} trained {target_steps:,} steps: the table "
-                               "gives each rule's (lr, wd) there, with no loss to judge it by")
+        out["warnings"].append(
+            f"the run has no cells at width {target} trained {target_steps:,} steps: the table "
+            "gives each rule's (lr, wd) there, with no loss to judge it by"
+        )
     proxy_stats = run.stats[run.stats["steps"] == proxy_steps]
     out["gate"] = gate(proxy_stats, proxy, pooled, own)
     out["ranking"] = rank({e["rule"]: e.get("target_seeds", {}) for e in out["rules"]})
     ranked = {r["rule"] for r in out["ranking"]}
     # a rule whose transferred point did not finish (diverged, failed) is not ranked: say so, never drop it silently
-    out["unranked"] = [{"rule": e["rule"], "status": e.get("target_status")} for e in out["rules"]
-                       if e["rule"] not in ranked and e.get("target_status") not in (None, "not in the grid")]
+    out["unranked"] = [
+        {"rule": e["rule"], "status": e.get("target_status")}
+        for e in out["rules"]
+        if e["rule"] not in ranked and e.get("target_status") not in (None, "not in the grid")
+    ]
     return out
 
 
 CSV_COLUMNS = [
-    "rule", "source", "eta", "wd", "group", "cls", "proxy_lr", "proxy_wd", "proxy_tau", "target_lr", "target_wd",
-    "target_tau", "target_status", "target_n", "target_loss", "target_loss_se", "best_loss_pooled",
-    "best_loss_pooled_rule", "regret_pooled", "regret_pooled_se", "tie_pooled", "regret_rule", "regret_rule_se",
-    "tie_rule", "regret_pooled_paired", "regret_rule_paired", "eval_seeds", "fresh_seeds", "target_opt_eta",
-    "target_opt_wd", "d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd", "d_log2_eta_x_wd_se",
-    "d_log2_eta_over_wd_se", "sigma_max_ratio", "proxy_steps", "target_steps", "h", "h_lr",
+    "rule",
+    "source",
+    "eta",
+    "wd",
+    "group",
+    "cls",
+    "proxy_lr",
+    "proxy_wd",
+    "proxy_tau",
+    "target_lr",
+    "target_wd",
+    "target_tau",
+    "target_status",
+    "target_n",
+    "target_loss",
+    "target_loss_se",
+    "best_loss_pooled",
+    "best_loss_pooled_rule",
+    "regret_pooled",
+    "regret_pooled_se",
+    "tie_pooled",
+    "regret_rule",
+    "regret_rule_se",
+    "tie_rule",
+    "regret_pooled_paired",
+    "regret_rule_paired",
+    "eval_seeds",
+    "fresh_seeds",
+    "target_opt_eta",
+    "target_opt_wd",
+    "d_log2_eta",
+    "d_log2_wd",
+    "d_log2_eta_x_wd",
+    "d_log2_eta_over_wd",
+    "d_log2_eta_x_wd_se",
+    "d_log2_eta_over_wd_se",
+    "sigma_max_ratio",
+    "proxy_steps",
+    "target_steps",
+    "h",
+    "h_lr",
 ]
 
 

@@ -2,13 +2,13 @@
 copy into the target's config, and how each rule fared at the target. ``lwscale transfer``
 prints them with Rich (lwscale/cli/transfer.py); report.md writes them as Markdown (report.py).
 """
+
 from __future__ import annotations
 
 import math
 
 from lwscale.reports.fmt import num, pm
 from lwscale.reports.tables import Tab
-
 
 
 def seeds_text(seeds) -> str:
@@ -53,12 +53,25 @@ def hparam_tab(result: dict) -> Tab:
         if len(e["classes"]) == 1:
             point = [" ".join(point)]
         for i, c in enumerate(e["classes"]):
-            rows.append([e["rule"] if i == 0 else "", point[i] if i < len(point) else "", c["group"],
-                         num(c["proxy_lr"]), num(c["proxy_wd"]), num(c["proxy_tau"], ",.0f"),
-                         num(c["target_lr"]), num(c["target_wd"]), num(c["target_tau"], ",.0f")])
-    return Tab(f"transfer {what}: per-class AdamW (lr, coupled wd) and tau = 1/(lr*wd) steps",
-               ["rule", "base (η, λ)", "group", f"lr @{p}", f"wd @{p}", f"τ @{p}", f"lr @{t}", f"wd @{t}", f"τ @{t}"],
-               rows, left=3)
+            rows.append(
+                [
+                    e["rule"] if i == 0 else "",
+                    point[i] if i < len(point) else "",
+                    c["group"],
+                    num(c["proxy_lr"]),
+                    num(c["proxy_wd"]),
+                    num(c["proxy_tau"], ",.0f"),
+                    num(c["target_lr"]),
+                    num(c["target_wd"]),
+                    num(c["target_tau"], ",.0f"),
+                ]
+            )
+    return Tab(
+        f"transfer {what}: per-class AdamW (lr, coupled wd) and tau = 1/(lr*wd) steps",
+        ["rule", "base (η, λ)", "group", f"lr @{p}", f"wd @{p}", f"τ @{p}", f"lr @{t}", f"wd @{t}", f"τ @{t}"],
+        rows,
+        left=3,
+    )
 
 
 def metrics_tab(result: dict) -> Tab | None:
@@ -70,11 +83,16 @@ def metrics_tab(result: dict) -> Tab | None:
     noisy = any(e.get("target_loss_se") is not None and math.isfinite(e["target_loss_se"]) for e in measured)
     e0 = measured[0]
     where = evaluation_text(result)
-    title = (f"at the target (best cell of any rule: {e0['best_loss_pooled_rule']}, η {e0['best_loss_pooled_eta']:.3g}, "
-             f"λ {e0['best_loss_pooled_wd']:.3g}, loss {num(e0['best_loss_pooled'], '.4f')}); "
-             + (f"{where}; " if where else "")
-             + ("regrets paired seed by seed, ties within 2 standard errors" if noisy
-                else "one seed: no noise estimate, so no ties are called"))
+    title = (
+        f"at the target (best cell of any rule: {e0['best_loss_pooled_rule']}, η {e0['best_loss_pooled_eta']:.3g}, "
+        f"λ {e0['best_loss_pooled_wd']:.3g}, loss {num(e0['best_loss_pooled'], '.4f')}); "
+        + (f"{where}; " if where else "")
+        + (
+            "regrets paired seed by seed, ties within 2 standard errors"
+            if noisy
+            else "one seed: no noise estimate, so no ties are called"
+        )
+    )
     common = {tuple(e[k]) for e in measured for k in ("regret_pooled_seeds", "regret_rule_seeds") if k in e}
 
     def regret(e: dict, key: str) -> str:
@@ -87,11 +105,27 @@ def metrics_tab(result: dict) -> Tab | None:
     for e in measured:
         opt = f"({e['target_opt_eta']:.3g}, {e['target_opt_wd']:.3g})" if "target_opt_eta" in e else "–"
         loss = plus_minus(e, "target_loss") if "target_loss" in e else str(e.get("target_status", "–"))
-        rows.append([e["rule"], loss, regret(e, "pooled"), regret(e, "rule"), opt]
-                    + [num(e.get(k), "+.2f") for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")]
-                    + [num(e.get("sigma_max_ratio"), ".3f")])
-    return Tab(title, ["rule", "target loss", "regret (pooled)", "regret (own grid)", "target optimum (η, λ)",
-                       "Δlog₂η", "Δlog₂λ", "Δlog₂ηλ", "Δlog₂η/λ", "σ_max ratio"], rows)
+        rows.append(
+            [e["rule"], loss, regret(e, "pooled"), regret(e, "rule"), opt]
+            + [num(e.get(k), "+.2f") for k in ("d_log2_eta", "d_log2_wd", "d_log2_eta_x_wd", "d_log2_eta_over_wd")]
+            + [num(e.get("sigma_max_ratio"), ".3f")]
+        )
+    return Tab(
+        title,
+        [
+            "rule",
+            "target loss",
+            "regret (pooled)",
+            "regret (own grid)",
+            "target optimum (η, λ)",
+            "Δlog₂η",
+            "Δlog₂λ",
+            "Δlog₂ηλ",
+            "Δlog₂η/λ",
+            "σ_max ratio",
+        ],
+        rows,
+    )
 
 
 def ranking_tab(ranking: list[dict], what: str | None = None) -> Tab | None:
@@ -103,10 +137,15 @@ def ranking_tab(ranking: list[dict], what: str | None = None) -> Tab | None:
     what = what or ("the target loss at the transferred point" + (f", {seeds_text(seeds)}" if seeds else ""))
     rows = []
     for r in ranking:
-        gap_se = r.get("gap_se", math.nan)   # absent in a transfer.json written before pairing
+        gap_se = r.get("gap_se", math.nan)  # absent in a transfer.json written before pairing
         known = gap_se is not None and math.isfinite(gap_se)
-        gap = "–" if r["rank"] == 1 else "+" * (r["gap"] >= 0) + pm(r["gap"], gap_se) + (
-            f" (paired, {r['paired']} seeds)" if known and r.get("paired") else "")
+        gap = (
+            "–"
+            if r["rank"] == 1
+            else "+" * (r["gap"] >= 0)
+            + pm(r["gap"], gap_se)
+            + (f" (paired, {r['paired']} seeds)" if known and r.get("paired") else "")
+        )
         if r["rank"] == 1:
             tie = ""
         elif known or "gap_se" not in r:

@@ -16,6 +16,7 @@ untrained. A stale claim is taken over under a per-cell takeover lock (``mkdir``
 re-read under the lock, unlinked, and replaced by a link to the new claim. A claim is
 released (its links removed) once the stack's records are written.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from lwscale.core import faults
+from lwscale.core.log import quiet
 
 SUFFIX = ".claim"
 
@@ -38,10 +40,10 @@ class ClaimInfo:
     cell_id: str
     host: str
     pid: int
-    started: float     # unix time the claim was made
-    heartbeat: float   # unix time of the last heartbeat (the file's mtime)
+    started: float  # unix time the claim was made
+    heartbeat: float  # unix time of the last heartbeat (the file's mtime)
     cells: tuple[str, ...]
-    broken: bool = False   # the file is not a claim lwscale wrote: stale at once
+    broken: bool = False  # the file is not a claim lwscale wrote: stale at once
 
     @property
     def worker(self) -> str:
@@ -81,8 +83,14 @@ def read_claim(path: Path) -> ClaimInfo | None:
     cid = path.name.removesuffix(SUFFIX)
     try:
         data = json.loads(raw.decode("utf-8"))
-        return ClaimInfo(cid, str(data["host"]), int(data["pid"]), float(data["started"]), st.st_mtime,
-                         tuple(str(c) for c in data.get("cells", ())))
+        return ClaimInfo(
+            cid,
+            str(data["host"]),
+            int(data["pid"]),
+            float(data["started"]),
+            st.st_mtime,
+            tuple(str(c) for c in data.get("cells", ())),
+        )
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError):  # UnicodeDecodeError is a ValueError
         return ClaimInfo(cid, "?", -1, st.st_mtime, st.st_mtime, (), broken=True)
 
@@ -138,15 +146,14 @@ class Claim:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
 
 
-def claim(run_dir: Path, cell_ids: list[str], timeout_s: float,
-          log: Callable[[str], None] = lambda s: None) -> Claim | None:
+def claim(run_dir: Path, cell_ids: list[str], timeout_s: float, log: Callable[[str], None] = quiet) -> Claim | None:
     """Claim as many of ``cell_ids`` as are free or stale; None if none of them is. Taking
     over a broken (unreadable) claim is said through ``log``."""
     d = claims_dir(run_dir)
@@ -170,7 +177,7 @@ def claim(run_dir: Path, cell_ids: list[str], timeout_s: float,
     return Claim(run_dir, fd, won, timeout_s)
 
 
-def _link(src: Path, dst: Path, timeout_s: float, log: Callable[[str], None] = lambda s: None) -> bool:
+def _link(src: Path, dst: Path, timeout_s: float, log: Callable[[str], None] = quiet) -> bool:
     try:
         os.link(src, dst)
         return True

@@ -13,19 +13,19 @@ Status only reads: for a ``model.factory`` spec, whose plan would import the use
 code, the cells come from the run's plan.json (written by ``lwscale sweep``), never from
 planning the spec.
 """
+
 from __future__ import annotations
 
 import math
-
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lwscale.rundir.claims import ClaimInfo, read_claims
 from lwscale.model.transformer import flops_per_token
-from lwscale.sweep.plan import make_plan
+from lwscale.rundir.claims import ClaimInfo, read_claims
 from lwscale.rundir.store import Store
+from lwscale.sweep.plan import make_plan
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class IndexedCell:
 @dataclass
 class IndexedPlan:
     cells: list
+
 
 KINDS = ("done", "diverged", "failed", "running", "pending")
 
@@ -61,18 +62,18 @@ class WidthLeft:
     """What is left at one width: cells (running and pending), their seconds, and the basis."""
 
     cells: int
-    seconds: float | None          # None: no width measured yet
+    seconds: float | None  # None: no width measured yet
     basis: str
 
 
 @dataclass
 class RunStatus:
     root: Path
-    counts: dict[int, dict[str, int]]                     # width -> status -> cells
-    running: list[tuple[str, int, ClaimInfo]]             # (cell id, width, claim)
-    stale: list[tuple[str, int, ClaimInfo]]               # claims whose worker is gone
-    failures: list[tuple[str, str]]                       # (cell id, reason)
-    seconds_left: float | None                            # one worker's; None: nothing measured yet
+    counts: dict[int, dict[str, int]]  # width -> status -> cells
+    running: list[tuple[str, int, ClaimInfo]]  # (cell id, width, claim)
+    stale: list[tuple[str, int, ClaimInfo]]  # claims whose worker is gone
+    failures: list[tuple[str, str]]  # (cell id, reason)
+    seconds_left: float | None  # one worker's; None: nothing measured yet
     workers: int
     warnings: list[str] = field(default_factory=list)
     left_by_width: dict[int, WidthLeft] = field(default_factory=dict)
@@ -113,9 +114,11 @@ class StatusReader:
             if self.spec.model.factory:  # planning would import the user's model: read the run's index
                 index = store.read_plan_index()
                 if index is None:
-                    self.note = ("this run's plan.json is missing or older than its spec.yaml, and planning a "
-                                 "model.factory spec would run its code: only cells with records are shown "
-                                 "(a sweep of the spec writes plan.json)")
+                    self.note = (
+                        "this run's plan.json is missing or older than its spec.yaml, and planning a "
+                        "model.factory spec would run its code: only cells with records are shown "
+                        "(a sweep of the spec writes plan.json)"
+                    )
                     index = []
                 self.plan = IndexedPlan([IndexedCell(**c) for c in index])
             else:
@@ -131,8 +134,12 @@ class StatusReader:
         claims, now = read_claims(store.root), time.time()
         cells = list(plan.cells)
         if isinstance(plan, IndexedPlan) and not cells:  # no index: the cells that have records
-            cells = [IndexedCell(cid, int(r.get("width") or 0), int(r.get("steps") or 0),
-                                 float(r.get("flops_per_token") or 0)) for cid, r in records.items()]
+            cells = [
+                IndexedCell(
+                    cid, int(r.get("width") or 0), int(r.get("steps") or 0), float(r.get("flops_per_token") or 0)
+                )
+                for cid, r in records.items()
+            ]
         counts = {w: dict.fromkeys(KINDS, 0) for w in sorted({c.width for c in cells})}
         running, stale, failures, left = [], [], [], []
         for cell in cells:
@@ -174,7 +181,7 @@ def seconds_per_step(records: dict[str, dict]) -> dict[int, tuple[float, int]]:
         try:
             if r.get("status") in ("done", "diverged") and r["wall_s"] > 0 and r["stack_size"] > 0 and r["steps"] > 0:
                 rates.setdefault(int(r["width"]), []).append(r["wall_s"] / r["stack_size"] / r["steps"])
-        except (KeyError, TypeError, ValueError):   # a record without timings (or hand-made): not a measurement
+        except (KeyError, TypeError, ValueError):  # a record without timings (or hand-made): not a measurement
             continue
     return {w: (statistics.median(v), len(v)) for w, v in rates.items()}
 
@@ -184,7 +191,7 @@ def time_left(records: dict, cells: list, left: list, running: list, spec, now: 
     what that rests on (``seconds_per_step``, or FLOPs-scaled from the nearest measured width)."""
     measured = seconds_per_step(records)
     flops: dict[int, float] = {}
-    for c in cells:   # model FLOPs per token of each width (all of a width's cells share the model)
+    for c in cells:  # model FLOPs per token of each width (all of a width's cells share the model)
         flops.setdefault(c.width, _flops_per_token(c))
     started = {cid: cl.started for cid, _, cl in running}
     out = {}
@@ -196,8 +203,10 @@ def time_left(records: dict, cells: list, left: list, running: list, spec, now: 
         elif measured and flops.get(width):
             ref = min(measured, key=lambda w: (abs(math.log(w / width)), -w))
             rate = measured[ref][0] * flops[width] / flops[ref] if flops.get(ref) else None
-            basis = (f"scaled by FLOPs from width {ref}, which measured {measured[ref][0] * 1e3:.3g} ms per step per "
-                     f"cell; width {width} has no finished cell yet")
+            basis = (
+                f"scaled by FLOPs from width {ref}, which measured {measured[ref][0] * 1e3:.3g} ms per step per "
+                f"cell; width {width} has no finished cell yet"
+            )
         else:
             rate, basis = None, "unknown until a cell finishes"
         if rate is None:
@@ -208,7 +217,7 @@ def time_left(records: dict, cells: list, left: list, running: list, spec, now: 
         for c in mine:
             if c.id in started:
                 stacks.setdefault(started[c.id], []).append(c)
-        for t0, stack in stacks.items():   # a running stack: its cost less the time it has run
+        for t0, stack in stacks.items():  # a running stack: its cost less the time it has run
             seconds += max(0.0, sum(c.steps * rate for c in stack) - max(0.0, now - t0))
         out[width] = WidthLeft(len(mine), seconds, basis)
     return out
@@ -250,16 +259,21 @@ def render(st: RunStatus):
     lines = []
     for s in st.stacks:
         n = len(s.cells)
-        lines.append(f"running: stack of {n} cell{'s' * (n > 1)} (width {s.width}: {', '.join(s.cells)}) on "
-                     f"{s.worker}, started {fmt_duration(now - s.started)} ago, heartbeat "
-                     f"{fmt_duration(now - s.heartbeat)} ago")
+        lines.append(
+            f"running: stack of {n} cell{'s' * (n > 1)} (width {s.width}: {', '.join(s.cells)}) on "
+            f"{s.worker}, started {fmt_duration(now - s.started)} ago, heartbeat "
+            f"{fmt_duration(now - s.heartbeat)} ago"
+        )
     for cid, w, cl in st.stale:
         if cl.broken:
-            lines.append(f"unreadable claim: cell {cid} (width {w}): not a claim lwscale wrote; the next worker "
-                         "takes it over")
+            lines.append(
+                f"unreadable claim: cell {cid} (width {w}): not a claim lwscale wrote; the next worker takes it over"
+            )
             continue
-        lines.append(f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat "
-                     f"{fmt_duration(now - cl.heartbeat)} ago; the next worker takes it over")
+        lines.append(
+            f"stale claim: cell {cid} (width {w}) by {cl.worker}, heartbeat "
+            f"{fmt_duration(now - cl.heartbeat)} ago; the next worker takes it over"
+        )
     for cid, reason in st.failures[:5]:
         lines.append(f"failed: cell {cid}: {reason}")
     if st.failures:
@@ -272,8 +286,10 @@ def render(st: RunStatus):
     elif st.seconds_left is None:
         lines.append(f"time left: unknown until a cell finishes ({left} cells to go)")
     else:
-        lines.append(f"time left: about {fmt_duration(st.seconds_left / st.workers)} for {left} cells with "
-                     f"{st.workers} worker{'s' if st.workers > 1 else ''}; per width, for one worker:")
+        lines.append(
+            f"time left: about {fmt_duration(st.seconds_left / st.workers)} for {left} cells with "
+            f"{st.workers} worker{'s' if st.workers > 1 else ''}; per width, for one worker:"
+        )
         for w, x in st.left_by_width.items():
             lines.append(f"  width {w}: {x.cells} cell{'s' * (x.cells > 1)}, {fmt_duration(x.seconds)} ({x.basis})")
     return Group(table, *(Text(x) for x in lines))
@@ -296,16 +312,32 @@ def to_json(st: RunStatus) -> dict:
         "counts": {str(w): c for w, c in st.counts.items()},
         "total": st.total,
         "workers": st.workers,
-        "running": [{"worker": s.worker, "width": s.width, "cells": s.cells, "started": iso(s.started),
-                     "heartbeat": iso(s.heartbeat), "started_ago_s": max(0.0, now - s.started),
-                     "heartbeat_ago_s": max(0.0, now - s.heartbeat)} for s in st.stacks],
-        "stale": [{"cell": cid, "width": w, "worker": cl.worker, "broken": cl.broken,
-                   "heartbeat": iso(cl.heartbeat)} for cid, w, cl in st.stale],
+        "running": [
+            {
+                "worker": s.worker,
+                "width": s.width,
+                "cells": s.cells,
+                "started": iso(s.started),
+                "heartbeat": iso(s.heartbeat),
+                "started_ago_s": max(0.0, now - s.started),
+                "heartbeat_ago_s": max(0.0, now - s.heartbeat),
+            }
+            for s in st.stacks
+        ],
+        "stale": [
+            {"cell": cid, "width": w, "worker": cl.worker, "broken": cl.broken, "heartbeat": iso(cl.heartbeat)}
+            for cid, w, cl in st.stale
+        ],
         "failures": [{"cell": cid, "reason": reason} for cid, reason in st.failures],
-        "time_left": {"seconds": 0.0 if left == 0 else seconds, "cells": left, "workers": st.workers,
-                      "basis": "per width: measured seconds per step per cell x steps (or scaled by FLOPs from "
-                               "the nearest measured width), summed, divided by the live workers",
-                      "by_width": {str(w): {"cells": x.cells, "seconds": x.seconds, "basis": x.basis}
-                                   for w, x in st.left_by_width.items()}},
+        "time_left": {
+            "seconds": 0.0 if left == 0 else seconds,
+            "cells": left,
+            "workers": st.workers,
+            "basis": "per width: measured seconds per step per cell x steps (or scaled by FLOPs from "
+            "the nearest measured width), summed, divided by the live workers",
+            "by_width": {
+                str(w): {"cells": x.cells, "seconds": x.seconds, "basis": x.basis} for w, x in st.left_by_width.items()
+            },
+        },
         "warnings": st.warnings,
     }

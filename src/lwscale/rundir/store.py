@@ -12,6 +12,7 @@ loses only the cells in flight, and a half-written record is never read as a res
 unreadable record is reported and its cell retrained. The record schema and the
 results.csv columns are a versioned contract, documented in docs/records.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,13 +25,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lwscale.core.version import __version__
-
-from lwscale.core.files import atomic_write, atomic_write_text, json_default, sha256_file, strict_json
-from lwscale.training.recorder import SPECTRA_FILE, summary as diagnostics_summary
 from lwscale.core.errors import UserError
+from lwscale.core.files import atomic_write, atomic_write_text, json_default, sha256_file, strict_json
+from lwscale.core.version import __version__
 from lwscale.sweep.plan import Plan, make_plan, result_settings
 from lwscale.sweep.spec import Spec, SpecError, dump_spec, load_spec
+from lwscale.training.recorder import SPECTRA_FILE
+from lwscale.training.recorder import summary as diagnostics_summary
 
 RECORD_SCHEMA = 1
 STATUSES = ("done", "diverged", "failed", "running", "pending")
@@ -38,17 +39,47 @@ FINISHED = ("done", "diverged")
 
 # results.csv columns, in order (docs/records.md)
 COLUMNS = [
-    "rule", "width", "m", "eta", "wd", "seed", "cell_id", "status", "final_val_loss", "final_train_loss",
-    "initial_loss", "diverged_step", "lr_matrix", "wd_matrix", "lr_vector", "tau_matrix", "timescales",
-    "steps", "tokens", "tokens_per_s", "wall_s", "stack_size", "device", "lwscale_version", "reason",
-    "tflops", "mfu", "sigma_max", "gain",
+    "rule",
+    "width",
+    "m",
+    "eta",
+    "wd",
+    "seed",
+    "cell_id",
+    "status",
+    "final_val_loss",
+    "final_train_loss",
+    "initial_loss",
+    "diverged_step",
+    "lr_matrix",
+    "wd_matrix",
+    "lr_vector",
+    "tau_matrix",
+    "timescales",
+    "steps",
+    "tokens",
+    "tokens_per_s",
+    "wall_s",
+    "stack_size",
+    "device",
+    "lwscale_version",
+    "reason",
+    "tflops",
+    "mfu",
+    "sigma_max",
+    "gain",
 ]
 
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -59,12 +90,12 @@ class Store:
         self.root = Path(root)
         self.cells_dir = self.root / "cells"
         self.warnings: list[str] = []
-        self._own_plan: tuple[Spec, list] | None = None   # the run's own spec and its labels
-        self.listed: dict[str, int | None] = {}   # cell id -> record_stamp() when pending() listed it
+        self._own_plan: tuple[Spec, list] | None = None  # the run's own spec and its labels
+        self.listed: dict[str, int | None] = {}  # cell id -> record_stamp() when pending() listed it
 
     # ---- opening ------------------------------------------------------------------------
     @classmethod
-    def open(cls, spec: Spec, out_dir: str | Path | None = None, update_spec: bool = True) -> "Store":
+    def open(cls, spec: Spec, out_dir: str | Path | None = None, update_spec: bool = True) -> Store:
         """Open (or create) the run directory for ``spec``, refusing a spec that would alter
         cells the directory already holds. ``spec.yaml`` becomes ``spec`` unless
         ``update_spec`` is False (for derived runs, such as ``transfer --train``, that add
@@ -87,8 +118,10 @@ class Store:
         """The run directory of ``spec``: <out_dir>/<name>, ``out_dir`` defaulting to the spec's."""
         base = Path(out_dir if out_dir is not None else spec.out_dir)
         if spec.name in ("", ".", "..") or Path(spec.name).name != spec.name:
-            raise UserError(f"the run name {spec.name!r} would put the run directory outside {base}; "
-                            "choose another 'name' in the spec")
+            raise UserError(
+                f"the run name {spec.name!r} would put the run directory outside {base}; "
+                "choose another 'name' in the spec"
+            )
         return base / spec.name
 
     def check_spec(self, spec: Spec) -> None:
@@ -119,10 +152,11 @@ class Store:
         spec.yaml they were planned from. ``lwscale status`` reads it instead of planning."""
         from lwscale.model.transformer import flops_per_token
 
-        cells = [{"id": c.id, "width": c.width, "steps": c.steps, "flops_per_token": flops_per_token(c.model)}
-                 for c in plan.cells]
-        text = json.dumps({"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells},
-                          default=json_default)
+        cells = [
+            {"id": c.id, "width": c.width, "steps": c.steps, "flops_per_token": flops_per_token(c.model)}
+            for c in plan.cells
+        ]
+        text = json.dumps({"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells}, default=json_default)
         atomic_write_text(self.root / "plan.json", text)
 
     def read_plan_index(self) -> list[dict] | None:
@@ -131,8 +165,15 @@ class Store:
             data = json.loads((self.root / "plan.json").read_bytes().decode("utf-8"))
             if data["spec_sha256"] != sha256_file(self.root / "spec.yaml"):
                 return None
-            return [{"id": str(c["id"]), "width": int(c["width"]), "steps": int(c["steps"]),
-                     "flops_per_token": float(c["flops_per_token"])} for c in data["cells"]]
+            return [
+                {
+                    "id": str(c["id"]),
+                    "width": int(c["width"]),
+                    "steps": int(c["steps"]),
+                    "flops_per_token": float(c["flops_per_token"]),
+                }
+                for c in data["cells"]
+            ]
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
@@ -143,8 +184,11 @@ class Store:
     def write_record(self, record: dict) -> None:
         spectra = record.pop("_spectra", None)  # diagnostics: written first, so a record implies them
         if spectra:
-            atomic_write(self.record_path(record["id"]).parent / SPECTRA_FILE,
-                         lambda f: np.savez_compressed(f, **spectra), binary=True)
+            atomic_write(
+                self.record_path(record["id"]).parent / SPECTRA_FILE,
+                lambda f: np.savez_compressed(f, **spectra),
+                binary=True,
+            )
         record = {
             "schema": RECORD_SCHEMA,
             "lwscale_version": __version__,
@@ -252,7 +296,6 @@ class Store:
         atomic_write_text(self.root / "results.csv", df.to_csv(index=False))
         return df
 
-
     def _own_labels(self, plan: Plan) -> list:
         """The sweep points of the run's own spec.yaml when ``plan`` is another (derived) one;
         planned once per Store. An unreadable spec.yaml costs a warning, never the table."""
@@ -265,7 +308,7 @@ class Store:
             if msg not in self.warnings:
                 self.warnings.append(msg)
             return []
-        if _label_fields(own) == _label_fields(plan.spec):   # a worker's device or K override: same points
+        if _label_fields(own) == _label_fields(plan.spec):  # a worker's device or K override: same points
             return []
         if self._own_plan is None or self._own_plan[0] != own:
             self._own_plan = (own, make_plan(own).labels)
@@ -274,8 +317,15 @@ class Store:
 
 def _label_fields(spec: Spec) -> tuple:
     """What a plan's sweep points (rule, width, steps, eta, wd, seed) follow from."""
-    return spec.grid, spec.rules, spec.model.widths, spec.train.seeds, spec.horizons(), \
-        spec.train.steps_by_width, spec.base_horizon()
+    return (
+        spec.grid,
+        spec.rules,
+        spec.model.widths,
+        spec.train.seeds,
+        spec.horizons(),
+        spec.train.steps_by_width,
+        spec.base_horizon(),
+    )
 
 
 class _LabelView:
@@ -285,8 +335,16 @@ class _LabelView:
 
 def _row(label, cid: str, rec: dict | None) -> dict:
     row = {c: None for c in COLUMNS}
-    row.update(rule=label.rule, width=label.width, eta=label.eta, wd=label.wd, seed=label.seed,
-               steps=label.steps, cell_id=cid, status="pending")
+    row.update(
+        rule=label.rule,
+        width=label.width,
+        eta=label.eta,
+        wd=label.wd,
+        seed=label.seed,
+        steps=label.steps,
+        cell_id=cid,
+        status="pending",
+    )
     if rec is None:
         return row
     groups = rec.get("groups", [])
@@ -296,15 +354,26 @@ def _row(label, cid: str, rec: dict | None) -> dict:
     row.update(
         status=rec["status"],
         m=model.get("width", label.width) / model.get("base_width", label.width) if model else None,
-        final_val_loss=rec.get("final_val_loss"), final_train_loss=rec.get("final_train_loss"),
-        initial_loss=rec.get("initial_loss"), diverged_step=rec.get("diverged_step"),
-        lr_matrix=mat[0]["lr"] if mat else None, wd_matrix=mat[0]["wd"] if mat else None,
-        lr_vector=vec[0]["lr"] if vec else None, tau_matrix=mat[0]["tau"] if mat else None,
+        final_val_loss=rec.get("final_val_loss"),
+        final_train_loss=rec.get("final_train_loss"),
+        initial_loss=rec.get("initial_loss"),
+        diverged_step=rec.get("diverged_step"),
+        lr_matrix=mat[0]["lr"] if mat else None,
+        wd_matrix=mat[0]["wd"] if mat else None,
+        lr_vector=vec[0]["lr"] if vec else None,
+        tau_matrix=mat[0]["tau"] if mat else None,
         timescales=min((g["timescales"] for g in mat), default=None),
-        steps=rec.get("steps"), tokens=rec.get("tokens"), tokens_per_s=rec.get("tokens_per_s"),
-        wall_s=rec.get("wall_s"), stack_size=rec.get("stack_size"), device=rec.get("device"),
-        lwscale_version=rec.get("lwscale_version"), reason=rec.get("reason"),
-        tflops=rec.get("tflops"), mfu=rec.get("mfu"), **diagnostics_summary(rec),
+        steps=rec.get("steps"),
+        tokens=rec.get("tokens"),
+        tokens_per_s=rec.get("tokens_per_s"),
+        wall_s=rec.get("wall_s"),
+        stack_size=rec.get("stack_size"),
+        device=rec.get("device"),
+        lwscale_version=rec.get("lwscale_version"),
+        reason=rec.get("reason"),
+        tflops=rec.get("tflops"),
+        mfu=rec.get("mfu"),
+        **diagnostics_summary(rec),
     )
     return row
 
@@ -331,5 +400,9 @@ def find_run(path: str | Path | None, runs_dir: str | Path = "runs") -> Path:
     runs = [d for d in base.iterdir() if (d / "spec.yaml").exists()] if base.is_dir() else []
     if not runs:
         raise UserError(f"no runs found under ./{base}; pass RUN_DIR")
-    return max(runs, key=lambda d: (d / "results.csv").stat().st_mtime if (d / "results.csv").exists()
-               else (d / "spec.yaml").stat().st_mtime)
+    return max(
+        runs,
+        key=lambda d: (
+            (d / "results.csv").stat().st_mtime if (d / "results.csv").exists() else (d / "spec.yaml").stat().st_mtime
+        ),
+    )

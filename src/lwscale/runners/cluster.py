@@ -16,6 +16,7 @@ array is submitted; follow it with ``lwscale status RUN_DIR``.
 
 All runners write the same run directory, which may sit on a shared filesystem.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,9 +25,10 @@ import sys
 from typing import Callable
 
 from lwscale.core.errors import UserError
-from lwscale.sweep.spec import Spec, parse_spec, with_overrides
+from lwscale.core.log import quiet
 from lwscale.runners.local import SweepResult, open_run
 from lwscale.runners.stack import RunSummary
+from lwscale.sweep.spec import Spec, parse_spec, with_overrides
 
 SIGNAL_DELAY_S = 90  # submitit's --signal=USR2@90: the warning a Slurm task gets before its time limit
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # submitit's local jobs are killed after their timeout: a month
@@ -54,8 +56,9 @@ class WorkerJob:
     has ``checkpoint``, which is what submitit requeues a timed-out job for), and the
     requeued task resumes the stack from that checkpoint."""
 
-    def __call__(self, spec_data: dict, out_dir: str | None, retry_failed: bool,
-                 cells: list[str] | None = None) -> dict:
+    def __call__(
+        self, spec_data: dict, out_dir: str | None, retry_failed: bool, cells: list[str] | None = None
+    ) -> dict:
         import os
         import signal
 
@@ -67,8 +70,10 @@ class WorkerJob:
             try:
                 return self._train(spec, out_dir, retry_failed, cells, log)
             except Preempted as stop:
-                log(f"stopped by {signal.Signals(stop.signum).name}: finished cells are kept, the stack in "
-                    "flight resumes from its checkpoint")
+                log(
+                    f"stopped by {signal.Signals(stop.signum).name}: finished cells are kept, the stack in "
+                    "flight resumes from its checkpoint"
+                )
                 requeue = previous.get(signal.SIGUSR2)
                 if stop.signum == signal.SIGUSR2 and callable(requeue):
                     requeue(signal.SIGUSR2, None)  # submitit's: checkpoint(), scontrol requeue, exit
@@ -92,8 +97,11 @@ class WorkerJob:
         while True:
             result = run_sweep(spec, out_dir, retry_failed=retry_failed, update_spec=False, cells=left, log=log)
             s = result.summary
-            summary.done, summary.diverged, summary.failed = (summary.done + s.done, summary.diverged + s.diverged,
-                                                              summary.failed + s.failed)
+            summary.done, summary.diverged, summary.failed = (
+                summary.done + s.done,
+                summary.diverged + s.diverged,
+                summary.failed + s.failed,
+            )
             summary.failures += s.failures
             interrupted = result.interrupted
             left = [cid for cid in left if store.record_stamp(cid) == before[cid]]  # no record written since
@@ -102,8 +110,13 @@ class WorkerJob:
             wait_for_claimed(store, left, spec.runner.claim_timeout_minutes * 60, log)
         if before:
             _settle_table(store, plan)
-        return {"done": summary.done, "diverged": summary.diverged, "failed": summary.failed,
-                "failures": summary.failures, "interrupted": interrupted}
+        return {
+            "done": summary.done,
+            "diverged": summary.diverged,
+            "failed": summary.failed,
+            "failures": summary.failures,
+            "interrupted": interrupted,
+        }
 
 
 worker_job = WorkerJob()
@@ -114,6 +127,7 @@ def _settle_table(store, plan) -> None:
     finish together (array tasks on two nodes) each rebuild it after their own record, and
     the last to write it may have read the records before another's landed; whoever writes
     last sees any record newer than its reading here and rebuilds again."""
+
     def state() -> dict:
         return {p.parent.name: p.stat().st_mtime_ns for p in store.cells_dir.glob("*/record.json")}
 
@@ -125,8 +139,7 @@ def _settle_table(store, plan) -> None:
 
 
 # ---- gpus --------------------------------------------------------------------------------------
-def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False,
-             log: Callable[[str], None] = lambda s: None) -> SweepResult:
+def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = quiet) -> SweepResult:
     import torch
 
     submitit = _import_submitit()
@@ -160,8 +173,10 @@ def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False,
             except Exception as exc:  # a worker that crashed: its cells stay claimed until stale
                 msg = str(exc).strip().splitlines()
                 summary.failures.append(f"worker {job.job_id} crashed: {msg[-1] if msg else exc}")
-                log(f"warning: worker {job.job_id} crashed ({msg[-1] if msg else exc}); its log is in {folder}; "
-                    "its cells stay pending: run the same command again to resume")
+                log(
+                    f"warning: worker {job.job_id} crashed ({msg[-1] if msg else exc}); its log is in {folder}; "
+                    "its cells stay pending: run the same command again to resume"
+                )
                 continue
             for k in ("done", "diverged", "failed"):
                 setattr(summary, k, getattr(summary, k) + res[k])
@@ -198,8 +213,7 @@ def slurm_parameters(spec: Spec) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
-                 log: Callable[[str], None] = lambda s: None) -> list[str]:
+def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = quiet) -> list[str]:
     """Submit one array task per pending stack; return the job ids. Cells that a live
     worker holds (an earlier array's running task) are left to it. A refused submission
     (sbatch's error, or no sbatch) is one UserError line and leaves no submission files."""
@@ -213,8 +227,9 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     claims, timeout_s = read_claims(store.root), spec.runner.claim_timeout_minutes * 60
     held = [c for c in todo if c.id in claims and not claims[c.id].stale(timeout_s)]
     if held:
-        log(f"{len(held)} unfinished cells are being trained now (live claims, see lwscale status): "
-            "not submitted again")
+        log(
+            f"{len(held)} unfinished cells are being trained now (live claims, see lwscale status): not submitted again"
+        )
         todo = [c for c in todo if c not in held]
     if not todo:
         log("nothing to submit: every cell is finished" if not held else "nothing else to submit")
@@ -222,10 +237,12 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     k = spec.train.cells_per_stack
     if k == "auto":
         if not torch.cuda.is_available():
-            raise UserError("runner slurm: train.cells_per_stack is 'auto', but K cannot be measured on this "
-                            "machine (no GPU); set train.cells_per_stack or pass --cells-per-stack")
-        from lwscale.training.loop import resolve_device
+            raise UserError(
+                "runner slurm: train.cells_per_stack is 'auto', but K cannot be measured on this "
+                "machine (no GPU); set train.cells_per_stack or pass --cells-per-stack"
+            )
         from lwscale.runners.stacking import choose_k
+        from lwscale.training.loop import resolve_device
 
         k = choose_k(spec, todo, resolve_device("cuda"), log, run_dir=store.root)
     from lwscale.training.checkpoint import saved_stacks
@@ -233,9 +250,11 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     stacks = make_stacks(todo, k, saved_stacks(store.root))
     minutes = spec.runner.slurm.time_minutes
     if minutes * 60 < 2 * SIGNAL_DELAY_S:
-        log(f"warning: runner.slurm.time_minutes is {minutes}: Slurm signals each task {SIGNAL_DELAY_S} s before "
+        log(
+            f"warning: runner.slurm.time_minutes is {minutes}: Slurm signals each task {SIGNAL_DELAY_S} s before "
             "its time limit, and the task then saves its stack and requeues (at most 3 times), so it trains for "
-            f"at most {max(0, minutes * 60 - SIGNAL_DELAY_S)} s a time; ask for more time")
+            f"at most {max(0, minutes * 60 - SIGNAL_DELAY_S)} s a time; ask for more time"
+        )
     folder = store.root / "slurm"
     try:
         executor = submitit.SlurmExecutor(folder=folder / "%j", python=sys.executable)
@@ -244,29 +263,46 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False,
     executor.update_parameters(**slurm_parameters(spec))
     n = len(stacks)
     # each task trains exactly its stack: K = its size, the device the node has
-    specs = [with_overrides(spec, "slurm runner", train={"device": "auto", "cells_per_stack": len(s)})
-             .model_dump(mode="json") for s in stacks]
+    specs = [
+        with_overrides(spec, "slurm runner", train={"device": "auto", "cells_per_stack": len(s)}).model_dump(
+            mode="json"
+        )
+        for s in stacks
+    ]
     root = str(store.root.parent.resolve())  # the tasks' working directory may differ from ours
     before = set(folder.iterdir()) if folder.is_dir() else set()
     try:
         # submitit copies sbatch's stderr to ours before raising with it: keep it for the one line below
         with contextlib.redirect_stderr(io.StringIO()):
-            jobs = executor.map_array(worker_job, specs, [root] * n, [retry_failed] * n,
-                                      [[c.id for c in s] for s in stacks])
+            jobs = executor.map_array(
+                worker_job, specs, [root] * n, [retry_failed] * n, [[c.id for c in s] for s in stacks]
+            )
     except Exception as exc:  # sbatch refused, or is missing: nothing was submitted
         _remove_new(folder, before)
         if isinstance(exc, FileNotFoundError):
-            raise UserError("runner slurm: sbatch is not on PATH (submit from a Slurm login node); "
-                            "nothing was submitted") from None
+            raise UserError(
+                "runner slurm: sbatch is not on PATH (submit from a Slurm login node); nothing was submitted"
+            ) from None
         lines = str(exc).strip().splitlines()
         why = (lines[-1] if lines else str(exc)).removeprefix("sbatch: error: ")
         s = spec.runner.slurm
-        asked = ", ".join(f"{k} {v}" for k, v in (("partition", s.partition), ("account", s.account),
-                                                  ("qos", s.qos), ("time_minutes", s.time_minutes)) if v)
-        raise UserError(f"runner slurm: sbatch refused the job array: {why} (runner.slurm: {asked}); "
-                        "nothing was submitted") from None
-    log(f"submitted a Slurm array of {n} tasks (one per stack, {len(todo)} cells): job {jobs[0].job_id.split('_')[0]}; "
-        f"logs in {folder}; follow with: lwscale status {store.root}")
+        asked = ", ".join(
+            f"{k} {v}"
+            for k, v in (
+                ("partition", s.partition),
+                ("account", s.account),
+                ("qos", s.qos),
+                ("time_minutes", s.time_minutes),
+            )
+            if v
+        )
+        raise UserError(
+            f"runner slurm: sbatch refused the job array: {why} (runner.slurm: {asked}); nothing was submitted"
+        ) from None
+    log(
+        f"submitted a Slurm array of {n} tasks (one per stack, {len(todo)} cells): job {jobs[0].job_id.split('_')[0]}; "
+        f"logs in {folder}; follow with: lwscale status {store.root}"
+    )
     return [j.job_id for j in jobs]
 
 

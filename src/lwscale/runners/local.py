@@ -6,24 +6,25 @@ the sweep goes on; on out-of-memory a stack of K > 1 is split in halves and retr
 Every finished stack's records are written before the next stack starts, so an interrupt
 loses only the stack in flight.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-
 from lwscale.core.errors import UserError
-from lwscale.sweep.plan import Cell, Plan, make_plan
-from lwscale.sweep.spec import Spec
+from lwscale.core.log import quiet
 from lwscale.rundir.store import Store
 from lwscale.runners.stack import RunSummary, make_stacks
+from lwscale.sweep.plan import Cell, Plan, make_plan
+from lwscale.sweep.spec import Spec
 
 
 @dataclass
 class SweepResult:
     store: Store
-    plan: "object"
-    table: "object"            # pandas DataFrame of results.csv
+    plan: object
+    table: object  # pandas DataFrame of results.csv
     summary: RunSummary
     interrupted: bool = False
 
@@ -40,11 +41,17 @@ class Progress:
 class OpenRun(NamedTuple):
     plan: Plan
     store: Store
-    todo: list[Cell]              # the plan's cells still to train
+    todo: list[Cell]  # the plan's cells still to train
 
 
-def open_run(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = lambda s: None,
-             update_spec: bool = True, cells=None) -> OpenRun:
+def open_run(
+    spec: Spec,
+    out_dir=None,
+    retry_failed: bool = False,
+    log: Callable[[str], None] = quiet,
+    update_spec: bool = True,
+    cells=None,
+) -> OpenRun:
     """What every runner does first: plan the spec, open (or create) its run directory and
     list the cells still to train, only those in ``cells`` (ids) when given. The store's
     warnings (corrupt records, cells of another version) go to ``log``."""
@@ -64,33 +71,52 @@ def open_run(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable
     return OpenRun(plan, store, todo)
 
 
-def run_sweep(spec: Spec, out_dir=None, retry_failed: bool = False, progress: Progress | None = None,
-              log: Callable[[str], None] = lambda s: None, update_spec: bool = True,
-              cells=None) -> SweepResult:
+def run_sweep(
+    spec: Spec,
+    out_dir=None,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = quiet,
+    update_spec: bool = True,
+    cells=None,
+) -> SweepResult:
     """Plan the spec, open its run directory, train every pending cell stack by stack in
     this process, and rebuild results.csv (after each stack, and at the end unless the last
     stack's rebuild already holds everything). Ctrl-C stops after writing what finished.
     ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
     from lwscale.data.load import load_dataset
-    from lwscale.training.loop import resolve_device
     from lwscale.runners.stacking import choose_k
+    from lwscale.training.loop import resolve_device
 
     progress = progress or Progress()
     plan, store, todo = open_run(spec, out_dir, retry_failed, log, update_spec, cells)
     device = resolve_device(spec.train.device)
-    log(f"run directory {store.root}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already finished, "
-        f"{len(todo)} to train on {device}")
+    log(
+        f"run directory {store.root}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already finished, "
+        f"{len(todo)} to train on {device}"
+    )
     summary, interrupted, table = RunSummary(), False, None
     if todo:
         m = spec.model
-        dataset = load_dataset(spec.data, m.seq_len, spec.train.batch_size, spec.train.eval_tokens, device,
-                               max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim, log=log)
+        dataset = load_dataset(
+            spec.data,
+            m.seq_len,
+            spec.train.batch_size,
+            spec.train.eval_tokens,
+            device,
+            max_width=max(m.widths),
+            depth=m.depth,
+            head_dim=m.head_dim,
+            log=log,
+        )
         dataset.prepare(sorted({c.seed for c in todo}), max(c.steps for c in todo))
         passes = dataset.passes(max(c.steps for c in todo))
         if passes > 1:
-            log(f"warning: the longest cells read the training text {passes:.1f} times over "
+            log(
+                f"warning: the longest cells read the training text {passes:.1f} times over "
                 f"({spec.train.batch_size} x {m.seq_len + 1} tokens a step): they see repeated data, so a "
-                "loss can fall by memorising; use a larger corpus, fewer steps or source: synthetic")
+                "loss can fall by memorising; use a larger corpus, fewer steps or source: synthetic"
+            )
         if spec.model.factory:
             from lwscale.model.user import preflight
 

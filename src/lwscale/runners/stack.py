@@ -5,6 +5,7 @@ trains one (lwscale/training/loop.py) and writes a record per cell, a failure in
 out-of-memory a stack of K > 1 is split in halves and retried, any other exception marks its
 cells ``failed`` with the reason, and a full disk stops the sweep so that a rerun resumes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -37,6 +38,7 @@ def make_stacks(cells: list[Cell], k: int | dict[int, int], reserved: list[list[
     Each of ``reserved`` (cell ids in stacking order: the stacks that have a checkpoint,
     lwscale.training.checkpoint.saved_stacks) whose cells are all here, can share a model and fit in
     k is kept whole, first, so that it resumes; the other cells are cut as usual."""
+
     def size_for(width: int) -> int:
         return k if isinstance(k, int) else k.get(width, 1)
 
@@ -63,9 +65,16 @@ def make_stacks(cells: list[Cell], k: int | dict[int, int], reserved: list[list[
 
 def failed_record(cell: Cell, reason: str) -> dict:
     return {
-        "id": cell.id, "status": "failed", "reason": reason, "width": cell.width, "seed": cell.seed,
-        "steps": cell.steps, "warmup": cell.warmup, "model": cell.model.to_dict(),
-        "groups": [g.__dict__ for g in cell.groups], "labels": [lab.__dict__ for lab in cell.labels],
+        "id": cell.id,
+        "status": "failed",
+        "reason": reason,
+        "width": cell.width,
+        "seed": cell.seed,
+        "steps": cell.steps,
+        "warmup": cell.warmup,
+        "model": cell.model.to_dict(),
+        "groups": [g.__dict__ for g in cell.groups],
+        "labels": [lab.__dict__ for lab in cell.labels],
     }
 
 
@@ -83,9 +92,17 @@ def disk_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, device: torch.device,
-              summary: RunSummary, on_progress=None, on_start: Callable | None = None,
-              checkpoint_for: Callable | None = None) -> None:
+def run_stack(
+    stack: list[Cell],
+    spec: Spec,
+    store: Store,
+    dataset: Dataset,
+    device: torch.device,
+    summary: RunSummary,
+    on_progress=None,
+    on_start: Callable | None = None,
+    checkpoint_for: Callable | None = None,
+) -> None:
     """Train one stack and write its records; failures become records too.
     ``checkpoint_for(stack)`` gives the stack's checkpoint (see lwscale.training.checkpoint)."""
     if on_start:
@@ -109,8 +126,10 @@ def run_stack(stack: list[Cell], spec: Spec, store: Store, dataset: Dataset, dev
     except Exception as exc:  # a failing stack is data; the sweep goes on
         full = disk_error(exc)
         if full is not None:  # a full disk is not the cells' result: stop, and let a rerun resume
-            raise WriteError(f"cannot write {full.filename or 'a file'}: {full.strerror or full}; finished cells "
-                             "are kept, rerun to resume once there is space") from None
+            raise WriteError(
+                f"cannot write {full.filename or 'a file'}: {full.strerror or full}; finished cells "
+                "are kept, rerun to resume once there is space"
+            ) from None
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         summary.failures.append(reason + "\n" + traceback.format_exc(limit=3))
         records = [failed_record(c, reason) for c in stack]

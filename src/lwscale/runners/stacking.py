@@ -11,6 +11,7 @@ A run keeps the K it chose, per width and device, in ``<run>/cells_per_stack.jso
 rerun uses it instead of timing again: a stack's id hashes its cells, so another K would
 make other stacks, and a killed stack's checkpoint would never be resumed.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ from typing import Callable
 
 import torch
 
-from lwscale.sweep.spec import Spec
 from lwscale.core.files import atomic_write_text
+from lwscale.core.log import quiet
+from lwscale.sweep.spec import Spec
 
 MEMORY_FRACTION = 0.85
 MAX_K = 64
@@ -58,9 +60,14 @@ def _save_k(run_dir: Path, device: torch.device, chosen: dict[int, int]) -> None
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
-def choose_k(spec: Spec, cells: list, device: torch.device,
-             log: Callable[[str], None] = lambda s: None, run_dir: Path | None = None,
-             save: bool = True) -> dict[int, int]:
+def choose_k(
+    spec: Spec,
+    cells: list,
+    device: torch.device,
+    log: Callable[[str], None] = quiet,
+    run_dir: Path | None = None,
+    save: bool = True,
+) -> dict[int, int]:
     """K for each width of these cells: the spec's number, or chosen automatically (the K
     the run in ``run_dir`` chose earlier on this kind of device, else measured and saved
     there unless ``save`` is False: a dry run writes nothing)."""
@@ -74,12 +81,16 @@ def choose_k(spec: Spec, cells: list, device: torch.device,
     for w in widths:
         if w in earlier:
             out[w] = earlier[w]
-            log(f"width {w}: {out[w]} cells per stack (chosen earlier in this run, kept so that its stacks and "
-                "their checkpoints stay the same)")
+            log(
+                f"width {w}: {out[w]} cells per stack (chosen earlier in this run, kept so that its stacks and "
+                "their checkpoints stay the same)"
+            )
             continue
         group = [c for c in cells if c.width == w]
-        n = max(len(list(g)) for _, g in groupby(sorted(group, key=lambda c: repr(c.stack_key())),
-                                                 key=lambda c: repr(c.stack_key())))
+        n = max(
+            len(list(g))
+            for _, g in groupby(sorted(group, key=lambda c: repr(c.stack_key())), key=lambda c: repr(c.stack_key()))
+        )
         if device.type == "cuda":
             out[w] = k_for_memory(group[0].model, spec, device, n)
             log(f"width {w}: {out[w]} cells per stack (from measured memory, {MEMORY_FRACTION:.0%} of free)")
@@ -91,8 +102,14 @@ def choose_k(spec: Spec, cells: list, device: torch.device,
     return out
 
 
-def k_for_memory(cfg, spec: Spec, device: torch.device, n_max: int,
-                 measure: Callable[[int], int] | None = None, free: int | None = None) -> int:
+def k_for_memory(
+    cfg,
+    spec: Spec,
+    device: torch.device,
+    n_max: int,
+    measure: Callable[[int], int] | None = None,
+    free: int | None = None,
+) -> int:
     """The largest K whose stack fits in MEMORY_FRACTION of free memory, from the measured
     peak memory of K = 1 and K = 2 (their difference is one cell's share)."""
     from lwscale.training.loop import peak_step_memory
@@ -108,8 +125,14 @@ def k_for_memory(cfg, spec: Spec, device: torch.device, n_max: int,
     return max(1, min(k, n_max, MAX_K))
 
 
-def k_for_speed(cfg, spec: Spec, device: torch.device, n_max: int, log: Callable[[str], None] = lambda s: None,
-                time_fn: Callable[[int], float] | None = None) -> int:
+def k_for_speed(
+    cfg,
+    spec: Spec,
+    device: torch.device,
+    n_max: int,
+    log: Callable[[str], None] = quiet,
+    time_fn: Callable[[int], float] | None = None,
+) -> int:
     """K = 1 unless a larger stack is at least 5% faster per cell in a short timing.
 
     Candidates are tried in increasing K and the search stops at the first that is not
@@ -132,6 +155,8 @@ def k_for_speed(cfg, spec: Spec, device: torch.device, n_max: int, log: Callable
     best = min(per_cell, key=per_cell.get)
     if best > 1 and per_cell[1] / per_cell[best] < 1.05:
         best = 1
-    log(f"width {cfg.width}: {best} cells per stack (timed: {per_cell[1] / per_cell[best]:.2f}x "
-        "the one-by-one speed per cell)")
+    log(
+        f"width {cfg.width}: {best} cells per stack (timed: {per_cell[1] / per_cell[best]:.2f}x "
+        "the one-by-one speed per cell)"
+    )
     return best

@@ -7,11 +7,13 @@ target's steps), that rule, its points as explicit grid pairs, and the fresh see
 through the same runner into the same run directory, keeping the swept ``spec.yaml``; a cell
 the run already holds is found done and not trained again.
 """
+
 from __future__ import annotations
 
 from typing import Callable
 
 from lwscale.core.errors import UserError
+from lwscale.core.log import quiet
 from lwscale.sweep.spec import Spec, parse_spec
 
 
@@ -24,12 +26,21 @@ def target_horizon(spec: Spec, target: int, steps: int | None) -> int | None:
         if spec.steps_at(target, h) == steps:
             return h
     have = ", ".join(f"{spec.steps_at(target, h):,}" for h in spec.horizons())
-    raise UserError(f"transfer --train trains the target at the run's own lengths ({have} steps at width "
-                    f"{target}), not {steps:,}: add that length to train.steps in a new run")
+    raise UserError(
+        f"transfer --train trains the target at the run's own lengths ({have} steps at width "
+        f"{target}), not {steps:,}: add that length to train.steps in a new run"
+    )
 
 
-def derived_spec(spec: Spec, rule: str, target: int, points: list[tuple[float, float]], seeds: list[int],
-                 name: str | None = None, steps: int | None = None) -> Spec:
+def derived_spec(
+    spec: Spec,
+    rule: str,
+    target: int,
+    points: list[tuple[float, float]],
+    seeds: list[int],
+    name: str | None = None,
+    steps: int | None = None,
+) -> Spec:
     """The run's spec narrowed to the target width at ``steps`` (default: its horizon(s) as
     swept), one rule, ``points`` as grid pairs and ``seeds``. Its cells have the ids the run's
     own would: the settings a cell id hashes are left as they are (docs/records.md)."""
@@ -39,13 +50,14 @@ def derived_spec(spec: Spec, rule: str, target: int, points: list[tuple[float, f
     data["name"] = name or spec.name
     r = get_rule(rule)
     data["model"]["widths"] = [target]
-    data["model"]["base_width"] = spec.model.d0          # the base stays the swept one
+    data["model"]["base_width"] = spec.model.d0  # the base stays the swept one
     data["grid"] = {"pairs": [[eta, wd] for eta, wd in points]}
-    data["rules"] = [{"name": "custom", "a": r.a, "g": r.g, "h": r.h, "h_lr": r.h_lr} if r.name == "custom"
-                     else r.label()]
+    data["rules"] = [
+        {"name": "custom", "a": r.a, "g": r.g, "h": r.h, "h_lr": r.h_lr} if r.name == "custom" else r.label()
+    ]
     data["train"]["seeds"] = seeds
     horizon = target_horizon(spec, target, steps)
-    if horizon is not None and spec.multi_horizon:      # one horizon of several: the rest of the spec as is
+    if horizon is not None and spec.multi_horizon:  # one horizon of several: the rest of the spec as is
         data["train"]["steps_by_width"] = {target: [horizon]}
     return parse_spec(data, f"transfer --train ({rule})")
 
@@ -62,16 +74,24 @@ def fresh_seeds(spec: Spec, n: int) -> list[int]:
     return out
 
 
-def train_points(spec: Spec, run_root, target: int, points: dict[str, set[tuple[float, float]]], seeds: list[int],
-                 log: Callable[[str], None] = lambda s: None, progress=None, steps: int | None = None) -> None:
+def train_points(
+    spec: Spec,
+    run_root,
+    target: int,
+    points: dict[str, set[tuple[float, float]]],
+    seeds: list[int],
+    log: Callable[[str], None] = quiet,
+    progress=None,
+    steps: int | None = None,
+) -> None:
     """Train, per rule, the target cells at ``points`` (base (eta, lambda)) on ``seeds``, into
     the run, at the target's ``steps`` (a run of several horizons). Cells the run already
     holds, under any rule, are found done and not trained again."""
-    from lwscale.sweep.plan import make_plan
-    from lwscale.runners.local import run_sweep
     from lwscale.rundir.store import Store
+    from lwscale.runners.local import run_sweep
+    from lwscale.sweep.plan import make_plan
 
-    target_horizon(spec, target, steps)   # a length the run has not trained: one line, before anything trains
+    target_horizon(spec, target, steps)  # a length the run has not trained: one line, before anything trains
     store, plan = Store(run_root), None
     for rule, pts in points.items():
         d = derived_spec(spec, rule, target, sorted(pts), seeds, name=run_root.name, steps=steps)

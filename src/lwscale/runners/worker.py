@@ -14,6 +14,7 @@ boundary: the stack in flight saves its checkpoint, its claim is released and ``
 is raised, so the task that picks the stack up next resumes from that step without waiting
 for the claim to go stale (see ``stop_on_signals``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,11 +24,12 @@ import socket
 import time
 from typing import Callable
 
-from lwscale.training.checkpoint import StackCheckpoint, WriteError, prune
+from lwscale.core.log import quiet
 from lwscale.rundir.claims import claim
-from lwscale.sweep.plan import Cell
 from lwscale.rundir.store import FINISHED
 from lwscale.runners.stack import RunSummary, run_stack
+from lwscale.sweep.plan import Cell
+from lwscale.training.checkpoint import StackCheckpoint, WriteError, prune
 
 
 class Preempted(BaseException):
@@ -99,8 +101,18 @@ def _unchanged(store, cell: Cell, planned: dict) -> bool:
     return rec is None or rec["status"] not in FINISHED
 
 
-def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: RunSummary, progress,
-         log: Callable[[str], None] = lambda s: None, wait: bool = True):
+def work(
+    stacks: list[list[Cell]],
+    spec,
+    store,
+    plan,
+    dataset,
+    device,
+    summary: RunSummary,
+    progress,
+    log: Callable[[str], None] = quiet,
+    wait: bool = True,
+):
     """Train the stacks this worker wins. Returns results.csv's table when the last stack's
     rebuild wrote it (nothing of this worker's changed since), else None: the caller rebuilds.
 
@@ -111,8 +123,11 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
     timeout_s = r.claim_timeout_minutes * 60
     every_s = None if r.checkpoint_minutes is None else r.checkpoint_minutes * 60
     # each record's state when the cells were listed; a cell listed elsewhere: its state now
-    planned = {c.id: store.listed[c.id] if c.id in store.listed else store.record_stamp(c.id)
-               for stack in stacks for c in stack}
+    planned = {
+        c.id: store.listed[c.id] if c.id in store.listed else store.record_stamp(c.id)
+        for stack in stacks
+        for c in stack
+    }
     trained = 0
     table = None
 
@@ -130,13 +145,16 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
             mine = [c for c in stack if won is not None and c.id in won.cells and _unchanged(store, c, planned)]
             table = None  # until this stack's records are in it; other workers' may land meanwhile
             if mine:
-                run_stack(mine, spec, store, dataset, device, summary, progress.step, progress.stack_started,
-                          checkpoint_for)
+                run_stack(
+                    mine, spec, store, dataset, device, summary, progress.step, progress.stack_started, checkpoint_for
+                )
                 trained += len(mine)
                 table = store.rebuild_table(plan)
         except OSError as exc:  # writing a claim, a record or the table: disk full, no permission
-            raise WriteError(f"cannot write {exc.filename or store.root}: {exc.strerror or exc}; "
-                             "finished cells are kept, rerun to resume once this is fixed") from None
+            raise WriteError(
+                f"cannot write {exc.filename or store.root}: {exc.strerror or exc}; "
+                "finished cells are kept, rerun to resume once this is fixed"
+            ) from None
         finally:
             if won is not None:
                 won.release()
@@ -150,9 +168,11 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
         progress.stack_finished(stack)
     if wait and waiting:
         n = sum(map(len, waiting))
-        log(f"waiting for {n} cell{'s' if n > 1 else ''} that other workers are training: this worker returns "
+        log(
+            f"waiting for {n} cell{'s' if n > 1 else ''} that other workers are training: this worker returns "
             f"once they are finished, and trains any whose worker stops (its claim goes stale after "
-            f"{r.claim_timeout_minutes:g} min); Ctrl-C stops waiting, they stay theirs")
+            f"{r.claim_timeout_minutes:g} min); Ctrl-C stops waiting, they stay theirs"
+        )
         while waiting:
             deadline = time.monotonic() + POLL_S
             while time.monotonic() < deadline:
@@ -163,13 +183,16 @@ def work(stacks: list[list[Cell]], spec, store, plan, dataset, device, summary: 
     if not r.keep_checkpoints:  # a stack cut otherwise than its checkpoint's, whose cells are all finished
         prune(store.root, lambda cid: (store.read_record(cid) or {}).get("status") in FINISHED)
     skipped = len(planned) - trained
-    log(f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "
-        f"{summary.diverged} diverged, {summary.failed} failed); {skipped} were taken by other workers")
+    log(
+        f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "
+        f"{summary.diverged} diverged, {summary.failed} failed); {skipped} were taken by other workers"
+    )
     return table
 
 
-def wait_for_claimed(store, cell_ids: list[str], timeout_s: float, log: Callable[[str], None] = lambda s: None,
-                     poll_s: float | None = None) -> None:
+def wait_for_claimed(
+    store, cell_ids: list[str], timeout_s: float, log: Callable[[str], None] = quiet, poll_s: float | None = None
+) -> None:
     """Wait while every cell of ``cell_ids`` is held by a live claim of another worker:
     return as soon as one has no claim (its holder finished or released it) or a stale one
     (its holder died: the next ``claim`` takes it over). A stop signal ends the wait with

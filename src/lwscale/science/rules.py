@@ -29,6 +29,7 @@ exactly the same model for the same physical numbers; ``coupled_wd`` converts.
 
 Everything here is plain arithmetic on floats: no torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,8 @@ class Rule:
     a: float
     g: float
     mup: bool = True
-    h: float = 0.0      # matrix wd ~ (S/S0)**-h
-    h_lr: float = 0.0   # every lr ~ (S/S0)**-h_lr
+    h: float = 0.0  # matrix wd ~ (S/S0)**-h
+    h_lr: float = 0.0  # every lr ~ (S/S0)**-h_lr
 
     @property
     def horizon(self) -> bool:
@@ -75,7 +76,7 @@ class Rule:
         extra = self._horizon_args()
         return f"{self.name}({','.join(extra)})" if extra else self.name
 
-    def width_only(self) -> "Rule":
+    def width_only(self) -> Rule:
         """The same rule without its horizon exponents."""
         return replace(self, h=0.0, h_lr=0.0)
 
@@ -92,8 +93,7 @@ DEFAULT_RULE = "sqrt-wd"
 def _finite(**values: float) -> None:
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
-        raise RuleError("rule exponents must be finite numbers, got "
-                        + ", ".join(f"{k}={v}" for k, v in bad.items()))
+        raise RuleError("rule exponents must be finite numbers, got " + ", ".join(f"{k}={v}" for k, v in bad.items()))
 
 
 def custom(a: float, g: float, h: float = 0.0, h_lr: float = 0.0) -> Rule:
@@ -110,8 +110,10 @@ def with_horizon(rule: Rule | str, h: float = 0.0, h_lr: float = 0.0) -> Rule:
     return replace(get_rule(rule), h=float(h), h_lr=float(h_lr))
 
 
-_RULE_SYNTAX = ("choose one of " + ", ".join(PRESETS) + " or custom(a=..,g=..), optionally with horizon "
-                "exponents: sqrt-wd(h=1), custom(a=1,g=0.5,h=1,h_lr=0)")
+_RULE_SYNTAX = (
+    "choose one of " + ", ".join(PRESETS) + " or custom(a=..,g=..), optionally with horizon "
+    "exponents: sqrt-wd(h=1), custom(a=1,g=0.5,h=1,h_lr=0)"
+)
 
 
 def get_rule(name: str | Rule) -> Rule:
@@ -123,7 +125,7 @@ def get_rule(name: str | Rule) -> Rule:
     """
     if isinstance(name, Rule):
         return name
-    key = "".join(str(name).split())   # "sqrt-wd( h = 1 )" reads as sqrt-wd(h=1)
+    key = "".join(str(name).split())  # "sqrt-wd( h = 1 )" reads as sqrt-wd(h=1)
     if key in PRESETS:
         return PRESETS[key]
     head, paren, rest = key.partition("(")
@@ -143,7 +145,9 @@ def get_rule(name: str | Rule) -> Rule:
             raise KeyError("h")
         return with_horizon(PRESETS[head], **kv)
     except (ValueError, KeyError) as exc:
-        example = "custom(a=1,g=0.5) or custom(a=1,g=0.5,h=1)" if head == "custom" else f"{head}(h=1) or {head}(h=1,h_lr=0.5)"
+        example = (
+            "custom(a=1,g=0.5) or custom(a=1,g=0.5,h=1)" if head == "custom" else f"{head}(h=1) or {head}(h=1,h_lr=0.5)"
+        )
         raise RuleError(f"cannot read rule {key!r}: write it as {example}") from exc
 
 
@@ -168,7 +172,7 @@ def class_hparams(
         raise RuleError(f"width multiplier must be positive, got {m}")
     if horizon <= 0 or not math.isfinite(horizon):
         raise RuleError(f"horizon ratio S/S0 must be positive, got {horizon}")
-    lr_h = horizon ** (-rule.h_lr) if rule.h_lr else 1.0      # exactly 1 for a width-only rule
+    lr_h = horizon ** (-rule.h_lr) if rule.h_lr else 1.0  # exactly 1 for a width-only rule
     if cls == "vector":
         return eta * vector_lr_mult * lr_h, 0.0
     if cls != "matrix":
@@ -181,6 +185,22 @@ def class_hparams(
         # physical per-step decay lr*wd scales as m**(g-a) * rho**(-h-h_lr) whatever the mode
         return lr, lam * m ** (rule.g - rule.a) * wd_h * lr_h
     raise RuleError(f"unknown weight-decay mode {wd_mode!r}; use coupled or independent")
+
+
+def optimizer_hparams(
+    rule: Rule | str,
+    eta: float,
+    lam: float,
+    m: float,
+    cls: ParamClass,
+    wd_mode: WdMode = "coupled",
+    vector_lr_mult: float = 1.0,
+    horizon: float = 1.0,
+) -> tuple[float, float]:
+    """(peak lr, coupled wd) of one parameter class, as torch.optim.AdamW takes them: ``class_hparams``
+    then ``coupled_wd``. Every optimizer group, table and transfer reads its numbers here."""
+    lr, wd = class_hparams(rule, eta, lam, m, cls, wd_mode, vector_lr_mult, horizon)
+    return lr, coupled_wd(lr, wd, wd_mode)
 
 
 def coupled_wd(lr: float, wd: float, wd_mode: WdMode) -> float:
@@ -203,4 +223,3 @@ def timescale(lr: float, wd_coupled: float) -> float:
     """AdamW's EMA timescale tau = 1/(lr*wd) in steps (inf without decay)."""
     d = lr * wd_coupled
     return math.inf if d <= 0 else 1.0 / d
-

@@ -1,11 +1,13 @@
 """Learning-rate schedules: lr_t = lr_peak * factor(t). Linear warmup, then cosine / WSD / constant."""
+
 from __future__ import annotations
 
 import math
 
 
-def lr_factor(step: int, steps: int, warmup: int, schedule: str, min_ratio: float = 0.1,
-              decay_frac: float = 0.2) -> float:
+def lr_factor(
+    step: int, steps: int, warmup: int, schedule: str, min_ratio: float = 0.1, decay_frac: float = 0.2
+) -> float:
     """The factor applied to every peak lr at optimizer step ``step`` (0-based)."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup

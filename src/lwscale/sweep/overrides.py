@@ -5,6 +5,7 @@ Each override is a dotted key and a YAML value (``train.steps=50``, ``grid.wd='[
 the file is (``spec.with_overrides``), so an unknown key or a bad value is the same one-line
 error, naming the override; the run's ``spec.yaml`` then records the overridden values.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,10 @@ def parse_overrides(args: list[str]) -> dict[str, tuple[str, Any]]:
         key, eq, text = arg.partition("=")
         key = key.strip()
         if not eq or not _KEY.match(key):
-            raise SpecError(f"{arg!r} is not KEY=VALUE (a dotted spec key and a YAML value, e.g. train.steps=50 "
-                            "or grid.wd='[0.1, 0.3]')")
+            raise SpecError(
+                f"{arg!r} is not KEY=VALUE (a dotted spec key and a YAML value, e.g. train.steps=50 "
+                "or grid.wd='[0.1, 0.3]')"
+            )
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
@@ -46,8 +49,11 @@ def apply_overrides(spec: Spec, args: list[str] | None) -> Spec:
     except SpecError as exc:
         msg = str(exc).removeprefix(f"{SOURCE}: ")
         path = msg.split(": ", 1)[0]
-        culprits = [arg for key, (arg, _) in given.items()
-                    if key == path or key.startswith(path + ".") or path.startswith(key + ".")]
+        culprits = [
+            arg
+            for key, (arg, _) in given.items()
+            if key == path or key.startswith(path + ".") or path.startswith(key + ".")
+        ]
         if not culprits and path.endswith(" is not a section (it holds a value)"):
             culprits = [arg for key, (arg, _) in given.items() if key.startswith(path.split(" ")[0] + ".")]
         which = " ".join(culprits or (arg for arg, _ in given.values()))

@@ -12,14 +12,15 @@ steps, and the spec's settings as a single-horizon spec of that length would wri
 a cell of a multi-horizon run has the id it would have in a run of that one length, and a
 single-horizon spec's ids are those it always had.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
 from lwscale.data.corpus import DATA_VERSION, content_digest
-from lwscale.model.transformer import ModelConfig, parametrization
 from lwscale.model.params import GroupKey, classify_model, group_hparams, group_keys
+from lwscale.model.transformer import ModelConfig, parametrization
 from lwscale.science.rules import Rule
 from lwscale.science.schedule import factor_sum
 from lwscale.sweep.spec import Spec
@@ -42,12 +43,12 @@ class Label:
 
 @dataclass(frozen=True)
 class GroupHP:
-    name: str          # "vector" or "matrix(m=4)"
+    name: str  # "vector" or "matrix(m=4)"
     cls: str
     width_mult: float
-    lr: float          # peak lr
-    wd: float          # coupled wd
-    tau: float         # 1/(lr*wd) steps
+    lr: float  # peak lr
+    wd: float  # coupled wd
+    tau: float  # 1/(lr*wd) steps
     timescales: float  # sum_t lr_t * wd
 
 
@@ -61,7 +62,7 @@ class Cell:
     warmup: int
     groups: tuple[GroupHP, ...]
     labels: list[Label] = field(default_factory=list)
-    horizon_ratio: float = 1.0   # S/S0: its steps over its width's steps at the base horizon
+    horizon_ratio: float = 1.0  # S/S0: its steps over its width's steps at the base horizon
 
     @property
     def rule_hparams(self) -> tuple[str, float, float, float]:
@@ -86,7 +87,7 @@ class Cell:
 @dataclass
 class Plan:
     spec: Spec
-    cells: list[Cell]          # unique physical cells
+    cells: list[Cell]  # unique physical cells
     labels: list[tuple[Label, str]]  # every sweep point -> cell id
 
     def by_id(self) -> dict[str, Cell]:
@@ -103,9 +104,20 @@ def result_settings(spec: Spec) -> dict:
         "data_version": DATA_VERSION,
         "model": m.model_dump(mode="json", exclude={"widths"} | _unset(m, "factory", "loss")) | {"base_width": m.d0},
         "data": spec.data.model_dump(mode="json", exclude=_unset(spec.data, "paths", "token_dtype")),
-        "train": t.model_dump(mode="json", exclude={"seeds", "cells_per_stack", "compile", "device",
-                                                    "log_interval", "eval_interval", "diagnostics",
-                                                    "steps_by_width"} | _unset(t, "base_steps")),
+        "train": t.model_dump(
+            mode="json",
+            exclude={
+                "seeds",
+                "cells_per_stack",
+                "compile",
+                "device",
+                "log_interval",
+                "eval_interval",
+                "diagnostics",
+                "steps_by_width",
+            }
+            | _unset(t, "base_steps"),
+        ),
         "optimizer": spec.optimizer.model_dump(mode="json"),
     }
 
@@ -142,9 +154,18 @@ def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = No
         return parametrization(factory_config(spec, width, v), rule.mup)
     cfg = ModelConfig(
         vocab_size=v,
-        width=width, base_width=m.d0, depth=m.depth, head_dim=m.head_dim, ffn_mult=m.ffn_mult,
-        seq_len=m.seq_len, init_std=m.init_std, rope_theta=m.rope_theta, attn_scale=m.attn_scale,
-        tie_embeddings=m.tie_embeddings, readout_zero_init=m.readout_zero_init, unembed_class=m.unembed_class,
+        width=width,
+        base_width=m.d0,
+        depth=m.depth,
+        head_dim=m.head_dim,
+        ffn_mult=m.ffn_mult,
+        seq_len=m.seq_len,
+        init_std=m.init_std,
+        rope_theta=m.rope_theta,
+        attn_scale=m.attn_scale,
+        tie_embeddings=m.tie_embeddings,
+        readout_zero_init=m.readout_zero_init,
+        unembed_class=m.unembed_class,
     )
     return parametrization(cfg, rule.mup)
 
@@ -193,8 +214,14 @@ def make_plan(spec: Spec) -> Plan:
                         groups.append(GroupHP(key.label(), key.cls, key.width_mult, lr, wd, tau, lr * wd * fsum))
                     groups.sort(key=lambda g: g.name)
                     for seed in t.seeds:
-                        cid = content_digest(settings[horizon], cfg.to_dict(), steps, warmup, seed,
-                                      [(g.name, _round(g.lr), _round(g.wd)) for g in groups])
+                        cid = content_digest(
+                            settings[horizon],
+                            cfg.to_dict(),
+                            steps,
+                            warmup,
+                            seed,
+                            [(g.name, _round(g.lr), _round(g.wd)) for g in groups],
+                        )
                         if cid not in cells:
                             cells[cid] = Cell(cid, width, seed, cfg, steps, warmup, tuple(groups), horizon_ratio=rho)
                         label = Label(rule.label(), width, eta, lam, seed, steps)
@@ -224,6 +251,7 @@ def centre_cells(plan: Plan) -> list[tuple[str, int, Cell]]:
     pair with wd = 0 only when every pair has it: it has no steady state to reach)."""
     by_id = plan.by_id()
     if plan.spec.grid.pairs is not None:
+
         def pace(c: Cell) -> tuple[bool, float]:  # a pair without wd never reaches steady state: last
             return c.matrix_timescales() == 0, c.matrix_timescales()
 

@@ -4,6 +4,7 @@
 saying what is wrong and where (file, YAML line, key path). Unknown keys are errors.
 See ``configs/*.yaml`` for commented examples of every field.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lwscale.core.errors import UserError
 from lwscale.science.rules import PRESETS, Rule, RuleError, custom, get_rule
 
-
 # bounds that catch typos before they hang the planner or overflow a tensor size
 MAX_WIDTH, MAX_DEPTH, MAX_STEPS, MAX_POINTS = 2**20, 1024, 10**7, 100_000
-MAX_LOG2 = 256             # grid exponents: 2**256 is already far past any learning rate
+MAX_LOG2 = 256  # grid exponents: 2**256 is already far past any learning rate
 MAX_TIMEOUT_MINUTES = 10**6  # about two years: a heartbeat thread can wait a quarter of it
 
 
@@ -36,7 +36,9 @@ class Strict(BaseModel):
 # ---- model ---------------------------------------------------------------------------------
 class ModelSpec(Strict):
     widths: list[int] = Field(default=[256, 512, 1024, 2048], description="widths d to sweep")
-    base_width: int | None = Field(default=None, le=MAX_WIDTH, description="muP base width d0; default: the smallest width")
+    base_width: int | None = Field(
+        default=None, le=MAX_WIDTH, description="muP base width d0; default: the smallest width"
+    )
     depth: int = Field(default=8, ge=1, description="number of blocks, the same at every width")
     head_dim: int = Field(default=64, ge=2, description="fixed head size; heads = width / head_dim")
     ffn_mult: float = Field(default=2.75, gt=0, description="SwiGLU hidden size = ffn_mult * width, exactly")
@@ -44,17 +46,24 @@ class ModelSpec(Strict):
     init_std: float = Field(default=0.02, gt=0, description="init std sigma at the base width")
     vector_lr_mult: float = Field(default=1.0, gt=0, description="vector-like lr = eta * vector_lr_mult")
     unembed_class: Literal["vector", "matrix"] = Field(
-        default="vector", description="how the unembedding scales with width (built-in model): vector = lr eta, "
+        default="vector",
+        description="how the unembedding scales with width (built-in model): vector = lr eta, "
         "wd 0, init sigma, logits x d0/d (muP readout); matrix = the matrix rule's lr and wd, init "
-        "sigma*sqrt(d0/d), no logit multiplier")
+        "sigma*sqrt(d0/d), no logit multiplier",
+    )
     tie_embeddings: bool = False
     readout_zero_init: bool = False
     attn_scale: float | None = Field(default=None, description="attention logit scale; null = 1/sqrt(head_dim)")
     rope_theta: float = 10000.0
-    factory: str | None = Field(default=None, description='your model instead of ours: "package.module:build", '
-                                'build(width) -> nn.Module giving logits (lwscale.model.user)')
-    loss: str | None = Field(default=None, description='with factory: "package.module:fn", loss = fn(output, targets); '
-                             'default: cross-entropy of logits')
+    factory: str | None = Field(
+        default=None,
+        description='your model instead of ours: "package.module:build", '
+        "build(width) -> nn.Module giving logits (lwscale.model.user)",
+    )
+    loss: str | None = Field(
+        default=None,
+        description='with factory: "package.module:fn", loss = fn(output, targets); default: cross-entropy of logits',
+    )
 
     @field_validator("widths")
     @classmethod
@@ -71,12 +80,14 @@ class ModelSpec(Strict):
         return sorted(v)
 
     @model_validator(mode="after")
-    def _shapes(self) -> "ModelSpec":
+    def _shapes(self) -> ModelSpec:
         if self.base_width is not None and self.base_width <= 0:
             raise ValueError(f"base_width must be positive, got {self.base_width}")
         if self.unembed_class == "matrix" and self.tie_embeddings:
-            raise ValueError("unembed_class matrix needs tie_embeddings: false (a tied unembedding is the "
-                             "embedding, which is vector-like)")
+            raise ValueError(
+                "unembed_class matrix needs tie_embeddings: false (a tied unembedding is the "
+                "embedding, which is vector-like)"
+            )
         if self.loss and not self.factory:
             raise ValueError("model.loss needs model.factory (the built-in model has its own loss)")
         for key in ("factory", "loss"):
@@ -118,13 +129,17 @@ class DataSpec(Strict):
     vocab_size: int = Field(default=4096, ge=2, le=2**31 - 1)
     val_every: int = Field(default=10, ge=2, description="hold out every n-th document for validation")
     teacher: TeacherSpec = TeacherSpec()
-    paths: list[str] | None = Field(default=None, description="text: files or globs; tokens: one .bin/.npy file "
-                                    "or a `lwscale data prepare` directory (lwscale.data.files)")
-    token_dtype: Literal["uint16", "uint32"] | None = Field(default=None, description="dtype of a bare .bin "
-                                                            "token file (a manifest.json beside it says it)")
+    paths: list[str] | None = Field(
+        default=None,
+        description="text: files or globs; tokens: one .bin/.npy file "
+        "or a `lwscale data prepare` directory (lwscale.data.files)",
+    )
+    token_dtype: Literal["uint16", "uint32"] | None = Field(
+        default=None, description="dtype of a bare .bin token file (a manifest.json beside it says it)"
+    )
 
     @model_validator(mode="after")
-    def _paths(self) -> "DataSpec":
+    def _paths(self) -> DataSpec:
         if self.source in ("text", "tokens") and not self.paths:
             raise ValueError(f"source {self.source} needs data.paths")
         if self.source not in ("text", "tokens") and self.paths:
@@ -136,7 +151,7 @@ class DataSpec(Strict):
         return self
 
     @model_validator(mode="after")
-    def _vocab(self) -> "DataSpec":
+    def _vocab(self) -> DataSpec:
         if self.source == "sotu" and self.tokenizer == "bpe" and self.vocab_size < 257:
             raise ValueError("a BPE vocab needs more than 256 tokens (use tokenizer: bytes for 256)")
         return self
@@ -145,23 +160,38 @@ class DataSpec(Strict):
 # ---- training ------------------------------------------------------------------------------
 class TrainSpec(Strict):
     steps: Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | None = Field(
-        default=None, description="optimizer steps per cell (1000 if no budget is given); a list of horizons "
-        "trains every width at every one (docs/science.md §4)")
-    base_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS, description="the base horizon S0 where (eta, lambda) are "
-                                   "written: a rule's horizon exponent scales by (S/S0); default: the shortest")
+        default=None,
+        description="optimizer steps per cell (1000 if no budget is given); a list of horizons "
+        "trains every width at every one (docs/science.md §4)",
+    )
+    base_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_STEPS,
+        description="the base horizon S0 where (eta, lambda) are "
+        "written: a rule's horizon exponent scales by (S/S0); default: the shortest",
+    )
     steps_by_width: dict[int, list[int]] | None = Field(
-        default=None, description="which of the horizons each width trains, e.g. {32: [500], 128: [2000]}; a width "
-        "not named trains every horizon (default: all)")
+        default=None,
+        description="which of the horizons each width trains, e.g. {32: [500], 128: [2000]}; a width "
+        "not named trains every horizon (default: all)",
+    )
     tokens: int | None = Field(default=None, ge=1, description="token budget per cell; alternative to steps")
-    steps_width_exponent: float = Field(default=0.0, description="steps(d) = steps * m**p; 0 = same budget at every width")
+    steps_width_exponent: float = Field(
+        default=0.0, description="steps(d) = steps * m**p; 0 = same budget at every width"
+    )
     batch_size: int = Field(default=32, ge=1, le=2**20, description="sequences per step, per cell")
     warmup: float = Field(default=0.05, ge=0, description="warmup steps, or a fraction of steps if < 1")
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="final lr / peak lr (cosine and wsd)")
     decay_frac: float = Field(default=0.2, gt=0, le=1, description="wsd: fraction of steps spent decaying")
     grad_clip: float | None = Field(default=1.0, gt=0, description="per-cell gradient-norm clip; null = off")
-    eval_interval: int = Field(default=100, ge=1, description="steps between validation evaluations at the base "
-                               "horizon; scaled with the horizon, so every horizon gets as many")
+    eval_interval: int = Field(
+        default=100,
+        ge=1,
+        description="steps between validation evaluations at the base "
+        "horizon; scaled with the horizon, so every horizon gets as many",
+    )
     eval_tokens: int = Field(default=65536, ge=1, le=2**40, description="size of the fixed validation set")
     log_interval: int = Field(default=10, ge=1, description="steps between train-loss logs")
     precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto = bf16 on CUDA, fp32 on CPU")
@@ -171,8 +201,10 @@ class TrainSpec(Strict):
     cells_per_stack: int | Literal["auto"] = Field(default="auto", description="cells trained together as one model")
     diverge_factor: float = Field(default=1.5, gt=1, description="diverged when loss > factor x initial loss")
     diagnostics: bool | Literal["full"] = Field(
-        default=True, description="true: end sigma_max + spectra and gain at eval points; full: also sigma_max "
-        "at eval points; false: off (docs/diagnostics.md)")
+        default=True,
+        description="true: end sigma_max + spectra and gain at eval points; full: also sigma_max "
+        "at eval points; false: off (docs/diagnostics.md)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -197,7 +229,7 @@ class TrainSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _budget(self) -> "TrainSpec":
+    def _budget(self) -> TrainSpec:
         if self.steps is not None and self.tokens is not None:
             raise ValueError("give either train.steps or train.tokens, not both")
         if self.steps_by_width is not None:
@@ -210,9 +242,11 @@ class TrainSpec(Strict):
                 other = sorted(set(hs) - have)
                 if other:
                     raise ValueError(f"steps_by_width {w}: {other[0]} is not one of train.steps")
-        if (isinstance(self.steps, list) and self.warmup >= 1 and self.warmup >= self.steps[0]):
-            raise ValueError(f"warmup {self.warmup:g} steps is not shorter than the shortest horizon "
-                             f"{self.steps[0]}; write it as a fraction (< 1) to scale with each horizon")
+        if isinstance(self.steps, list) and self.warmup >= 1 and self.warmup >= self.steps[0]:
+            raise ValueError(
+                f"warmup {self.warmup:g} steps is not shorter than the shortest horizon "
+                f"{self.steps[0]}; write it as a fraction (< 1) to scale with each horizon"
+            )
         if not self.seeds or any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be a non-empty list of distinct non-negative integers")
         if any(s >= 2**63 for s in self.seeds):
@@ -298,7 +332,7 @@ class GridSpec(Strict):
     _axes = field_validator("eta", "wd", mode="before")(classmethod(lambda cls, v: _axis(v)))
 
     @model_validator(mode="after")
-    def _check(self) -> "GridSpec":
+    def _check(self) -> GridSpec:
         if self.pairs is None and (self.eta is None or self.wd is None):
             raise ValueError("give grid.eta and grid.wd (lists or {log2: [lo, hi], points: n}), or grid.pairs")
         if self.pairs is not None and (self.eta is not None or self.wd is not None):
@@ -347,24 +381,28 @@ class SlurmSpec(Strict):
     qos: str | None = Field(default=None, description="sbatch --qos")
     max_parallel: int | None = Field(default=None, ge=1, description="tasks running at once (--array=..%N)")
     extra_sbatch: dict[str, Union[str, int, float, bool]] = Field(
-        default={}, description="more sbatch flags, e.g. {constraint: h100, exclusive: true}")
+        default={}, description="more sbatch flags, e.g. {constraint: h100, exclusive: true}"
+    )
     setup: list[str] = Field(default=[], description="shell lines run before each task (module load, venv)")
-
-
 
 
 class RunnerSpec(Strict):
     """Where cells train; none of this changes a cell's id or its result."""
 
     kind: Literal["local", "gpus", "slurm"] = Field(
-        default="local", description="local: this process; gpus: one worker per visible GPU; slurm: a job array")
+        default="local", description="local: this process; gpus: one worker per visible GPU; slurm: a job array"
+    )
     workers: int | None = Field(default=None, ge=1, description="gpus: worker count; null = one per visible GPU")
     checkpoint_minutes: float | None = Field(
-        default=30.0, ge=0, description="save a stack's state every N minutes; 0 = every step; null = never")
+        default=30.0, ge=0, description="save a stack's state every N minutes; 0 = every step; null = never"
+    )
     keep_checkpoints: bool = Field(default=False, description="keep a stack's checkpoint after it finishes")
     claim_timeout_minutes: float = Field(
-        default=10.0, gt=0, le=MAX_TIMEOUT_MINUTES,
-        description="a claim whose heartbeat is older than this is stale and taken over")
+        default=10.0,
+        gt=0,
+        le=MAX_TIMEOUT_MINUTES,
+        description="a claim whose heartbeat is older than this is stale and taken over",
+    )
     slurm: SlurmSpec = SlurmSpec()
 
 
@@ -373,16 +411,20 @@ class WandbSpec(Strict):
 
     project: str = Field(min_length=1, description="the W&B project")
     entity: str | None = Field(default=None, description="the W&B entity (user or team); null = your default")
-    mode: Literal["offline", "online"] = Field(default="offline", description="offline: files under "
-                                               "<run>/wandb, for `wandb sync` later; online: upload")
+    mode: Literal["offline", "online"] = Field(
+        default="offline", description="offline: files under <run>/wandb, for `wandb sync` later; online: upload"
+    )
 
 
 class LoggingSpec(Strict):
     """Experiment trackers (optional packages: pip install "lwscale[tracking]"). They are written
     from the records after the sweep, never from the training step; none changes a cell's id."""
 
-    tensorboard: bool = Field(default=False, description="TensorBoard event files under <run>/tensorboard: "
-                              "each cell's train and validation curves, and the loss tables")
+    tensorboard: bool = Field(
+        default=False,
+        description="TensorBoard event files under <run>/tensorboard: "
+        "each cell's train and validation curves, and the loss tables",
+    )
     wandb: WandbSpec | None = Field(default=None, description="Weights & Biases: the curves and the results table")
 
 
@@ -414,7 +456,7 @@ class Spec(Strict):
         for r in v:
             if isinstance(r, str) and r in PRESETS:
                 out.append(r)
-            elif isinstance(r, str):   # a label: sqrt-wd(h=1), custom(a=1,g=0.5,h=1)
+            elif isinstance(r, str):  # a label: sqrt-wd(h=1), custom(a=1,g=0.5,h=1)
                 try:
                     out.append(get_rule(r).label())
                 except RuleError as exc:
@@ -426,12 +468,14 @@ class Spec(Strict):
                     e = exc.errors()[0]
                     raise ValueError(f"custom rule: {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
             else:
-                raise ValueError(f"unknown rule {r!r}; choose from {', '.join(PRESETS)}, a preset with horizon "
-                                 "exponents such as sqrt-wd(h=1), or {name: custom, a: .., g: .., h: ..}")
+                raise ValueError(
+                    f"unknown rule {r!r}; choose from {', '.join(PRESETS)}, a preset with horizon "
+                    "exponents such as sqrt-wd(h=1), or {name: custom, a: .., g: .., h: ..}"
+                )
         return out
 
     @model_validator(mode="after")
-    def _sizes(self) -> "Spec":
+    def _sizes(self) -> Spec:
         m = self.model
         if max(m.widths + [m.d0]) > MAX_WIDTH or m.ffn_mult * max(m.widths + [m.d0]) > 16 * MAX_WIDTH:
             raise ValueError(f"model widths (and ffn_mult x width / 16) above {MAX_WIDTH:,} are not supported")
@@ -445,13 +489,16 @@ class Spec(Strict):
         except (OverflowError, ValueError):
             steps = math.inf
         if steps > MAX_STEPS:
-            raise ValueError(f"train: more than {MAX_STEPS:,} steps per cell (check steps, tokens and "
-                             "steps_width_exponent)")
+            raise ValueError(
+                f"train: more than {MAX_STEPS:,} steps per cell (check steps, tokens and steps_width_exponent)"
+            )
         runs = sum(len(self.horizons_at(w)) for w in m.widths)
         n = len(self.grid.points()) * len(self.train.seeds) * runs * len(self.rules)
         if n > MAX_POINTS:
-            raise ValueError(f"the sweep has {n:,} points (grid x seeds x widths x horizons x rules); more than "
-                             f"{MAX_POINTS:,} is surely a mistake")
+            raise ValueError(
+                f"the sweep has {n:,} points (grid x seeds x widths x horizons x rules); more than "
+                f"{MAX_POINTS:,} is surely a mistake"
+            )
         return self
 
     def rule_objects(self) -> list[Rule]:
@@ -613,8 +660,9 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data, str(p), root)
 
 
-def with_overrides(spec: Spec, source: str = "command line", dotted: dict[str, Any] | None = None,
-                   **sections: dict[str, Any]) -> Spec:
+def with_overrides(
+    spec: Spec, source: str = "command line", dotted: dict[str, Any] | None = None, **sections: dict[str, Any]
+) -> Spec:
     """``spec`` with some keys of its sections replaced, validated again, for example
     ``with_overrides(spec, train={"cells_per_stack": 4}, runner={"kind": "gpus"})``. A key
     whose value is None keeps the spec's value (a command-line option not given); a bad
@@ -642,8 +690,13 @@ def with_overrides(spec: Spec, source: str = "command line", dotted: dict[str, A
 
 
 # keys a spec gives one of: setting one on the command line clears the others
-ALTERNATIVES = {"train.steps": ("train.tokens",), "train.tokens": ("train.steps",),
-                "grid.pairs": ("grid.eta", "grid.wd"), "grid.eta": ("grid.pairs",), "grid.wd": ("grid.pairs",)}
+ALTERNATIVES = {
+    "train.steps": ("train.tokens",),
+    "train.tokens": ("train.steps",),
+    "grid.pairs": ("grid.eta", "grid.wd"),
+    "grid.eta": ("grid.pairs",),
+    "grid.wd": ("grid.pairs",),
+}
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
@@ -654,7 +707,7 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     for i, part in enumerate(sections):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise SpecError(f"{'.'.join(sections[:i + 1])} is not a section (it holds a value)")
+            raise SpecError(f"{'.'.join(sections[: i + 1])} is not a section (it holds a value)")
     node[last] = value
 
 

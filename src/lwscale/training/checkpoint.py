@@ -22,6 +22,7 @@ set aside as ``<stack_id>.pt.corrupt`` with a warning and the stack starts over:
 it would silently change the cells' losses. The cell list lets a rerun rebuild exactly
 this stack (``saved_stacks``), however it chooses K and cuts the pending cells.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,7 @@ import torch
 
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write, atomic_write_text, sha256_file
+from lwscale.core.log import quiet
 
 VERSION = 3  # 1 also held numpy's and Python's RNG states (numpy's as an array, so not weights_only-loadable);
 #             2 lacked a model.factory model's buffers (factory.UserStack)
@@ -68,8 +70,14 @@ def stack_id(cell_ids: list[str]) -> str:
 class StackCheckpoint:
     """Save every ``every_s`` seconds (0: after every step; None: never) and restore."""
 
-    def __init__(self, run_dir: Path, cell_ids: list[str], every_s: float | None, keep: bool = False,
-                 log: Callable[[str], None] = lambda s: None):
+    def __init__(
+        self,
+        run_dir: Path,
+        cell_ids: list[str],
+        every_s: float | None,
+        keep: bool = False,
+        log: Callable[[str], None] = quiet,
+    ):
         self.path = Path(run_dir) / "checkpoints" / f"{stack_id(cell_ids)}.pt"
         self.meta_path = self.path.with_suffix(".json")
         self.order = list(cell_ids)  # the stacking order: the checkpoint's tensors are [K, ...] in it
@@ -93,8 +101,10 @@ class StackCheckpoint:
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)
         except pickle.UnpicklingError:  # weights_only refused it: a version-1 file (or not ours)
-            self.log(f"warning: checkpoint {self.path} was written by an older lwscale (or holds more than "
-                     "tensors and plain data); starting the stack over")
+            self.log(
+                f"warning: checkpoint {self.path} was written by an older lwscale (or holds more than "
+                "tensors and plain data); starting the stack over"
+            )
             return None
         except Exception as exc:  # a damaged checkpoint costs only the time it saved
             self.log(f"warning: cannot read checkpoint {self.path} ({type(exc).__name__}); starting the stack over")
@@ -104,8 +114,9 @@ class StackCheckpoint:
             return None
         missing = sorted(set(loop_keys) - set(state.get("loop", {})))
         if missing:  # a loop field added without a VERSION bump: nothing is loaded, nothing fails
-            self.log(f"warning: checkpoint {self.path} lacks the loop state {', '.join(missing)}; "
-                     "starting the stack over")
+            self.log(
+                f"warning: checkpoint {self.path} lacks the loop state {', '.join(missing)}; starting the stack over"
+            )
             return None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -121,16 +132,28 @@ class StackCheckpoint:
         self.save(model, opt, loop())
 
     def save(self, model: torch.nn.Module, opt, loop: dict) -> None:
-        state = {"version": VERSION, "cells": self.cell_ids, "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "rng": _rng_state(), "loop": loop}
+        state = {
+            "version": VERSION,
+            "cells": self.cell_ids,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": _rng_state(),
+            "loop": loop,
+        }
         # the checksum file lists the new file's digest and the current one's before the rename
         previous = (self._meta().get("sha256") or [])[:1] if self.path.exists() else []
         try:
-            atomic_write(self.path, lambda f: torch.save(state, f), binary=True,
-                         before_rename=lambda digest: self._write_meta([digest, *previous]))
+            atomic_write(
+                self.path,
+                lambda f: torch.save(state, f),
+                binary=True,
+                before_rename=lambda digest: self._write_meta([digest, *previous]),
+            )
         except OSError as exc:
-            raise WriteError(f"cannot write checkpoint {self.path}: {exc.strerror or exc}; finished cells are kept, "
-                             "rerun to resume once this is fixed") from None
+            raise WriteError(
+                f"cannot write checkpoint {self.path}: {exc.strerror or exc}; finished cells are kept, "
+                "rerun to resume once this is fixed"
+            ) from None
         self.last_save = time.monotonic()
 
     # ---- called by the worker ---------------------------------------------------------------
@@ -168,7 +191,11 @@ def read_meta(path: Path) -> dict | None:
         meta = json.loads(Path(path).read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("cells"), list) or not isinstance(meta.get("sha256"), list):
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("cells"), list)
+        or not isinstance(meta.get("sha256"), list)
+    ):
         return None
     return meta
 

@@ -9,6 +9,7 @@ record the mean |activation| of each module type at every step's forward pass:
 stay put as the width grows (spread = max/min across widths within about 1.2x); under SP
 they grow with width.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -30,7 +31,7 @@ class CoordData:
     rule: str
     mup: bool
     widths: list[int]
-    values: dict[str, np.ndarray]   # type -> [n_widths, steps] of mean |activation|, mean over seeds
+    values: dict[str, np.ndarray]  # type -> [n_widths, steps] of mean |activation|, mean over seeds
     problems: list[str] = field(default_factory=list)  # muP pieces a factory model lacks (check_mup)
 
     def level(self, t: str) -> np.ndarray:
@@ -54,9 +55,20 @@ def _no_grad_logits(model, h):
     return model.logits(h)
 
 
-def coord_data(model_cfgs: dict[int, object], rule, eta: float, wd: float, batches, steps: int,
-               unembed_class: str = "vector", wd_mode: str = "coupled", vector_lr_mult: float = 1.0,
-               grad_clip: float | None = 1.0, seeds: tuple[int, ...] = (0,), adam: dict | None = None) -> CoordData:
+def coord_data(
+    model_cfgs: dict[int, object],
+    rule,
+    eta: float,
+    wd: float,
+    batches,
+    steps: int,
+    unembed_class: str = "vector",
+    wd_mode: str = "coupled",
+    vector_lr_mult: float = 1.0,
+    grad_clip: float | None = 1.0,
+    seeds: tuple[int, ...] = (0,),
+    adam: dict | None = None,
+) -> CoordData:
     """Mean |activation| per module type at each of ``steps`` training steps at every width,
     averaged over ``seeds`` (init and data). ``model_cfgs``: width -> ModelConfig (K = 1);
     ``batches(seed, step)`` -> tokens [1, B, T+1]; ``adam``: the optimizer's betas and eps."""
@@ -78,20 +90,35 @@ def coord_data(model_cfgs: dict[int, object], rule, eta: float, wd: float, batch
 
 def _hooks(model, seen: dict) -> list:
     """Forward hooks on our model appending each COORD_TYPES module's mean |output| to seen[type]."""
+
     def rec(name):
         return lambda mod, inp, out: seen[name].append(_abs_mean(out))
 
     hooks = [model.blocks[0].register_forward_pre_hook(lambda mod, inp: seen["embed"].append(_abs_mean(inp[0])))]
-    hooks += [m.register_forward_hook(rec(matrix_type(f"{n}.weight"))) for n, m in model.named_modules()
-              if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight")]
+    hooks += [
+        m.register_forward_hook(rec(matrix_type(f"{n}.weight")))
+        for n, m in model.named_modules()
+        if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight")
+    ]
     hooks += [b.register_forward_hook(rec("block")) for b in model.blocks]
-    hooks.append(model.norm.register_forward_hook(
-        lambda mod, inp, out: seen["logits"].append(_abs_mean(_no_grad_logits(model, out)))))
+    hooks.append(
+        model.norm.register_forward_hook(
+            lambda mod, inp, out: seen["logits"].append(_abs_mean(_no_grad_logits(model, out)))
+        )
+    )
     return hooks
 
 
-def follow(widths: list[int], seeds, steps: int, setup, batches, grad_clip: float | None, adam: dict,
-           vals: dict[str, np.ndarray]) -> None:
+def follow(
+    widths: list[int],
+    seeds,
+    steps: int,
+    setup,
+    batches,
+    grad_clip: float | None,
+    adam: dict,
+    vals: dict[str, np.ndarray],
+) -> None:
     """The coordinate check's loop, for our model and a factory model alike: at every width
     and seed, ``setup(width, seed)`` gives (a K = 1 model, its AdamW param groups, ``hook``),
     and ``hook(seen)`` registers forward hooks appending each module type's mean |activation|
@@ -134,8 +161,8 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
     """The coordinate check of every rule of a spec, at its widths, on its data, averaged
     over ``n_seeds`` seeds (the spec's first seed and the next ones). A spec with a
     ``model.factory`` is checked on that model (below)."""
-    from lwscale.data.load import load_dataset
     from lwscale.core.errors import UserError
+    from lwscale.data.load import load_dataset
     from lwscale.sweep.plan import grid_centre, model_config
 
     m, t = spec.model, spec.train
@@ -144,20 +171,43 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
     eta = eta if eta is not None else max(e for e, _ in spec.grid.points())
     wd = grid_centre(spec)[1]
     seeds = tuple(range(t.seeds[0], t.seeds[0] + n_seeds))
-    data = load_dataset(spec.data, m.seq_len, t.batch_size, t.eval_tokens, torch.device("cpu"),
-                        max_width=max(m.widths), depth=m.depth, head_dim=m.head_dim)
+    data = load_dataset(
+        spec.data,
+        m.seq_len,
+        t.batch_size,
+        t.eval_tokens,
+        torch.device("cpu"),
+        max_width=max(m.widths),
+        depth=m.depth,
+        head_dim=m.head_dim,
+    )
     data.prepare(list(seeds), steps)
     batches = lambda seed, step: torch.from_numpy(data.train_batch(seed, step).astype(np.int64)).unsqueeze(0)  # noqa: E731
     if m.factory:
         problems = factory_problems(spec, data.vocab_size)
-        return [factory_coord_data(spec, rule, eta, wd, batches, steps, seeds, data.vocab_size, problems)
-                for rule in spec.rule_objects()]
+        return [
+            factory_coord_data(spec, rule, eta, wd, batches, steps, seeds, data.vocab_size, problems)
+            for rule in spec.rule_objects()
+        ]
     out = []
     for rule in spec.rule_objects():
         cfgs = {w: model_config(spec, w, rule, data.vocab_size) for w in m.widths}
-        out.append(coord_data(cfgs, rule, eta, wd, batches, steps, m.unembed_class, spec.optimizer.wd_mode,
-                              m.vector_lr_mult, t.grad_clip, seeds,
-                              {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps}))
+        out.append(
+            coord_data(
+                cfgs,
+                rule,
+                eta,
+                wd,
+                batches,
+                steps,
+                m.unembed_class,
+                spec.optimizer.wd_mode,
+                m.vector_lr_mult,
+                t.grad_clip,
+                seeds,
+                {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps},
+            )
+        )
     return out
 
 
@@ -179,10 +229,12 @@ def module_types(module: torch.nn.Module) -> dict[str, str]:
 def _user_hooks(module: torch.nn.Module, seen: dict) -> list:
     """Forward hooks appending the mean |output| of every parameter-owning submodule (by
     type) and of the whole model (``logits``) to seen[type]; non-float outputs are skipped."""
+
     def rec(name):
         def fn(mod, inp, out):
             if torch.is_tensor(out) and out.is_floating_point():
                 seen[name].append(_abs_mean(out))
+
         return fn
 
     modules = dict(module.named_modules())
@@ -191,15 +243,16 @@ def _user_hooks(module: torch.nn.Module, seen: dict) -> list:
     return hooks
 
 
-def factory_coord_data(spec, rule, eta: float, wd: float, batches, steps: int, seeds, vocab_size: int,
-                       problems: list[str] | None = None) -> CoordData:
+def factory_coord_data(
+    spec, rule, eta: float, wd: float, batches, steps: int, seeds, vocab_size: int, problems: list[str] | None = None
+) -> CoordData:
     """CoordData of one rule on the factory model at the spec's widths, averaged over seeds:
     the model built as a sweep cell builds it (lwscale.model.user.build_user_stack) and trained
     with the sweep's optimizer settings, through coord.follow."""
-    from lwscale.model.user import build_user_stack
     from lwscale.model.params import stack_groups
-    from lwscale.sweep.plan import model_config
+    from lwscale.model.user import build_user_stack
     from lwscale.science.rules import get_rule
+    from lwscale.sweep.plan import model_config
 
     rule = get_rule(rule)
     widths = sorted(spec.model.widths)
@@ -210,8 +263,16 @@ def factory_coord_data(spec, rule, eta: float, wd: float, batches, steps: int, s
         return stack, groups, lambda seen: _user_hooks(stack.module, seen)
 
     vals: dict[str, np.ndarray] = {}
-    follow(widths, seeds, steps, setup, batches, spec.train.grad_clip,
-           {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps}, vals)
+    follow(
+        widths,
+        seeds,
+        steps,
+        setup,
+        batches,
+        spec.train.grad_clip,
+        {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps},
+        vals,
+    )
     return CoordData(rule.label(), rule.mup, widths, vals, list(problems or []))
 
 

@@ -6,6 +6,7 @@ and one StackedAdamW step with per-cell clipping and freezing. A cell whose loss
 non-finite or above ``diverge_factor`` x its initial loss is frozen and recorded as
 diverged with its step, while the others go on. The host syncs only at log and eval points.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,14 +20,14 @@ import torch
 
 from lwscale.core import faults
 from lwscale.data.dataset import Dataset
-from lwscale.training.recorder import Recorder
-from lwscale.model.transformer import build, flops_per_token
-from lwscale.training.optim import StackedAdamW
 from lwscale.model.params import classify_model, stack_groups
-from lwscale.training.perf import device_name, peak_flops, throughput
-from lwscale.sweep.plan import Cell
+from lwscale.model.transformer import build, flops_per_token
 from lwscale.science.schedule import lr_factor
+from lwscale.sweep.plan import Cell
 from lwscale.sweep.spec import Spec
+from lwscale.training.optim import StackedAdamW
+from lwscale.training.perf import device_name, peak_flops, throughput
+from lwscale.training.recorder import Recorder
 
 ProgressFn = Callable[[int, int, list[float]], None]
 
@@ -128,22 +129,22 @@ class LoopState:
     (bump ``lwscale.training.checkpoint.VERSION`` with the fields; a checkpoint that lacks one is set
     aside by ``StackCheckpoint.restore`` anyway, and the stack starts over)."""
 
-    step: int                      # optimizer steps done
-    train_curve: list              # per cell: [step, tokens, loss] so far
+    step: int  # optimizer steps done
+    train_curve: list  # per cell: [step, tokens, loss] so far
     val_curve: list
-    initial: torch.Tensor | None   # [K] train loss at step 0
-    window: torch.Tensor           # [K] sum of train losses since the last log point
+    initial: torch.Tensor | None  # [K] train loss at step 0
+    window: torch.Tensor  # [K] sum of train losses since the last log point
     window_n: int
-    last_finite: torch.Tensor      # [K] last finite train loss
-    last_train: list               # per cell: the last logged train loss
-    elapsed: float = 0.0           # seconds of training before the save
-    diagnostics: dict = field(default_factory=dict)   # Recorder.state()
+    last_finite: torch.Tensor  # [K] last finite train loss
+    last_train: list  # per cell: the last logged train loss
+    elapsed: float = 0.0  # seconds of training before the save
+    diagnostics: dict = field(default_factory=dict)  # Recorder.state()
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict would deep-copy tensors
 
     @classmethod
-    def from_dict(cls, state: dict) -> "LoopState":
+    def from_dict(cls, state: dict) -> LoopState:
         return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 
@@ -165,13 +166,12 @@ def train_stack(
     t_spec, o_spec = spec.train, spec.optimizer
     precision = resolve_precision(spec, device)
     steps, warmup, width = first.steps, first.warmup, first.width
-    eval_interval = spec.eval_interval_at(first.horizon_ratio)   # as many evaluations at every horizon
+    eval_interval = spec.eval_interval_at(first.horizon_ratio)  # as many evaluations at every horizon
     B, T = t_spec.batch_size, first.model.seq_len
 
     cfg = replace(first.model, n_stack=K)
     model, infos = build_with_classes(cfg, spec, [c.seed for c in cells], device)
-    groups = stack_groups(model, infos, [c.rule_hparams for c in cells],
-                          o_spec.wd_mode, spec.model.vector_lr_mult)
+    groups = stack_groups(model, infos, [c.rule_hparams for c in cells], o_spec.wd_mode, spec.model.vector_lr_mult)
     opt = StackedAdamW(groups, K, betas=tuple(o_spec.betas), eps=o_spec.eps, max_grad_norm=t_spec.grad_clip)
     fwd = model
     if resolve_compile(spec, device):
@@ -194,8 +194,9 @@ def train_stack(
             val_curve[k].append([step, step * B * T, float(v[k])])
         return v
 
-    resumed = (checkpoint.restore(model, opt, device, [f.name for f in fields(LoopState)])
-               if checkpoint is not None else None)
+    resumed = (
+        checkpoint.restore(model, opt, device, [f.name for f in fields(LoopState)]) if checkpoint is not None else None
+    )
     if resumed is None:
         record_eval(0)
     initial = None
@@ -214,9 +215,18 @@ def train_stack(
         recorder.load_state(saved.diagnostics)
 
     def loop_state() -> dict:
-        return LoopState(step=done, train_curve=train_curve, val_curve=val_curve, initial=initial, window=window,
-                         window_n=window_n, last_finite=last_finite, last_train=last_train,
-                         elapsed=time.perf_counter() - t0, diagnostics=recorder.state()).to_dict()
+        return LoopState(
+            step=done,
+            train_curve=train_curve,
+            val_curve=val_curve,
+            initial=initial,
+            window=window,
+            window_n=window_n,
+            last_finite=last_finite,
+            last_train=last_train,
+            elapsed=time.perf_counter() - t0,
+            diagnostics=recorder.state(),
+        ).to_dict()
 
     for step in range(start, steps):
         nan_cells = faults.at_step(step, width, K, first.seed)
@@ -266,41 +276,46 @@ def train_stack(
     records = []
     for k, cell in enumerate(cells):
         diverged = died_at[k] >= 0
-        records.append({
-            "id": cell.id,
-            "status": "diverged" if diverged else "done",
-            "reason": f"loss non-finite or above {t_spec.diverge_factor}x initial at step {died_at[k]}" if diverged else None,
-            "width": cell.width,
-            "seed": cell.seed,
-            "steps": steps,
-            "warmup": warmup,
-            "model": cell.model.to_dict(),
-            "groups": [asdict(g) for g in cell.groups],
-            "labels": [asdict(lab) for lab in cell.labels],
-            "initial_loss": init[k],
-            "final_val_loss": None if diverged else float(final_val[k]),
-            "final_train_loss": None if diverged else last_train[k],
-            "diverged_step": died_at[k] if diverged else None,
-            "last_finite_loss": last_finite_l[k] if diverged else None,
-            "tokens": steps * B * T,
-            "tokens_per_s": perf["tokens_per_s"],
-            "tflops": perf["tflops"],          # the whole stack's achieved TFLOP/s
-            "mfu": perf["mfu"],                # against the device's bf16 peak; None if unknown
-            "device_name": device_name(device),
-            "flops_per_token": fpt,
-            "wall_s": wall,
-            "stack_size": K,
-            "device": str(device),
-            "precision": precision,
-            "torch_version": torch.__version__,
-            "curves": {"train": train_curve[k], "val": val_curve[k]},
-            **({"diagnostics": recorder.record(k), "_spectra": recorder.spectra(k)} if recorder.enabled else {}),
-        })
+        records.append(
+            {
+                "id": cell.id,
+                "status": "diverged" if diverged else "done",
+                "reason": f"loss non-finite or above {t_spec.diverge_factor}x initial at step {died_at[k]}"
+                if diverged
+                else None,
+                "width": cell.width,
+                "seed": cell.seed,
+                "steps": steps,
+                "warmup": warmup,
+                "model": cell.model.to_dict(),
+                "groups": [asdict(g) for g in cell.groups],
+                "labels": [asdict(lab) for lab in cell.labels],
+                "initial_loss": init[k],
+                "final_val_loss": None if diverged else float(final_val[k]),
+                "final_train_loss": None if diverged else last_train[k],
+                "diverged_step": died_at[k] if diverged else None,
+                "last_finite_loss": last_finite_l[k] if diverged else None,
+                "tokens": steps * B * T,
+                "tokens_per_s": perf["tokens_per_s"],
+                "tflops": perf["tflops"],  # the whole stack's achieved TFLOP/s
+                "mfu": perf["mfu"],  # against the device's bf16 peak; None if unknown
+                "device_name": device_name(device),
+                "flops_per_token": fpt,
+                "wall_s": wall,
+                "stack_size": K,
+                "device": str(device),
+                "precision": precision,
+                "torch_version": torch.__version__,
+                "curves": {"train": train_curve[k], "val": val_curve[k]},
+                **({"diagnostics": recorder.record(k), "_spectra": recorder.spectra(k)} if recorder.enabled else {}),
+            }
+        )
     return records
 
 
-def time_steps(cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3, warmup: int = 1,
-               forward: bool = False) -> float | tuple[float, float]:
+def time_steps(
+    cfg, spec: Spec, device: torch.device, k: int = 1, steps: int = 3, warmup: int = 1, forward: bool = False
+) -> float | tuple[float, float]:
     """Seconds per training step of a stack of ``k`` cells of ``cfg``, on random tokens
     (for the dry-run estimate and for choosing K). With ``forward``, also the seconds of one
     evaluation forward pass (no gradients) of the same [k, batch] tokens: (step, forward)."""

@@ -12,6 +12,7 @@ with lr_k = lr_peak_k * schedule(t). A cell whose loss or gradient norm goes non
 zeroed, so its weights stop changing while the other cells go on untouched. Nothing here
 syncs with the host: the alive mask and the step each cell died at stay on the device.
 """
+
 from __future__ import annotations
 
 import torch
@@ -79,14 +80,25 @@ class StackedAdamW:
         self._t_dev.fill_(float(self.t))
         self._scale_dev.fill_(float(lr_scale))
         self.alive, self.died_at, self.last_grad_norm = self._update(
-            self.params, grads, self.exp_avg, self.exp_avg_sq,
-            [g.lr for g in self.groups], [g.wd for g in self.groups], self._group_of,
-            self.alive, self.died_at, healthy,
-            self._t_dev, self._scale_dev,
-            self.beta1, self.beta2, self.eps, self.max_grad_norm,
+            self.params,
+            grads,
+            self.exp_avg,
+            self.exp_avg_sq,
+            [g.lr for g in self.groups],
+            [g.wd for g in self.groups],
+            self._group_of,
+            self.alive,
+            self.died_at,
+            healthy,
+            self._t_dev,
+            self._scale_dev,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.max_grad_norm,
         )
 
-    def compile(self) -> "StackedAdamW":
+    def compile(self) -> StackedAdamW:
         """Fuse the update with torch.compile (one compile per parameter layout; the GPU
         fast path: a few fused kernels instead of several launches per parameter)."""
         self._update = torch.compile(_update, fullgraph=True, dynamic=False)
@@ -126,8 +138,24 @@ def _grad_norms(grads: list[torch.Tensor], K: int, device) -> torch.Tensor:
     return sq.sqrt()
 
 
-def _update(params, grads, exp_avgs, exp_avg_sqs, lrs, wds, group_of, alive, died_at, healthy, t, lr_scale,
-            beta1: float, beta2: float, eps: float, max_grad_norm: float | None):
+def _update(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    lrs,
+    wds,
+    group_of,
+    alive,
+    died_at,
+    healthy,
+    t,
+    lr_scale,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    max_grad_norm: float | None,
+):
     """The stacked AdamW update, a pure function of tensors (so torch.compile can fuse it).
     Returns the new (alive, died_at, grad_norm)."""
     K = alive.shape[0]

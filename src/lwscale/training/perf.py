@@ -5,6 +5,7 @@ N_matrix counts the block matrices, V*d the unembedding matmul, the last term at
 the embedding lookup costs nothing. MFU = achieved FLOP/s / the device's dense bf16 peak.
 Peaks are looked up by device name, never assumed: an unknown device gets no MFU.
 """
+
 from __future__ import annotations
 
 import torch

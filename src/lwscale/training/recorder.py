@@ -18,6 +18,7 @@ A user's model (``model.factory``, a ``lwscale.model.user.UserStack``) has no q 
 matrices are the parameters shape inference calls matrix-like, its types come from their
 names (``user_types``), and its gains from hooks on the modules owning those weights.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -141,12 +142,15 @@ class Recorder:
             self._user_matrices(model)
         else:
             self.weights = {n: p for n, p in model.named_parameters() if matrix_type(n) is not None}
-            self.linears = {f"{n}.weight": m for n, m in model.named_modules()
-                            if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight") is not None}
+            self.linears = {
+                f"{n}.weight": m
+                for n, m in model.named_modules()
+                if isinstance(m, StackedLinear) and matrix_type(f"{n}.weight") is not None
+            }
             self.type_of, self.types = matrix_type, MATRIX_TYPES
         self.K = next(iter(self.weights.values())).shape[0] if self.weights else 0
         self.steps: list[int] = []
-        self.gains: dict[str, list[torch.Tensor]] = defaultdict(list)     # name -> [K] per eval
+        self.gains: dict[str, list[torch.Tensor]] = defaultdict(list)  # name -> [K] per eval
         self.sigma_curve: dict[str, list[torch.Tensor]] = defaultdict(list)
         self.final_sigma: dict[str, torch.Tensor] = {}
         self.final_spectra: dict[str, torch.Tensor] = {}
@@ -162,7 +166,7 @@ class Recorder:
         modules = dict(stack.module.named_modules())
         self.linears = {}
         for n in names:
-            owner = n.rpartition(".")[0]   # "" for a parameter of the root module
+            owner = n.rpartition(".")[0]  # "" for a parameter of the root module
             if owner in modules:
                 self.linears[n] = modules[owner]
         types = user_types(names)
@@ -188,10 +192,11 @@ class Recorder:
             def fn(module, inputs, output):
                 x = inputs[0] if inputs else None
                 if not (torch.is_tensor(x) and x.is_floating_point() and torch.is_tensor(output)):
-                    return              # a module whose input is not an activation (e.g. tokens)
-                if self.user:           # the user's module runs unstacked: one cell, K = 1
+                    return  # a module whose input is not an activation (e.g. tokens)
+                if self.user:  # the user's module runs unstacked: one cell, K = 1
                     x, output = x.reshape(1, -1, x.shape[-1]), output.reshape(1, -1, output.shape[-1])
                 seen[name] = gain(x, output)
+
             return fn
 
         handles = [m.register_forward_hook(hook(n)) for n, m in self.linears.items()]
@@ -203,13 +208,13 @@ class Recorder:
             for h in handles:
                 h.remove()
         self.steps.append(step)
-        curve = self.mode == "full" and not self.final_sigma   # after at_end: its sigma_max, below
+        curve = self.mode == "full" and not self.final_sigma  # after at_end: its sigma_max, below
         sigmas = [sigma_max(_stack_of(w)) for w in self.weights.values()] if curve else []
         host = to_host(list(seen.values()) + sigmas)
         for name, g in zip(seen, host):
             self.gains[name].append(g)
         if curve:
-            for name, sig in zip(self.weights, host[len(seen):]):
+            for name, sig in zip(self.weights, host[len(seen) :]):
                 self.sigma_curve[name].append(sig)
         elif self.mode == "full":
             for name, sig in self.final_sigma.items():
@@ -222,7 +227,7 @@ class Recorder:
         spectra = to_host([spectrum(_stack_of(w)) for w in self.weights.values()])  # [K, min(out, in)], descending
         for name, s in zip(self.weights, spectra):
             self.final_spectra[name] = s
-            self.final_sigma[name] = s[:, 0]   # = sigma_max(w): matrix_norm(ord=2) is the top of svdvals
+            self.final_sigma[name] = s[:, 0]  # = sigma_max(w): matrix_norm(ord=2) is the top of svdvals
 
     # ---- checkpointing: the curves gathered so far travel in the stack's loop state --------
     def state(self) -> dict:
@@ -241,7 +246,9 @@ class Recorder:
             return None
         gains = {n: [float(v[k]) for v in vals] for n, vals in self.gains.items()}
         types = lambda values: by_type(values, self.type_of, self.types)  # noqa: E731
-        gain_by_type = self._per_step_by_type(gains, [t for t in self.types if any(self.type_of(n) == t for n in gains)])
+        gain_by_type = self._per_step_by_type(
+            gains, [t for t in self.types if any(self.type_of(n) == t for n in gains)]
+        )
         sig = {n: float(v[k]) for n, v in self.final_sigma.items()}
         out = {
             "mode": self.mode,
@@ -252,14 +259,18 @@ class Recorder:
         }
         if self.sigma_curve:
             curve = {n: [float(v[k]) for v in vals] for n, vals in self.sigma_curve.items()}
-            out["sigma_max"]["curve"] = {"steps": list(self.steps), "by_type": self._per_step_by_type(curve, types(sig))}
+            out["sigma_max"]["curve"] = {
+                "steps": list(self.steps),
+                "by_type": self._per_step_by_type(curve, types(sig)),
+            }
         return out
 
     def _per_step_by_type(self, values: dict[str, list[float]], types) -> dict[str, list[float]]:
         """{type: [block mean at each evaluation step]} of {matrix: [value at each step]},
         for ``types``; each step's block means computed once for every type."""
-        steps = [by_type({n: v[i] for n, v in values.items()}, self.type_of, self.types)
-                 for i in range(len(self.steps))]
+        steps = [
+            by_type({n: v[i] for n, v in values.items()}, self.type_of, self.types) for i in range(len(self.steps))
+        ]
         return {t: [at[t] for at in steps] for t in types}
 
     def spectra(self, k: int) -> dict[str, np.ndarray]:
