@@ -1,14 +1,17 @@
-"""Hand-made run directories in the documented schema (docs/records.md), for report tests:
-spec.yaml, results.csv and minimal cell records with validation curves. Nothing trains."""
+"""Fixtures shared across test packages: hand-made run directories in the documented schema
+(docs/records.md), for report tests (spec.yaml, results.csv and minimal cell records with validation
+curves; nothing trains), and the small sweep spec and run-directory readers of the fault tests."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
+from conftest import TINY_SPEC
 
 from lwscale.rundir.store import COLUMNS
 from lwscale.sweep.spec import dump_spec, parse_spec
@@ -93,3 +96,22 @@ def make_run(
     extra = [c for c in df.columns if c not in COLUMNS]
     df.reindex(columns=COLUMNS + extra).to_csv(root / "results.csv", index=False)
     return root
+
+
+# ---- the fault tests' small sweep ------------------------------------------------------------
+def small_spec(widths=(32,), etas=(2**-7, 2**-5), seeds=(0,), steps=6, **runner) -> dict:
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(rules=["sqrt-wd"], grid={"eta": list(etas), "wd": [0.1]})
+    spec["model"]["widths"] = list(widths)
+    spec["train"].update(seeds=list(seeds), steps=steps, cells_per_stack=1, eval_tokens=256)
+    if runner:
+        spec["runner"] = runner
+    return spec
+
+
+def records(run: Path) -> dict:
+    return {p.parent.name: json.loads(p.read_text()) for p in (run / "cells").glob("*/record.json")}
+
+
+def leftovers(run: Path) -> list:
+    return [p for p in run.rglob("*") if p.name.endswith(".tmp")]

@@ -2,7 +2,7 @@
 
 import pytest
 from conftest import run_cli, write_spec
-from test_scaleout import small_spec
+from runfixtures import small_spec
 
 
 @pytest.mark.parametrize("name", ["..", "."])

@@ -5,7 +5,7 @@ import os
 import time
 
 from conftest import run_cli, write_spec
-from test_scaleout import records, small_spec
+from runfixtures import records, small_spec
 
 from lwscale.rundir.claims import claim, read_claim, read_claims
 

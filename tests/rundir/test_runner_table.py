@@ -2,7 +2,7 @@
 stack's rebuild already holds every record; a run with nothing to train still writes it."""
 
 import pandas as pd
-from test_scaleout import small_spec
+from runfixtures import small_spec
 
 from lwscale.rundir.store import Store
 

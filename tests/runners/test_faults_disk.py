@@ -8,7 +8,7 @@ import os
 
 import torch
 from conftest import run_cli, write_spec
-from test_scaleout import leftovers, records, small_spec
+from runfixtures import leftovers, records, small_spec
 
 
 class _FullDisk(io.RawIOBase):

@@ -4,7 +4,7 @@ every cell is finished."""
 
 import json
 
-from test_scaleout import small_spec
+from runfixtures import small_spec
 
 from lwscale.rundir.claims import read_claims
 

@@ -16,29 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_SPEC, run_cli, write_spec
+from conftest import run_cli, write_spec
+from runfixtures import leftovers, records, small_spec
 
 from lwscale.rundir.claims import claim, read_claims
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-
-
-def small_spec(widths=(32,), etas=(2**-7, 2**-5), seeds=(0,), steps=6, **runner) -> dict:
-    spec = copy.deepcopy(TINY_SPEC)
-    spec.update(rules=["sqrt-wd"], grid={"eta": list(etas), "wd": [0.1]})
-    spec["model"]["widths"] = list(widths)
-    spec["train"].update(seeds=list(seeds), steps=steps, cells_per_stack=1, eval_tokens=256)
-    if runner:
-        spec["runner"] = runner
-    return spec
-
-
-def records(run: Path) -> dict:
-    return {p.parent.name: json.loads(p.read_text()) for p in (run / "cells").glob("*/record.json")}
-
-
-def leftovers(run: Path) -> list:
-    return [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_kill_9_mid_stack_resumes_from_checkpoint_exactly(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import dropout_factory_spec
-from test_scaleout import small_spec
+from runfixtures import small_spec
 
 from lwscale.training.checkpoint import StackCheckpoint
 from lwscale.training.loop import LoopState

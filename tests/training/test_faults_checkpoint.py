@@ -2,7 +2,7 @@
 however K is chosen on the rerun."""
 
 import torch
-from test_scaleout import small_spec
+from runfixtures import small_spec
 
 from lwscale.training.checkpoint import StackCheckpoint
 
