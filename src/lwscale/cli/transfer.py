@@ -138,7 +138,7 @@ def transfer(
     if emit:
         from lwscale.reports.emit import emit_yaml
 
-        print(emit_yaml(run.spec, result), end="")
+        print(emit_yaml(run.spec, result, run.classes), end="")
         return
     if as_json:
         print(text)

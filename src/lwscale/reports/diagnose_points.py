@@ -50,12 +50,14 @@ def load_points(run: Run, records: dict) -> pd.DataFrame:
     if not rows:
         raise UserError(f"{run.root}: no cell has diagnostics (train.diagnostics was off, or nothing finished yet)")
     cols = list(df.columns) + ["type", "sigma", "gain_end"]
-    points = with_group_hparams(pd.DataFrame(rows, columns=cols), run.spec, records)
+    points = with_group_hparams(pd.DataFrame(rows, columns=cols), run.spec, records, run.classes)
     return with_scales(points, run.spec)
 
 
 # ---- each matrix type's own optimizer group ------------------------------------------------------
-def type_mults(spec, rule: str, width: int, vocab_size: int | None = None) -> dict[str, float]:
+def type_mults(
+    spec, rule: str, width: int, vocab_size: int | None = None, classes: dict | None = None
+) -> dict[str, float]:
     """{matrix type: width multiplier (fan-in ratio)} of the spec's model at ``width`` under
     ``rule``: the classes a sweep's optimizer groups use (``plan.param_classes``: the
     built-in model or the spec's ``model.factory``), named as the recorder names types
@@ -64,7 +66,11 @@ def type_mults(spec, rule: str, width: int, vocab_size: int | None = None) -> di
     from lwscale.science.rules import get_rule
     from lwscale.sweep.plan import model_config, param_classes
 
-    mats = [i for i in param_classes(spec, model_config(spec, width, get_rule(rule), vocab_size)) if i.cls == "matrix"]
+    mats = [
+        i
+        for i in param_classes(spec, model_config(spec, width, get_rule(rule), vocab_size), classes)
+        if i.cls == "matrix"
+    ]
     names = user_types([i.name for i in mats]) if spec.model.factory else {i.name: matrix_type(i.name) for i in mats}
     mults: dict[str, set[float]] = {}
     for i in mats:
@@ -73,7 +79,9 @@ def type_mults(spec, rule: str, width: int, vocab_size: int | None = None) -> di
     return {t: next(iter(ms)) if len(ms) == 1 else math.nan for t, ms in mults.items()}
 
 
-def with_group_hparams(points: pd.DataFrame, spec, records: dict | None = None) -> pd.DataFrame:
+def with_group_hparams(
+    points: pd.DataFrame, spec, records: dict | None = None, classes: dict | None = None
+) -> pd.DataFrame:
     """``points`` with each row's matrix type's own optimizer group: ``m_group`` (its width
     multiplier, its fan-in ratio; ``type_mults``), ``lr_group`` (peak lr) and ``wd_group``
     (coupled wd), by ``params.group_hparams`` from the row's rule and base (eta, wd) and the
@@ -94,7 +102,7 @@ def with_group_hparams(points: pd.DataFrame, spec, records: dict | None = None) 
             vocab.setdefault((r.rule, r.width), int(v))
     try:
         for (rule, width), sub in out.groupby(["rule", "width"]):
-            mults = type_mults(spec, rule, int(width), vocab.get((rule, width)))
+            mults = type_mults(spec, rule, int(width), vocab.get((rule, width)), classes)
             for (eta, lam, t), idx in sub.groupby(["eta", "wd", "type"]).groups.items():
                 k = out.index.get_indexer(idx)
                 mult = mults.get(t, math.nan)

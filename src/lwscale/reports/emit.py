@@ -40,7 +40,7 @@ def name_patterns(names_by_group: dict[str, list[str]]) -> dict[str, list[str]]:
     return out
 
 
-def param_groups(spec, rule: str, width: int, eta: float, wd: float) -> list[dict]:
+def param_groups(spec, rule: str, width: int, eta: float, wd: float, classes: dict | None = None) -> list[dict]:
     """The AdamW groups of the spec's model (the built-in one or its ``model.factory``) at
     ``width`` under ``rule`` from base (eta, wd): name, class, width_mult, lr, weight_decay, params."""
     from lwscale.model.params import group_hparams, group_keys
@@ -48,7 +48,7 @@ def param_groups(spec, rule: str, width: int, eta: float, wd: float) -> list[dic
     from lwscale.sweep.plan import model_config, param_classes
 
     r = get_rule(rule)
-    keys = group_keys(param_classes(spec, model_config(spec, width, r)))
+    keys = group_keys(param_classes(spec, model_config(spec, width, r), classes))
     patterns = name_patterns({k.label(): names for k, names in keys.items()})
     out = []
     for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
@@ -66,7 +66,7 @@ def param_groups(spec, rule: str, width: int, eta: float, wd: float) -> list[dic
     return out
 
 
-def emit_yaml(spec, result: dict) -> str:
+def emit_yaml(spec, result: dict, classes: dict | None = None) -> str:
     """The YAML document ``transfer --emit yaml`` prints, from ``transfer``'s result."""
     p, t = result["proxy_width"], result["target_width"]
     doc = {
@@ -79,7 +79,7 @@ def emit_yaml(spec, result: dict) -> str:
                 "eta": float(e["eta"]),
                 "wd": float(e["wd"]),
                 "source": e["source"],
-                "param_groups": param_groups(spec, e["rule"], t, e["eta"], e["wd"]),
+                "param_groups": param_groups(spec, e["rule"], t, e["eta"], e["wd"], classes),
             }
             for e in result["rules"]
         },

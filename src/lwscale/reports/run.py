@@ -25,6 +25,7 @@ class Run:
     spec: Spec
     df: pd.DataFrame  # results.csv, one row per sweep point and seed
     stats: pd.DataFrame  # cell_stats over the grid's seeds: mean and se per (rule, width, steps, eta, wd)
+    classes: dict | None = None  # a factory model's parameter classes from plan.json (Store.read_factory_classes)
 
     @property
     def grid_seeds(self) -> list[int]:
@@ -93,7 +94,8 @@ class Run:
 def load_run(run_dir: str | Path | None) -> Run:
     """RUN_DIR, or the most recently modified run under ./runs, read for reporting."""
     root = find_run(run_dir)
-    spec = Store(root).read_spec()
+    store = Store(root)
+    spec = store.read_spec()
     path = root / "results.csv"
     if not path.exists():
         raise UserError(f"{root} has no results.csv yet; run `lwscale sweep` on its spec first")
@@ -108,7 +110,7 @@ def load_run(run_dir: str | Path | None) -> Run:
         raise UserError(f"{path} has no rows")
     df["final_val_loss"] = df["final_val_loss"].astype(float)
     df["steps"] = _steps(df, spec)
-    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]))
+    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]), store.read_factory_classes())
 
 
 def _steps(df: pd.DataFrame, spec: Spec) -> pd.Series:

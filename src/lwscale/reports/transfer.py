@@ -136,7 +136,7 @@ def proxy_optimum(run: Run, rule: str, width: int, refined: bool = False, steps:
 
 # ---- the rule arithmetic ----------------------------------------------------------------
 def class_hparams_at(
-    spec, rule: str, width: int, eta: float, wd: float, steps: int | None = None
+    spec, rule: str, width: int, eta: float, wd: float, steps: int | None = None, classes: dict | None = None
 ) -> list[tuple[float, str, float, float, float]]:
     """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
     ``width`` trained ``steps`` steps (default: the base horizon) under ``rule``, from base (eta, wd):
@@ -146,7 +146,7 @@ def class_hparams_at(
 
     r = get_rule(rule)
     rho = 1.0 if steps is None else spec.horizon_ratio(width, steps)
-    keys = group_keys(param_classes(spec, model_config(spec, width, r)))  # the built-in or a factory model
+    keys = group_keys(param_classes(spec, model_config(spec, width, r), classes))  # the built-in or a factory model
     out = []
     for key in sorted(keys, key=lambda k: (k.cls, k.width_mult)):
         lr, cwd = group_hparams(key, r, eta, wd, spec.optimizer.wd_mode, spec.model.vector_lr_mult, rho)
@@ -163,11 +163,12 @@ def class_rows(
     wd: float,
     proxy_steps: int | None = None,
     target_steps: int | None = None,
+    classes: dict | None = None,
 ) -> list[ClassRow]:
     """Per parameter group, the (lr, wd, tau) at the proxy and at the target; a group's name
     says its width multipliers, and the length ratio when the two train different lengths."""
-    p = class_hparams_at(spec, rule, proxy, eta, wd, proxy_steps)
-    t = class_hparams_at(spec, rule, target, eta, wd, target_steps)
+    p = class_hparams_at(spec, rule, proxy, eta, wd, proxy_steps, classes)
+    t = class_hparams_at(spec, rule, target, eta, wd, target_steps, classes)
     longer = (
         f", S x{target_steps / proxy_steps:.3g}"
         if None not in (proxy_steps, target_steps) and proxy_steps != target_steps
@@ -485,7 +486,8 @@ def transfer(
             "proxy_steps": proxy_steps,
             "target_steps": target_steps,
             "classes": [
-                asdict(c) for c in class_rows(spec, rule, proxy, target, opt.eta, opt.wd, proxy_steps, target_steps)
+                asdict(c)
+                for c in class_rows(spec, rule, proxy, target, opt.eta, opt.wd, proxy_steps, target_steps, run.classes)
             ],
         }
         entry.update(

@@ -156,8 +156,45 @@ class Store:
             {"id": c.id, "width": c.width, "steps": c.steps, "flops_per_token": flops_per_token(c.model)}
             for c in plan.cells
         ]
-        text = json.dumps({"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells}, default=json_default)
+        index = {"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells}
+        if plan.spec.model.factory:  # the user's model classified once here, where its code runs anyway
+            from dataclasses import asdict
+
+            from lwscale.sweep.plan import classes_key, param_classes
+
+            configs = {classes_key(c.model): c.model for c in plan.cells}
+            index["factory_classes"] = {
+                k: [asdict(i) for i in param_classes(plan.spec, cfg)] for k, cfg in sorted(configs.items())
+            }
+        text = json.dumps(index, default=json_default)
         atomic_write_text(self.root / "plan.json", text)
+
+    def read_factory_classes(self) -> dict | None:
+        """A factory run's parameter classes per model config, as plan.json recorded them
+        (``plan.param_classes``' ``recorded``); None for a built-in model."""
+        spec = self.read_spec()
+        if not spec.model.factory:
+            return None
+        from lwscale.model.params import ParamInfo
+
+        try:
+            data = json.loads((self.root / "plan.json").read_bytes().decode("utf-8"))
+            return {
+                k: [
+                    ParamInfo(
+                        **{
+                            **i,
+                            "shape": tuple(i["shape"]),
+                            "base_shape": tuple(i["base_shape"]),
+                            "inf_dims": tuple(i["inf_dims"]),
+                        }
+                    )
+                    for i in infos
+                ]
+                for k, infos in data.get("factory_classes", {}).items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return {}
 
     def read_plan_index(self) -> list[dict] | None:
         """The cells of plan.json if it was planned from the spec.yaml now in the run, else None."""

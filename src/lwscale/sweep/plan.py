@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from lwscale.core.errors import UserError
 from lwscale.data.corpus import DATA_VERSION, content_digest
 from lwscale.model.params import GroupKey, classify_model, group_hparams, group_keys
 from lwscale.model.transformer import ModelConfig, parametrization
@@ -174,10 +175,25 @@ def _round(x: float) -> float:
     return float(f"{x:.10g}")
 
 
-def param_classes(spec: Spec, cfg: ModelConfig) -> list:
+def classes_key(cfg: ModelConfig) -> str:
+    """What a factory model's classes depend on besides the spec: its width, base width and vocabulary."""
+    return f"{cfg.width}/{cfg.base_width}/{cfg.vocab_size}"
+
+
+def param_classes(spec: Spec, cfg: ModelConfig, recorded: dict | None = None) -> list:
     """The parameter classes (``params.ParamInfo``) of the model a cell of ``cfg`` trains: the
-    built-in Transformer, or the spec's ``model.factory`` model (lwscale.model.user)."""
+    built-in Transformer, or the spec's ``model.factory`` model (lwscale.model.user). A reader
+    passes ``recorded`` (the run's plan.json, ``Store.read_factory_classes``): a factory model's
+    classes are then read from it, so that no read-only command runs the user's code."""
     if spec.model.factory:
+        if recorded is not None:
+            if classes_key(cfg) not in recorded:
+                raise UserError(
+                    f"the parameter classes of the model.factory model at width {cfg.width} are not in this run's "
+                    "plan.json, and read-only commands never run your model code: run `lwscale sweep` on a spec "
+                    "with that width (cells already finished are not retrained) to record them"
+                )
+            return recorded[classes_key(cfg)]
         from lwscale.model.user import classify_factory
 
         return classify_factory(spec, cfg)
