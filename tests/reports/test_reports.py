@@ -356,3 +356,56 @@ def test_a_transfer_figure_failure_is_a_warning_not_swallowed(tmp_path):
         with pytest.raises(UserError, match=f"{what} width 48 is not in the run"):
             plot_all(load_run(fresh), warn=said.append, **kw)
     assert said == [] and not (fresh / "figures").exists()
+
+
+def test_the_shift_panel_marks_one_grid_step_and_every_figure_names_the_run(tmp_path, monkeypatch):
+    """The transfer figure's shift panel draws one grid step either side of 0 (dotted, per axis),
+    so that a shift of one grid step is not read as noise nor an error bar as the grid's spacing;
+    the figures' titles start with the run's name."""
+    from lwscale.reports import plots
+    from lwscale.reports.run import load_run
+    from lwscale.reports.transfer import transfer
+
+    wds = [0.1, 0.3, 0.9]  # log2 step 1.585; ETAS: log2 step 1
+    rows = rows_for("sqrt-wd", 32, ETAS, wds, [0, 1], loss) + rows_for("sqrt-wd", 64, ETAS, wds, [0, 1], loss)
+    run = load_run(make_run(tmp_path / "r", rows, [32, 64], ["sqrt-wd"], ETAS, wds, seeds=(0, 1), name="named"))
+    steps = plots.grid_steps(run)
+    assert steps == pytest.approx((math.log2(ETAS[1] / ETAS[0]), math.log2(3)))
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out, name, pdf: drawn.setdefault(name, fig) and [])
+    plots.transfer_comparison(transfer(run, 32, 64), tmp_path, steps=steps, name=run.spec.name)
+    fig = drawn["transfer"]
+    dotted = sorted(round(ln.get_ydata()[0], 3) for ln in fig.axes[1].lines if ln.get_linestyle() == ":")
+    assert dotted == sorted(round(v, 3) for s in steps for v in (-s, s))
+    assert "one grid step" in fig.axes[1].get_title() and "one grid step" not in fig.axes[0].get_title()
+    assert fig._suptitle.get_text().startswith("named: transfer from width 32 to 64")
+    plots.slices(run, tmp_path)
+    plots.curves(run, tmp_path)
+    assert all(drawn[n]._suptitle.get_text().startswith("named: ") for n in ("slices", "curves"))
+
+
+def test_a_synthetic_runs_loss_floor_is_in_its_tables_and_figures(tmp_path, monkeypatch):
+    """On synthetic data no loss can go below the teacher's entropy, entropy x ln V: report.md
+    says it under the loss tables, the heatmaps' title says it and the curves draw it."""
+    import yaml
+
+    from lwscale.reports import plots
+
+    rows = rows_for("sqrt-wd", 32, ETAS, WDS[1:], [0], loss) + rows_for("sqrt-wd", 64, ETAS, WDS[1:], [0], loss)
+    root = make_run(tmp_path / "r", rows, [32, 64], ["sqrt-wd"], ETAS, WDS[1:])
+    spec = yaml.safe_load((root / "spec.yaml").read_text())
+    spec["data"] = {"source": "synthetic", "vocab_size": 256, "teacher": {"entropy": 0.5}}
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    floor = 0.5 * math.log(256)
+    code, out, err = run_cli(["report", root])
+    assert code == 0, err
+    assert f"loss floor {floor:.3f} nats: the teacher's entropy (0.5 x ln 256)" in (root / "report.md").read_text()
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out, name, pdf: drawn.setdefault(name, fig) and [])
+    run = load_run(root)
+    plots.heatmaps(run, tmp_path)
+    plots.curves(run, tmp_path)
+    assert f"loss floor {floor:.3f} nats" in drawn["heatmaps"]._suptitle.get_text()
+    dashed = [ln for ln in drawn["curves"].axes[0].lines if ln.get_linestyle() == "--"]
+    assert [round(ln.get_ydata()[0], 6) for ln in dashed] == [round(floor, 6)]
+    assert drawn["curves"].axes[0].get_ylim()[0] < floor  # in the frame

@@ -57,8 +57,13 @@ def test_plot_transfer_report_and_diagnose_of_a_factory_run_never_import_the_fac
     code, out, err = run_cli(["sweep", tmp_path / "spy.yaml", "--out", tmp_path / "runs"])
     assert code == 0, err
     run = tmp_path / "runs" / "spy"
-    for cmd in (["plot", run], ["transfer", run], ["transfer", run, "--emit", "yaml"], ["diagnose", run],
-                ["report", run]):
+    for cmd in (
+        ["plot", run],
+        ["transfer", run],
+        ["transfer", run, "--emit", "yaml"],
+        ["diagnose", run],
+        ["report", run],
+    ):
         marker.unlink(missing_ok=True)
         sys.modules.pop("spy_lm", None)
         code, out, err = run_cli(cmd)

@@ -10,6 +10,7 @@ import typer
 from lwscale.cli.console import console, note, warn
 from lwscale.cli.dry_run import print_dry_run
 from lwscale.cli.progress import RichProgress
+from lwscale.data.synthetic import floor_note
 
 
 def sweep(
@@ -107,6 +108,9 @@ def sweep(
         for width, steps in panels:
             if ((stats["rule"] == rule) & (stats["width"] == width) & (stats["steps"] == steps)).any():
                 console.print(loss_table(stats, rule, width, steps if spec.multi_horizon else None))
+    floor = floor_note(spec.data)
+    if floor:
+        console.print(floor)
     counts = df.drop_duplicates("cell_id")["status"].value_counts().to_dict()
     console.print("cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     console.print(f"results: {result.store.root / 'results.csv'}")

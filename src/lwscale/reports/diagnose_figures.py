@@ -36,13 +36,19 @@ def _plt():
     return plt
 
 
-def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+FIGSIZE = (6.4, 4.2)  # one panel; `lwscale plot`'s figures are 3.8-5.5 wide per panel
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path, name: str) -> None:
+    """Labels, the run's name in the title and the file, as `lwscale plot` draws (reports/plots.py:
+    titles at 10 and 9 points, legends at 7, grid, 110 dpi, tight bounding box)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    fig.suptitle(f"{name}: {title}" if name else title, fontsize=10)
     ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     _plt().close(fig)
 
 
@@ -64,9 +70,9 @@ def _label(r, pairs: bool) -> str:
     return base if pairs else f"{r.rule} d={r.width}"
 
 
-def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> None:
+def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path, name: str = "") -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     for r in cells.itertuples():
         g = (records[r.cell_id].get("diagnostics") or {}).get("gain") or {}
         curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})] or list(
@@ -81,6 +87,7 @@ def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path) -> 
         "FFN sublayer gain ||Wx||_rms / ||x||_rms",
         "gain on the fixed eval batch (gate, up, down; block mean)",
         path,
+        name,
     )
 
 
@@ -95,7 +102,7 @@ def _types(names) -> dict[str, str]:
 
 def spectra_figure(root: Path, cells: pd.DataFrame, points: pd.DataFrame, pairs: bool, path: Path) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     scale = points.drop_duplicates(["cell_id", "type"]).set_index(["cell_id", "type"])["eq_scale"]
     for r in cells.itertuples():
         f = root / "cells" / r.cell_id / SPECTRA_FILE
@@ -117,12 +124,15 @@ def spectra_figure(root: Path, cells: pd.DataFrame, points: pd.DataFrame, pairs:
         "singular value / S (equilibrium scale ~ sqrt(lr/2wd))",
         "FFN spectra at the end (block and type mean)",
         path,
+        root.name,
     )
 
 
-def sigma_width_figure(points: pd.DataFrame, optima: list[tuple[str, float, float]], path: Path) -> None:
+def sigma_width_figure(
+    points: pd.DataFrame, optima: list[tuple[str, float, float]], path: Path, name: str = ""
+) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     done = done_cells(points)
     for rule, eta, wd in optima:
         sub = rows_at(done, rule, eta, wd)
@@ -141,6 +151,7 @@ def sigma_width_figure(points: pd.DataFrame, optima: list[tuple[str, float, floa
         "sigma_max (mean over matrix types)",
         "top singular value vs width at the transferred optimum",
         path,
+        name,
     )
 
 
@@ -151,7 +162,7 @@ def write_figures(
     out.mkdir(exist_ok=True)
     cells = chosen_cells(points, pairs, optima)
     paths = [out / name for name in FIGURES]
-    gain_figure(cells, records, pairs, paths[0])
+    gain_figure(cells, records, pairs, paths[0], root.name)
     spectra_figure(root, cells, points, pairs, paths[1])
-    sigma_width_figure(points, optima, paths[2])
+    sigma_width_figure(points, optima, paths[2], root.name)
     return paths

@@ -24,6 +24,7 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from lwscale.core.errors import UserError  # noqa: E402
+from lwscale.data.synthetic import floor_note, loss_floor  # noqa: E402
 from lwscale.reports.ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
 from lwscale.reports.run import Run, at_point, log2, panel  # noqa: E402
 from lwscale.reports.tables import argmin, finished  # noqa: E402
@@ -335,7 +336,9 @@ def heatmaps(
     )
     fig.suptitle(
         f"{run.spec.name}: final validation loss over base (η, λ), mean over the grid's "
-        f"{seeds_text(run.grid_seeds)}\n{colours} (numbers: the loss)" + (f"\n{shared}" if shared else ""),
+        f"{seeds_text(run.grid_seeds)}\n{colours} (numbers: the loss)"
+        + (f"\n{shared}" if shared else "")
+        + (f"\n{floor_note(run.spec.data)}" if floor_note(run.spec.data) else ""),
         fontsize=10,
     )
     return _save(fig, out, "heatmaps", pdf)
@@ -398,7 +401,9 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
                 ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
     fig.suptitle(
-        "Slices through each " + ("panel" if run.multi_horizon else "width") + "'s optimum (★): under a "
+        f"{run.spec.name}: slices through each "
+        + ("panel" if run.multi_horizon else "width")
+        + "'s optimum (★): under a "
         "good rule the minima line up"
         + (" (line style: training length)" if run.multi_horizon else "")
         + "; error bars = seed standard error",
@@ -421,6 +426,7 @@ def _bars(ax, entries: list[dict], series, width: float, tie_keys: dict | None =
             width,
             yerr=None if np.all(np.isnan(errs)) else np.nan_to_num(errs),
             capsize=3,
+            ecolor="black",
             color=col,
             label=lab,
         )
@@ -444,8 +450,22 @@ def _bars(ax, entries: list[dict], series, width: float, tie_keys: dict | None =
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
 
 
-def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path]:
-    """Per rule: regret (pooled and own), and the shift of the optimum, with seed error bars."""
+def grid_steps(run: Run) -> tuple[float, float] | None:
+    """The grid's spacing in log2 eta and log2 lambda (the smallest step between values), or None
+    for explicit pairs: a shift of the optimum moves in these steps."""
+    if run.spec.grid.pairs is not None:
+        return None
+    etas, wds = run.spec.grid.axis("eta"), [w for w in run.spec.grid.axis("wd") if w > 0]
+    step = lambda v: float(np.min(np.diff(np.log2(sorted(set(v)))))) if len(set(v)) > 1 else math.nan
+    return step(etas), step(wds)
+
+
+def transfer_comparison(
+    result: dict, out: Path, pdf: bool = False, steps: tuple[float, float] | None = None, name: str = ""
+) -> list[Path]:
+    """Per rule: regret (pooled and own), and the shift of the optimum, with seed error bars.
+    ``steps`` (grid_steps) draws one grid step either side of 0 on the shift panel, so that
+    an error bar (seed noise) is not read as the grid's spacing, nor the spacing as noise."""
     entries = result["rules"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
     _bars(
@@ -486,11 +506,22 @@ def transfer_comparison(result: dict, out: Path, pdf: bool = False) -> list[Path
         0.18,
     )
     axes[1].set_ylabel("target optimum − proxy optimum (log₂ units)")
-    axes[1].set_title("shift of the grid optimum from proxy to target (0 = perfect transfer)", fontsize=9)
+    grid_note = ""
+    if steps is not None and all(math.isfinite(s) for s in steps):
+        for s, col in zip(steps, ("tab:blue", "tab:orange")):
+            for y in (-s, s):
+                axes[1].axhline(y, color=col, lw=0.8, ls=":", alpha=0.8)
+        grid_note = (
+            f"\ndotted: one grid step (log₂ η {steps[0]:.3g}, log₂ λ {steps[1]:.3g}); a shift moves in these steps"
+            if steps[0] != steps[1]
+            else f"\ndotted: ± one grid step ({steps[0]:.3g} in log₂ η and λ); a shift moves in these steps"
+        )
+    axes[1].set_title(f"shift of the grid optimum from proxy to target (0 = perfect transfer){grid_note}", fontsize=9)
     from lwscale.reports.transfer_tables import ends
 
     fig.suptitle(
-        f"Transfer from {ends(result)[2].replace('->', 'to')} (error bars: seed standard error; none with one seed)",
+        f"{name + ': ' if name else ''}transfer from {ends(result)[2].replace('->', 'to')} "
+        "(black error bars: seed standard error; none with one seed)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -538,6 +569,11 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7, title="base (η, λ): final loss", title_fontsize=7)
+    floor = loss_floor(run.spec.data)
+    if floor is not None and math.isfinite(lo):
+        lo = min(lo, floor)  # the floor in the frame: the curves' distance above it is the point
+        for ax in axes.flat:
+            ax.axhline(floor, color="0.3", lw=1, ls="--", label="loss floor (teacher entropy)")
     if math.isfinite(lo):
         pad = 0.15 * (hi - lo) + 0.01
         axes[0, 0].set_ylim(lo - pad, hi + pad)  # shared y: the step-0 loss is far above the curves
@@ -549,8 +585,9 @@ def curves(run: Run, out: Path, pdf: bool = False, per_panel: int = 4) -> list[P
                     f"step 0: {y0:.2f}", (0, top), xytext=(6, -10), textcoords="offset points", fontsize=7, color="0.3"
                 )
     fig.suptitle(
-        f"Validation curves of the {per_panel} best cells of each panel (one line per seed; "
-        "▲ the step-0 loss, far above the curves)",
+        f"{run.spec.name}: validation curves of the {per_panel} best cells of each panel (one line per seed; "
+        "▲ the step-0 loss, far above the curves"
+        + ("; dashed: the loss floor, the teacher's entropy)" if floor is not None else ")"),
         fontsize=10,
     )
     fig.tight_layout()
@@ -726,5 +763,5 @@ def plot_all(
         except UserError as exc:  # e.g. no finished proxy cells: the other figures still stand
             warn(f"no transfer figure: {exc}")
     if transfer_result is not None:
-        paths += transfer_comparison(transfer_result, out, pdf)
+        paths += transfer_comparison(transfer_result, out, pdf, grid_steps(run), run.spec.name)
     return paths

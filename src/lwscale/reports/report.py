@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from lwscale.core.files import atomic_write_text
+from lwscale.data.synthetic import floor_note
 from lwscale.reports.fmt import num
 from lwscale.reports.gate import VERDICT, gate_tab
 from lwscale.reports.run import Run, panel
@@ -240,7 +241,8 @@ def write_report(run: Run, transfer_result: dict | None) -> str:
         "## Final validation loss",
         f"Mean over the grid's {seeds_text(run.grid_seeds)} (± standard error "
         "with several seeds; seeds `transfer --train` added are not in these tables); ★ the best cell of each "
-        "table; rows λ and columns η in base coordinates.",
+        "table; rows λ and columns η in base coordinates."
+        + (f" The {floor_note(run.spec.data)}." if floor_note(run.spec.data) else ""),
     ]
     for rule in run.rules:
         for width, steps in run.panels():
