@@ -24,17 +24,17 @@ def _load_data(spec, device, todo: list, timed_synthetic: bool) -> tuple[float |
 
     if spec.data.source == "synthetic" and not timed_synthetic:
         return None, "the synthetic teacher is too large to run here"
-    m = spec.model
+    ms = spec.model
     t0 = time.perf_counter()
     dataset = load_dataset(
         spec.data,
-        m.seq_len,
+        ms.seq_len,
         spec.train.batch_size,
         spec.train.eval_tokens,
         device if spec.data.source == "synthetic" else torch.device("cpu"),
-        max_width=max(m.widths),
-        depth=m.depth,
-        head_dim=m.head_dim,
+        max_width=max(ms.widths),
+        depth=ms.depth,
+        head_dim=ms.head_dim,
         log=note,
     )
     seconds = time.perf_counter() - t0

@@ -54,7 +54,7 @@ class ModelConfig:
     readout_zero_init: bool = False
     unembed_class: str = "vector"  # "matrix": hidden-matrix init and no readout multiplier
     norm_eps: float = 1e-6
-    n_stack: int = 1  # K cells held in stacked weights
+    n_stack: int = 1  # K, the cells held in stacked weights (named n_stack in records: the contract)
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.base_width <= 0:

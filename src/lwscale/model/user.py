@@ -65,16 +65,16 @@ def factory_config(spec, width: int, vocab_size: int) -> ModelConfig:
     """The bookkeeping config of a factory cell: width, base width, vocab and seq_len matter;
     the layout fields describe lwscale's own model and are set to values valid at any width
     (head_dim 1, ffn_mult 1), so code that rebuilds the config at another width still works."""
-    m = spec.model
+    ms = spec.model
     return ModelConfig(
         vocab_size=vocab_size,
         width=width,
-        base_width=m.d0,
-        depth=m.depth,
+        base_width=ms.d0,
+        depth=ms.depth,
         head_dim=1,
         ffn_mult=1.0,
-        seq_len=m.seq_len,
-        init_std=m.init_std,
+        seq_len=ms.seq_len,
+        init_std=ms.init_std,
     )
 
 

@@ -97,16 +97,16 @@ def run_sweep(
     )
     summary, interrupted, table = RunSummary(), False, None
     if todo:
-        m = spec.model
+        ms = spec.model
         dataset = load_dataset(
             spec.data,
-            m.seq_len,
+            ms.seq_len,
             spec.train.batch_size,
             spec.train.eval_tokens,
             device,
-            max_width=max(m.widths),
-            depth=m.depth,
-            head_dim=m.head_dim,
+            max_width=max(ms.widths),
+            depth=ms.depth,
+            head_dim=ms.head_dim,
             log=log,
         )
         dataset.prepare(sorted({c.seed for c in todo}), max(c.steps for c in todo))
@@ -114,7 +114,7 @@ def run_sweep(
         if passes > 1:
             log(
                 f"warning: the longest cells read the training text {passes:.1f} times over "
-                f"({spec.train.batch_size} x {m.seq_len + 1} tokens a step): they see repeated data, so a "
+                f"({spec.train.batch_size} x {ms.seq_len + 1} tokens a step): they see repeated data, so a "
                 "loss can fall by memorising; use a larger corpus, fewer steps or source: synthetic"
             )
         if spec.model.factory:

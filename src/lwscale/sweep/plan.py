@@ -99,11 +99,11 @@ def result_settings(spec: Spec) -> dict:
     """The spec settings that change a cell's result, widths, grid, seeds, rules and which
     horizons each width trains aside. A run directory refuses a spec whose settings differ
     from its own (so a different list of horizons, or base horizon, is a new run)."""
-    m, t = spec.model, spec.train
+    ms, t = spec.model, spec.train
     return {
         "id_version": ID_VERSION,
         "data_version": DATA_VERSION,
-        "model": m.model_dump(mode="json", exclude={"widths"} | _unset(m, "factory", "loss")) | {"base_width": m.d0},
+        "model": ms.model_dump(mode="json", exclude={"widths"} | _unset(ms, "factory", "loss")) | {"base_width": ms.d0},
         "data": spec.data.model_dump(mode="json", exclude=_unset(spec.data, "paths", "token_dtype")),
         "train": t.model_dump(
             mode="json",
@@ -143,30 +143,30 @@ def _unset(obj, *keys: str) -> set[str]:
 
 
 def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig:
-    m = spec.model
+    ms = spec.model
     if vocab_size is None and spec.data.source in ("text", "tokens"):
         from lwscale.data.files import source_vocab_size
 
         vocab_size = source_vocab_size(spec.data)
     v = vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size)
-    if m.factory:  # a user's model (lwscale.model.user): the config carries width, base width, vocab, seq_len
+    if ms.factory:  # a user's model (lwscale.model.user): the config carries width, base width, vocab, seq_len
         from lwscale.model.user import factory_config
 
         return parametrization(factory_config(spec, width, v), rule.mup)
     cfg = ModelConfig(
         vocab_size=v,
         width=width,
-        base_width=m.d0,
-        depth=m.depth,
-        head_dim=m.head_dim,
-        ffn_mult=m.ffn_mult,
-        seq_len=m.seq_len,
-        init_std=m.init_std,
-        rope_theta=m.rope_theta,
-        attn_scale=m.attn_scale,
-        tie_embeddings=m.tie_embeddings,
-        readout_zero_init=m.readout_zero_init,
-        unembed_class=m.unembed_class,
+        base_width=ms.d0,
+        depth=ms.depth,
+        head_dim=ms.head_dim,
+        ffn_mult=ms.ffn_mult,
+        seq_len=ms.seq_len,
+        init_std=ms.init_std,
+        rope_theta=ms.rope_theta,
+        attn_scale=ms.attn_scale,
+        tie_embeddings=ms.tie_embeddings,
+        readout_zero_init=ms.readout_zero_init,
+        unembed_class=ms.unembed_class,
     )
     return parametrization(cfg, rule.mup)
 

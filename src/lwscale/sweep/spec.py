@@ -476,23 +476,23 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _sizes(self) -> Spec:
-        m = self.model
-        if max(m.widths + [m.d0]) > MAX_WIDTH or m.ffn_mult * max(m.widths + [m.d0]) > 16 * MAX_WIDTH:
+        ms = self.model
+        if max(ms.widths + [ms.d0]) > MAX_WIDTH or ms.ffn_mult * max(ms.widths + [ms.d0]) > 16 * MAX_WIDTH:
             raise ValueError(f"model widths (and ffn_mult x width / 16) above {MAX_WIDTH:,} are not supported")
-        if m.depth > MAX_DEPTH:
+        if ms.depth > MAX_DEPTH:
             raise ValueError(f"model.depth above {MAX_DEPTH} is not supported")
-        extra = sorted(set(self.train.steps_by_width or {}) - set(m.widths))
+        extra = sorted(set(self.train.steps_by_width or {}) - set(ms.widths))
         if extra:
             raise ValueError(f"train.steps_by_width names width {extra[0]}, which is not one of model.widths")
         try:
-            steps = max(self.steps_at(w, h) for w in m.widths for h in self.horizons_at(w))
+            steps = max(self.steps_at(w, h) for w in ms.widths for h in self.horizons_at(w))
         except (OverflowError, ValueError):
             steps = math.inf
         if steps > MAX_STEPS:
             raise ValueError(
                 f"train: more than {MAX_STEPS:,} steps per cell (check steps, tokens and steps_width_exponent)"
             )
-        runs = sum(len(self.horizons_at(w)) for w in m.widths)
+        runs = sum(len(self.horizons_at(w)) for w in ms.widths)
         n = len(self.grid.points()) * len(self.train.seeds) * runs * len(self.rules)
         if n > MAX_POINTS:
             raise ValueError(

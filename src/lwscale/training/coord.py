@@ -165,7 +165,7 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
     from lwscale.data.load import load_dataset
     from lwscale.sweep.plan import grid_centre, model_config
 
-    m, t = spec.model, spec.train
+    ms, t = spec.model, spec.train
     if eta is not None and not eta > 0:
         raise UserError(f"--eta must be positive, got {eta}")
     eta = eta if eta is not None else max(e for e, _ in spec.grid.points())
@@ -173,17 +173,17 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
     seeds = tuple(range(t.seeds[0], t.seeds[0] + n_seeds))
     data = load_dataset(
         spec.data,
-        m.seq_len,
+        ms.seq_len,
         t.batch_size,
         t.eval_tokens,
         torch.device("cpu"),
-        max_width=max(m.widths),
-        depth=m.depth,
-        head_dim=m.head_dim,
+        max_width=max(ms.widths),
+        depth=ms.depth,
+        head_dim=ms.head_dim,
     )
     data.prepare(list(seeds), steps)
     batches = lambda seed, step: torch.from_numpy(data.train_batch(seed, step).astype(np.int64)).unsqueeze(0)  # noqa: E731
-    if m.factory:
+    if ms.factory:
         problems = factory_problems(spec, data.vocab_size)
         return [
             factory_coord_data(spec, rule, eta, wd, batches, steps, seeds, data.vocab_size, problems)
@@ -191,7 +191,7 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
         ]
     out = []
     for rule in spec.rule_objects():
-        cfgs = {w: model_config(spec, w, rule, data.vocab_size) for w in m.widths}
+        cfgs = {w: model_config(spec, w, rule, data.vocab_size) for w in ms.widths}
         out.append(
             coord_data(
                 cfgs,
@@ -200,9 +200,9 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
                 wd,
                 batches,
                 steps,
-                m.unembed_class,
+                ms.unembed_class,
                 spec.optimizer.wd_mode,
-                m.vector_lr_mult,
+                ms.vector_lr_mult,
                 t.grad_clip,
                 seeds,
                 {"betas": tuple(spec.optimizer.betas), "eps": spec.optimizer.eps},

@@ -29,13 +29,13 @@ class StackedAdamW:
     def __init__(
         self,
         groups: list[Group],
-        n_stack: int,
+        k: int,
         betas: tuple[float, float] = (0.9, 0.95),
         eps: float = 1e-8,
         max_grad_norm: float | None = 1.0,
     ):
         self.groups = groups
-        self.K = n_stack
+        self.K = k
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.max_grad_norm = max_grad_norm
@@ -44,8 +44,8 @@ class StackedAdamW:
             raise ValueError("a parameter appears in two groups: weight decay would be applied twice")
         device = self.params[0].device
         for g in groups:
-            if g.lr.shape != (n_stack,) or g.wd.shape != (n_stack,):
-                raise ValueError(f"group {g.name}: lr and wd must have shape [{n_stack}]")
+            if g.lr.shape != (k,) or g.wd.shape != (k,):
+                raise ValueError(f"group {g.name}: lr and wd must have shape [{k}]")
             g.lr, g.wd = g.lr.to(device, torch.float32), g.wd.to(device, torch.float32)
         self._group_of = [i for i, g in enumerate(groups) for _ in g.params]
         self._update = _update
@@ -57,9 +57,9 @@ class StackedAdamW:
         # from pageable memory and synchronise the stream every step
         self._t_dev = torch.zeros((), device=device)
         self._scale_dev = torch.ones((), device=device)
-        self.alive = torch.ones(n_stack, dtype=torch.bool, device=device)
-        self.died_at = torch.full((n_stack,), -1, dtype=torch.long, device=device)
-        self.last_grad_norm = torch.zeros(n_stack, device=device)
+        self.alive = torch.ones(k, dtype=torch.bool, device=device)
+        self.died_at = torch.full((k,), -1, dtype=torch.long, device=device)
+        self.last_grad_norm = torch.zeros(k, device=device)
 
     def grad_norms(self) -> torch.Tensor:
         """Per-cell L2 norm of all gradients, [K] fp32."""
