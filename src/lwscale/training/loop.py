@@ -148,6 +148,33 @@ class LoopState:
         return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 
+@dataclass
+class Stack:
+    """What the build phase makes for one stack: the cells' shared settings, the stacked model
+    (``fwd`` is the compiled module where the spec compiles), its optimizer, the batches and the
+    validation set, and the diagnostics recorder."""
+
+    cells: list[Cell]
+    spec: Spec
+    device: torch.device
+    precision: str
+    steps: int
+    warmup: int
+    eval_interval: int
+    tokens_per_step: int  # per cell: batch size x sequence length
+    model: torch.nn.Module
+    fwd: Callable
+    opt: StackedAdamW
+    batcher: Batcher
+    val: torch.Tensor
+    eval_bs: int
+    recorder: Recorder
+
+    @property
+    def K(self) -> int:
+        return len(self.cells)
+
+
 def train_stack(
     cells: list[Cell],
     spec: Spec,
@@ -158,17 +185,23 @@ def train_stack(
 ) -> list[dict]:
     """Train ``cells`` as one stacked model and return one record per cell. With a
     ``checkpoint`` (lwscale.training.checkpoint.StackCheckpoint) the stack resumes from its saved
-    state and saves it as the spec asks."""
-    K = len(cells)
+    state and saves it as the spec asks. Four phases: build, restore (or evaluate step 0), the
+    step loop, the records."""
+    stack = build_stack(cells, spec, dataset, device)
+    state, t0 = restore_or_start(stack, checkpoint)
+    wall = run_steps(stack, state, t0, on_progress, checkpoint)
+    return stack_records(stack, state, wall)
+
+
+def build_stack(cells: list[Cell], spec: Spec, dataset: Dataset, device: torch.device) -> Stack:
+    """The stacked model of ``cells`` (one seed each), its per-cell optimizer groups and AdamW,
+    compiled where the spec asks, the batches, the validation set and the recorder."""
     first = cells[0]
     if any(c.stack_key() != first.stack_key() for c in cells):
         raise ValueError("cells of one stack must share the model, steps and warmup")
+    K = len(cells)
     t_spec, o_spec = spec.train, spec.optimizer
     precision = resolve_precision(spec, device)
-    steps, warmup, width = first.steps, first.warmup, first.width
-    eval_interval = spec.eval_interval_at(first.horizon_ratio)  # as many evaluations at every horizon
-    B, T = t_spec.batch_size, first.model.seq_len
-
     cfg = replace(first.model, n_stack=K)
     model, infos = build_with_classes(cfg, spec, [c.seed for c in cells], device)
     groups = stack_groups(model, infos, [c.rule_hparams for c in cells], o_spec.wd_mode, spec.model.vector_lr_mult)
@@ -176,105 +209,130 @@ def train_stack(
     fwd = model
     if resolve_compile(spec, device):
         fwd, opt = torch.compile(model), opt.compile()
-
-    batcher = Batcher(dataset, [c.seed for c in cells], device)
     val = torch.from_numpy(dataset.val.astype(np.int64)).to(device)
     eval_bs = max(t_spec.batch_size, 1)
-    train_curve: list[list[float]] = [[] for _ in range(K)]
-    val_curve: list[list[float]] = [[] for _ in range(K)]
-    recorder = Recorder(model, val[:eval_bs, :-1], t_spec.diagnostics, lambda: autocast(device, precision))
+    return Stack(
+        cells=cells,
+        spec=spec,
+        device=device,
+        precision=precision,
+        steps=first.steps,
+        warmup=first.warmup,
+        eval_interval=spec.eval_interval_at(first.horizon_ratio),  # as many evaluations at every horizon
+        tokens_per_step=t_spec.batch_size * first.model.seq_len,
+        model=model,
+        fwd=fwd,
+        opt=opt,
+        batcher=Batcher(dataset, [c.seed for c in cells], device),
+        val=val,
+        eval_bs=eval_bs,
+        recorder=Recorder(model, val[:eval_bs, :-1], t_spec.diagnostics, lambda: autocast(device, precision)),
+    )
 
-    def record_eval(step: int) -> torch.Tensor:
-        # a user's model may have dropout: off for evaluation (ours has none, and a mode switch
-        # would only give its compiled graph a second variant)
-        with eval_mode(model) if spec.model.factory else contextlib.nullcontext():
-            v = evaluate(fwd, val, K, eval_bs, device, precision).cpu()
-            recorder.at_eval(step)
-        for k in range(K):
-            val_curve[k].append([step, step * B * T, float(v[k])])
-        return v
 
+def record_eval(stack: Stack, state: LoopState, step: int) -> torch.Tensor:
+    """Evaluate every cell at ``step``, append it to the validation curves; the [K] losses."""
+    # a user's model may have dropout: off for evaluation (ours has none, and a mode switch
+    # would only give its compiled graph a second variant)
+    with eval_mode(stack.model) if stack.spec.model.factory else contextlib.nullcontext():
+        v = evaluate(stack.fwd, stack.val, stack.K, stack.eval_bs, stack.device, stack.precision).cpu()
+        stack.recorder.at_eval(step)
+    for k in range(stack.K):
+        state.val_curve[k].append([step, step * stack.tokens_per_step, float(v[k])])
+    return v
+
+
+def restore_or_start(stack: Stack, checkpoint) -> tuple[LoopState, float]:
+    """The loop state to start from, and the time origin of the stack's wall clock: the
+    checkpoint's (its elapsed time carried over), or a fresh state after evaluating step 0
+    (not counted in the wall time)."""
+    K, device = stack.K, stack.device
     resumed = (
-        checkpoint.restore(model, opt, device, [f.name for f in fields(LoopState)]) if checkpoint is not None else None
+        checkpoint.restore(stack.model, stack.opt, device, [f.name for f in fields(LoopState)])
+        if checkpoint is not None
+        else None
+    )
+    state = LoopState(
+        step=0,
+        train_curve=[[] for _ in range(K)],
+        val_curve=[[] for _ in range(K)],
+        initial=None,
+        window=torch.zeros(K, device=device),
+        window_n=0,
+        last_finite=torch.full((K,), float("nan"), device=device),
+        last_train=[math.nan] * K,
     )
     if resumed is None:
-        record_eval(0)
-    initial = None
-    window = torch.zeros(K, device=device)
-    window_n = 0
-    last_finite = torch.full((K,), float("nan"), device=device)
-    last_train = [math.nan] * K
+        record_eval(stack, state, 0)
     t0 = time.perf_counter()
-    start = 0
-    if resumed is not None:  # the loop state saved by loop_state() below
-        saved = LoopState.from_dict(resumed)
-        start, train_curve, val_curve = saved.step, saved.train_curve, saved.val_curve
-        initial, window, window_n = saved.initial, saved.window, saved.window_n
-        last_finite, last_train = saved.last_finite, saved.last_train
-        t0 -= saved.elapsed
-        recorder.load_state(saved.diagnostics)
+    if resumed is not None:  # the loop state a checkpoint saved (run_steps' saved())
+        state = LoopState.from_dict(resumed)
+        t0 -= state.elapsed
+        stack.recorder.load_state(state.diagnostics)
+    return state, t0
 
-    def loop_state() -> dict:
-        return LoopState(
-            step=done,
-            train_curve=train_curve,
-            val_curve=val_curve,
-            initial=initial,
-            window=window,
-            window_n=window_n,
-            last_finite=last_finite,
-            last_train=last_train,
-            elapsed=time.perf_counter() - t0,
-            diagnostics=recorder.state(),
-        ).to_dict()
 
-    for step in range(start, steps):
-        nan_cells = faults.at_step(step, width, K, first.seed)
-        tokens = batcher.train(step)
-        with autocast(device, precision):
-            loss = fwd(tokens[..., :-1], tokens[..., 1:]).float()
+def run_steps(stack: Stack, state: LoopState, t0: float, on_progress: ProgressFn | None, checkpoint) -> float:
+    """The step loop from ``state.step`` to the end, then the final evaluation's diagnostics;
+    ``state`` is updated in place. Returns the wall time of training in seconds."""
+    K, device, opt, t_spec = stack.K, stack.device, stack.opt, stack.spec.train
+    steps, first = stack.steps, stack.cells[0]
+
+    def saved() -> dict:  # what a checkpoint keeps
+        return replace(state, elapsed=time.perf_counter() - t0, diagnostics=stack.recorder.state()).to_dict()
+
+    for step in range(state.step, steps):
+        nan_cells = faults.at_step(step, first.width, K, first.seed)
+        tokens = stack.batcher.train(step)
+        with autocast(device, stack.precision):
+            loss = stack.fwd(tokens[..., :-1], tokens[..., 1:]).float()
         if nan_cells:
             loss = loss + torch.tensor([math.nan if k in nan_cells else 0.0 for k in range(K)], device=device)
-        if initial is None:
-            initial = loss.detach().clone()
-        healthy = torch.isfinite(loss) & (loss <= t_spec.diverge_factor * initial)
+        if state.initial is None:
+            state.initial = loss.detach().clone()
+        healthy = torch.isfinite(loss) & (loss <= t_spec.diverge_factor * state.initial)
         loss.sum().backward()
         was_alive = opt.alive.clone()
-        opt.step(lr_factor(step, steps, warmup, t_spec.schedule, t_spec.min_lr_ratio, t_spec.decay_frac), healthy)
+        opt.step(lr_factor(step, steps, stack.warmup, t_spec.schedule, t_spec.min_lr_ratio, t_spec.decay_frac), healthy)
         opt.zero_grad()
         lv = loss.detach()
-        last_finite = torch.where(was_alive & torch.isfinite(lv), lv, last_finite)
-        window += torch.where(opt.alive, lv, torch.zeros_like(lv))
-        window_n += 1
-        done = step + 1
+        state.last_finite = torch.where(was_alive & torch.isfinite(lv), lv, state.last_finite)
+        state.window += torch.where(opt.alive, lv, torch.zeros_like(lv))
+        state.window_n += 1
+        done = state.step = step + 1
         if done % t_spec.log_interval == 0 or done == steps:
-            w = (window / window_n).cpu()
+            w = (state.window / state.window_n).cpu()
             alive = opt.alive.cpu()
             for k in range(K):
                 if alive[k]:
-                    last_train[k] = float(w[k])
-                    train_curve[k].append([done, done * B * T, float(w[k])])
-            window.zero_()
-            window_n = 0
+                    state.last_train[k] = float(w[k])
+                    state.train_curve[k].append([done, done * stack.tokens_per_step, float(w[k])])
+            state.window.zero_()
+            state.window_n = 0
             if on_progress:
-                on_progress(done, steps, [last_train[k] if alive[k] else math.nan for k in range(K)])
-        if done % eval_interval == 0 and done != steps:
-            record_eval(done)
+                on_progress(done, steps, [state.last_train[k] if alive[k] else math.nan for k in range(K)])
+        if done % stack.eval_interval == 0 and done != steps:
+            record_eval(stack, state, done)
         if checkpoint is not None:
-            checkpoint.after_step(done, steps, model, opt, loop_state)
+            checkpoint.after_step(done, steps, stack.model, opt, saved)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    wall = time.perf_counter() - t0
-    recorder.at_end()  # first: the last evaluation's sigma_max (full mode) reuses its SVDs
-    final_val = record_eval(steps)
+    return time.perf_counter() - t0
 
-    died_at = opt.died_at.cpu().tolist()
-    init = initial.cpu().tolist()
-    last_finite_l = last_finite.cpu().tolist()
-    fpt = getattr(model, "flops_per_token", None) or flops_per_token(first.model)
-    perf = throughput(steps * B * T, wall, fpt, K, peak_flops(device, precision))
+
+def stack_records(stack: Stack, state: LoopState, wall: float) -> list[dict]:
+    """One record per cell (docs/records.md), after the final evaluation."""
+    t_spec, device, steps, first = stack.spec.train, stack.device, stack.steps, stack.cells[0]
+    stack.recorder.at_end()  # first: the last evaluation's sigma_max (full mode) reuses its SVDs
+    final_val = record_eval(stack, state, steps)
+    died_at = stack.opt.died_at.cpu().tolist()
+    init = state.initial.cpu().tolist()
+    last_finite = state.last_finite.cpu().tolist()
+    fpt = getattr(stack.model, "flops_per_token", None) or flops_per_token(first.model)
+    perf = throughput(steps * stack.tokens_per_step, wall, fpt, stack.K, peak_flops(device, stack.precision))
+    recorder = stack.recorder
     records = []
-    for k, cell in enumerate(cells):
+    for k, cell in enumerate(stack.cells):
         diverged = died_at[k] >= 0
         records.append(
             {
@@ -286,27 +344,27 @@ def train_stack(
                 "width": cell.width,
                 "seed": cell.seed,
                 "steps": steps,
-                "warmup": warmup,
+                "warmup": stack.warmup,
                 "model": cell.model.to_dict(),
                 "groups": [asdict(g) for g in cell.groups],
                 "labels": [asdict(lab) for lab in cell.labels],
                 "initial_loss": init[k],
                 "final_val_loss": None if diverged else float(final_val[k]),
-                "final_train_loss": None if diverged else last_train[k],
+                "final_train_loss": None if diverged else state.last_train[k],
                 "diverged_step": died_at[k] if diverged else None,
-                "last_finite_loss": last_finite_l[k] if diverged else None,
-                "tokens": steps * B * T,
+                "last_finite_loss": last_finite[k] if diverged else None,
+                "tokens": steps * stack.tokens_per_step,
                 "tokens_per_s": perf["tokens_per_s"],
                 "tflops": perf["tflops"],  # the whole stack's achieved TFLOP/s
                 "mfu": perf["mfu"],  # against the device's bf16 peak; None if unknown
                 "device_name": device_name(device),
                 "flops_per_token": fpt,
                 "wall_s": wall,
-                "stack_size": K,
+                "stack_size": stack.K,
                 "device": str(device),
-                "precision": precision,
+                "precision": stack.precision,
                 "torch_version": torch.__version__,
-                "curves": {"train": train_curve[k], "val": val_curve[k]},
+                "curves": {"train": state.train_curve[k], "val": state.val_curve[k]},
                 **({"diagnostics": recorder.record(k), "_spectra": recorder.spectra(k)} if recorder.enabled else {}),
             }
         )
