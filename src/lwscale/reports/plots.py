@@ -83,19 +83,19 @@ def colour_norm(stats: pd.DataFrame, relative: bool = False) -> Normalize:
     return Normalize(lo, hi, clip=False)
 
 
-def _value_label(v: float) -> str:
-    """2^-7 for powers of two, else the value (0 for no weight decay)."""
-    if v <= 0:
-        return "0"
-    e = math.log2(v)
-    return f"$2^{{{int(round(e))}}}$" if abs(e - round(e)) < 1e-9 else f"{v:.3g}"
+def _value_labels(values) -> list[str]:
+    """One axis's tick labels: 2^-7 when every value on it is a power of two, else the values
+    (0 for no weight decay), so that one axis never mixes 2^0 with 3 and 10."""
+    pos = [v for v in values if v > 0]
+    powers = all(abs(math.log2(v) - round(math.log2(v))) < 1e-9 for v in pos)
+    return ["0" if v <= 0 else f"$2^{{{int(round(math.log2(v)))}}}$" if powers else f"{v:.3g}" for v in values]
 
 
 def _fmt_ticks(ax, xs, ys, etas, wds):
     ax.set_xticks(xs)
-    ax.set_xticklabels([_value_label(v) for v in etas], fontsize=8)
+    ax.set_xticklabels(_value_labels(etas), fontsize=8)
     ax.set_yticks(ys)
-    ax.set_yticklabels([_value_label(v) for v in wds], fontsize=8)
+    ax.set_yticklabels(_value_labels(wds), fontsize=8)
 
 
 _HALO = [pe.withStroke(linewidth=2.6, foreground="black")]
@@ -391,7 +391,7 @@ def slices(run: Run, out: Path, pdf: bool = False) -> list[Path]:
                 ax.plot(bx, best["loss"], marker="*", ms=13, color=colours[w], mec="black", zorder=5)
                 drawn = True
             ticks, values = (g.xs, g.etas) if along == "eta" else (g.ys, g.wds)
-            ax.set_xticks(ticks, [_value_label(v) for v in values], fontsize=8)
+            ax.set_xticks(ticks, _value_labels(values), fontsize=8)
             ax.set_xlabel(f"{name}  (base {'lr' if along == 'eta' else 'wd'}, log₂ axis)")
             ax.set_ylabel("final validation loss")
             other = "λ" if along == "eta" else "η"
