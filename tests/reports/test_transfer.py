@@ -416,6 +416,10 @@ def test_train_evaluates_every_competitor_on_fresh_paired_seeds(tiny_run, tmp_pa
     assert set(df.seed) == {0, 1, 2, 3} and set(df[df.seed >= 2].width) == {64}
     assert len(df[df.seed < 2]) == len(tiny_run.table)  # the sweep's rows are all still there
     pd.testing.assert_frame_equal(load_run(root).stats, stats_before)  # tables and argmins: grid seeds only
+    from lwscale.reports.diagnose_points import load_points
+    from lwscale.rundir.store import Store
+
+    assert set(load_points(load_run(root), Store(root).records())["seed"]) == {0, 1}  # diagnose's fits too
     e, g = res["rules"][0], grid["rules"][0]
     # the competitors were picked on the grid's seeds, as without --train
     for k in (

@@ -34,8 +34,10 @@ def load_points(run: Run, records: dict) -> pd.DataFrame:
     """The run's results joined with each record's diagnostics (``records``: ``Store.records()``):
     one row per sweep point and matrix type with ``sigma`` (block-averaged end sigma_max) and
     ``gain_end`` (last eval's gain), that type's own optimizer group (``with_group_hparams``)
-    and its equilibrium scale (``with_scales``). A user error when no cell has diagnostics."""
-    df = run.df
+    and its equilibrium scale (``with_scales``). A user error when no cell has diagnostics.
+    Only the grid's seeds: the cells ``transfer --train`` adds on fresh seeds sit at a few
+    points only, and in the fits they would weigh those points more than the rest."""
+    df = run.df[run.df["seed"].isin(run.grid_seeds)]
     rows = []
     for r in df.itertuples(index=False):
         diag = (records.get(r.cell_id) or {}).get("diagnostics") or {}
