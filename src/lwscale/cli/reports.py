@@ -25,9 +25,26 @@ def diagnose(
 
     Writes RUN_DIR/diagnose.md, diagnose.json and figures/diagnose-*.png (docs/diagnostics.md).
     """
-    from lwscale.reports.diagnose import run_diagnose
+    from lwscale.reports.diagnose import LAMBDA_SNIPPET_TITLE, write_diagnose
+    from lwscale.reports.run import load_run
 
-    run_diagnose(run_dir, console)
+    run = load_run(run_dir)
+    report = write_diagnose(run)
+    for tab in report.tables:
+        console.print(tab.rich())
+    for n in report.notes:
+        console.print(n, soft_wrap=True)
+    if report.snippet:
+        console.print("implied wd exponent as a rule for your spec:")
+        console.print(report.snippet, markup=False, soft_wrap=True)
+    if report.lambda_snippet:
+        console.print(LAMBDA_SNIPPET_TITLE.lower() + ":")
+        console.print(report.lambda_snippet, markup=False, soft_wrap=True)
+    root = run.root
+    console.print(
+        f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(report.data['figures'])} figures "
+        f"in {root / 'figures'}"
+    )
 
 
 def coord_check(

@@ -15,7 +15,7 @@ decay itself, read from the loss surface (``horizon.fit_all``), each as a ready 
 need no diagnostics, so a run trained without them gets that section alone.
 
 ``diagnose(run, points, optima)`` returns the report as a ``Report`` (tables + notes + a
-JSON-able dict), which ``run_diagnose`` prints with Rich and writes as RUN_DIR/diagnose.md
+JSON-able dict); ``write_diagnose`` writes it as RUN_DIR/diagnose.md
 and diagnose.json, with the figures of diagnose_figures.py.
 """
 
@@ -437,28 +437,4 @@ def write_diagnose(run: Run) -> Report:
         + "\n",
     )
     atomic_write_text(root / "diagnose.json", json.dumps(strict_json(report.data), indent=1, default=json_default))
-    return report
-
-
-def run_diagnose(run_dir, console) -> Report:
-    """The ``lwscale diagnose`` command: print the report, write diagnose.md/.json and figures."""
-    from lwscale.reports.run import load_run
-
-    run = load_run(run_dir)
-    root = run.root
-    report = write_diagnose(run)
-    for tab in report.tables:
-        console.print(tab.rich())
-    for n in report.notes:
-        console.print(n, soft_wrap=True)
-    if report.snippet:
-        console.print("implied wd exponent as a rule for your spec:")
-        console.print(report.snippet, markup=False, soft_wrap=True)
-    if report.lambda_snippet:
-        console.print(LAMBDA_SNIPPET_TITLE.lower() + ":")
-        console.print(report.lambda_snippet, markup=False, soft_wrap=True)
-    console.print(
-        f"wrote {root / 'diagnose.md'}, {root / 'diagnose.json'} and {len(report.data['figures'])} figures "
-        f"in {root / 'figures'}"
-    )
     return report
