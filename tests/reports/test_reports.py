@@ -409,3 +409,27 @@ def test_a_synthetic_runs_loss_floor_is_in_its_tables_and_figures(tmp_path, monk
     dashed = [ln for ln in drawn["curves"].axes[0].lines if ln.get_linestyle() == "--"]
     assert [round(ln.get_ydata()[0], 6) for ln in dashed] == [round(floor, 6)]
     assert drawn["curves"].axes[0].get_ylim()[0] < floor  # in the frame
+
+
+def test_a_cell_still_missing_a_seed_does_not_win_the_argmin():
+    """Mid-sweep, cell B has one of its two seeds: its lower one-seed mean is not compared with
+    cell A's two-seed mean; once B's second seed is in, the two compete on equal terms."""
+    from lwscale.reports.tables import argmin
+
+    def row(eta, seed, loss, status="done"):
+        return {
+            "rule": "sqrt-wd",
+            "width": 32,
+            "steps": 10,
+            "eta": eta,
+            "wd": 0.1,
+            "seed": seed,
+            "status": status,
+            "final_val_loss": loss,
+            "timescales": 1.0,
+        }
+
+    rows = [row(0.01, 0, 2.50), row(0.01, 1, 2.52), row(0.02, 0, 2.40), row(0.02, 1, math.nan, "pending")]
+    assert argmin(cell_stats(pd.DataFrame(rows)))["eta"] == 0.01
+    rows[-1] = row(0.02, 1, 2.44)
+    assert argmin(cell_stats(pd.DataFrame(rows)))["eta"] == 0.02

@@ -105,9 +105,15 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def argmin(frame: pd.DataFrame) -> pd.Series | None:
-    """The finished row of ``frame`` (a stats frame) with the lowest loss; None when none finished."""
+    """The finished row of ``frame`` (a stats frame) with the lowest loss, among the rows with
+    the most seeds finished; None when none finished. A cell still waiting for a seed (or with a
+    seed diverged) has a mean over fewer seeds, a noisier number: it does not compete with the
+    cells every seed has finished, which keeps every argmin on one seed set."""
     ok = frame[finished(frame)]
-    return None if ok.empty else ok.loc[ok["loss"].idxmin()]
+    if ok.empty:
+        return None
+    ok = ok[ok["n"] == ok["n"].max()] if "n" in ok else ok
+    return ok.loc[ok["loss"].idxmin()]
 
 
 def best_cells(stats: pd.DataFrame) -> pd.DataFrame:
