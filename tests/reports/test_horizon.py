@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_SPEC, run_cli, write_spec
 from runfixtures import make_run, rows_for
 
-from lwscale.reports.horizon import fit_lambda
+from lwscale.reports.horizon import fit_lambda, fit_table
 from lwscale.reports.run import load_run
 from lwscale.science.rules import RuleError, class_hparams, coupled_wd, get_rule
 from lwscale.sweep.plan import make_plan
@@ -378,3 +378,36 @@ def test_the_studys_design_fits_both_exponents_and_diagnose_prints_the_rule(tmp_
     assert fit["ready_rule"] == "custom(a=1,g=0.5,h=1)"
     g, h = fit["fits"][0]["g"]["value"], fit["fits"][0]["h"]["value"]
     assert g == pytest.approx(0.5, abs=0.02) and h == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("h_true", [1.0, 0.5])
+def test_one_seed_gives_h_a_bootstrap_interval_that_holds_the_truth(tmp_path, h_true):
+    """The study's shape on one grid seed (proxy at S and 4S, target at 4S: three optima, as many
+    as the fit has parameters, so no residual t): the interval comes from redrawing every cell
+    with the noise the local fits leave, and it holds the planted h; a noisier grid widens it."""
+    from lwscale.reports.horizon import cell_noise
+
+    cells = [(32, 20), (32, 80), (128, 80)]
+
+    def fit_for(noise):
+        f = planted(h_true, 0.5, noise=noise)
+        rows = [r for w, s in cells for r in rows_for("sqrt-wd", w, ETAS, WDS, [0], f(w, s), steps=s)]
+        root = make_run(
+            tmp_path / f"n{noise}",
+            rows,
+            [32, 128],
+            ["sqrt-wd"],
+            ETAS,
+            WDS,
+            train={"steps": [20, 80], "steps_by_width": {128: [80]}},
+        )
+        run = load_run(root)
+        return fit_lambda(run, "sqrt-wd"), cell_noise(run, "sqrt-wd")
+
+    quiet, sigma_q = fit_for(0.002)
+    noisy, sigma_n = fit_for(0.02)
+    assert quiet.intervals == "bootstrap" and quiet.edge == 0
+    assert 0 < sigma_q < sigma_n
+    assert quiet.h.lo <= h_true <= quiet.h.hi and quiet.h.value == pytest.approx(h_true, abs=0.1)
+    assert quiet.h.hi - quiet.h.lo < noisy.h.hi - noisy.h.lo
+    assert "bootstrap" in fit_table([quiet]).markdown()

@@ -14,7 +14,11 @@ gives the empirical width exponent g_hat (beside the sigma_max-derived g = 2*alp
 ``lwscale diagnose``) and horizon exponent h_hat (h = 1: the timescales completed
 sum_t lr_t*wd held fixed across lengths). Both come as a ready ``custom`` rule. Intervals:
 with several grid seeds, from the spread of each seed's own fit (its own optima); with one
-seed, Student's t on the fit's residuals when there are more optima than exponents.
+seed, a parametric bootstrap: every cell's loss redrawn with the noise the local quadratic
+fits leave (their residuals, pooled over panels and scaled for the parameters they fitted),
+the optima and the exponents found again, 2.5 and 97.5 percentiles. An optimum on the grid's
+edge cannot move past it, so there the interval is a bound from the grid (``edge`` says how
+many). Without a noise estimate, Student's t on the fit's residuals.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class LambdaFit:
     h: Exponent  # lambda*_phys ~ (S/S0)**-h
     n: int  # optima fitted
     edge: int  # of them on the grid's lambda edge
-    intervals: str  # "seeds", "t" or "none"
+    intervals: str  # "seeds", "bootstrap", "t" or "none"
     optima: list[PanelOptimum] = field(default_factory=list)
 
     def rule_label(self, a: float) -> str:
@@ -191,6 +195,7 @@ def fit_lambda(run: Run, rule: str, refined: bool = True) -> LambdaFit:
         for _, ds in d.groupby("seed"):
             for name, (v, _, _) in _exponents(optima(run, rule, refined, cell_stats(ds))).items():
                 per_seed.setdefault(name, []).append(v)
+    boot = bootstrap_exponents(run, rule, refined) if len(seeds) < 2 else {}
     fits, how = {}, "none"
     for name in ("g", "h"):
         if name not in point or not math.isfinite(point[name][0]):
@@ -198,14 +203,58 @@ def fit_lambda(run: Run, rule: str, refined: bool = True) -> LambdaFit:
             continue
         v, se_t, dof = point[name]
         spread = per_seed.get(name, [])
+        draws = np.array(boot.get(name, []), dtype=float)
         if len(spread) >= 2:
             se, tq, how = mean_se(spread)[1], t975(len(spread) - 1), "seeds"
+        elif len(draws) >= BOOTSTRAP // 2:
+            lo, hi = np.percentile(draws, [2.5, 97.5])
+            fits[name] = Exponent(v, float(draws.std(ddof=1)), float(min(lo, v)), float(max(hi, v)))
+            how = "bootstrap"
+            continue
         elif dof >= 1 and math.isfinite(se_t):
             se, tq, how = se_t, t975(dof), "t"
         else:
             se, tq = math.inf, math.inf
         fits[name] = Exponent(v, se, v - tq * se, v + tq * se)
     return LambdaFit(rule, fits["g"], fits["h"], len(opts), sum(o.on_edge for o in opts), how, opts)
+
+
+BOOTSTRAP = 200  # draws of the one-seed bootstrap
+
+
+def cell_noise(run: Run, rule: str, stats: pd.DataFrame | None = None) -> float:
+    """The sd of one cell's loss about the loss surface, from the local quadratic fits around each
+    panel's best cell: their residuals pooled, over the residual degrees of freedom (9 cells, 6
+    parameters: 3 per full neighbourhood). NaN when no panel has a full fit."""
+    from lwscale.reports.transfer import local_quadratic
+
+    stats = run.stats if stats is None else stats
+    ss, dof = 0.0, 0
+    for w, s in run.panels():
+        sub = panel(stats, rule, w, s)
+        best = argmin(sub)
+        fit = None if best is None else local_quadratic(sub, best)
+        if fit is not None and len(fit[3]) > 6:
+            ss += float((fit[3] ** 2).sum())
+            dof += len(fit[3]) - 6
+    return math.sqrt(ss / dof) if dof > 0 else math.nan
+
+
+def bootstrap_exponents(run: Run, rule: str, refined: bool = True, n: int = BOOTSTRAP) -> dict[str, list[float]]:
+    """{"g": [...], "h": [...]}: the exponents of ``n`` surfaces whose every finished cell's loss
+    is redrawn as the grid's value plus normal noise of ``cell_noise`` (seeded, reproducible)."""
+    sigma = cell_noise(run, rule)
+    if not (math.isfinite(sigma) and sigma > 0):
+        return {}
+    rng = np.random.default_rng(0)
+    stats = run.stats[run.stats["rule"] == rule]
+    draws: dict[str, list[float]] = {}
+    for _ in range(n):
+        noisy = stats.assign(loss=stats["loss"] + rng.normal(0.0, sigma, len(stats)))
+        for name, (v, _, _) in _exponents(optima(run, rule, refined, noisy)).items():
+            if math.isfinite(v):
+                draws.setdefault(name, []).append(v)
+    return draws
 
 
 def fit_all(run: Run, refined: bool = True) -> list[LambdaFit]:
@@ -241,7 +290,9 @@ def fit_table(fits: list[LambdaFit]):
                 f.h.text(),
                 str(f.n),
                 str(f.edge),
-                {"seeds": "the seeds' own fits", "t": "t, residuals"}.get(f.intervals, "–"),
+                {"seeds": "the seeds' own fits", "bootstrap": "bootstrap, cell noise", "t": "t, residuals"}.get(
+                    f.intervals, "–"
+                ),
             ]
         )
     return Tab(

@@ -79,9 +79,9 @@ def edge_warnings(sub: pd.DataFrame, eta: float, wd: float, what: str) -> list[s
     return out
 
 
-def quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float] | None:
-    """Vertex of a quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``,
-    clipped to that neighbourhood; None when the fit is not a bowl."""
+def local_quadratic(sub: pd.DataFrame, centre: pd.Series):
+    """A quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``: (x, y, its
+    coefficients, its residuals), or None with fewer than 6 cells or a rank-deficient design."""
     ok = sub[finished(sub) & (sub["wd"] > 0)]
     etas, wds = sorted(ok["eta"].unique()), sorted(ok["wd"].unique())
     if centre["wd"] <= 0 or centre["eta"] not in etas or centre["wd"] not in wds:
@@ -92,9 +92,21 @@ def quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float
         return None
     x, y, z = log2(near["eta"].to_numpy(float)), log2(near["wd"].to_numpy(float)), near["loss"].to_numpy(float)
     A = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    if np.linalg.matrix_rank(A) < 6:
+        return None
     c, *_ = np.linalg.lstsq(A, z, rcond=None)
+    return x, y, c, z - A @ c
+
+
+def quadratic_vertex(sub: pd.DataFrame, centre: pd.Series) -> tuple[float, float] | None:
+    """Vertex of a quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``,
+    clipped to that neighbourhood; None when the fit is not a bowl."""
+    fit = local_quadratic(sub, centre)
+    if fit is None:
+        return None
+    x, y, c, _ = fit
     H = np.array([[2 * c[3], c[4]], [c[4], 2 * c[5]]])
-    if np.linalg.matrix_rank(A) < 6 or np.any(np.linalg.eigvalsh(H) <= 0):
+    if np.any(np.linalg.eigvalsh(H) <= 0):
         return None
     vx, vy = np.linalg.solve(H, -c[1:3])
     vx = float(np.clip(vx, x.min(), x.max()))
