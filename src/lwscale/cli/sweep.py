@@ -10,7 +10,7 @@ import typer
 from lwscale.cli.console import console, note, warn
 from lwscale.cli.dry_run import print_dry_run
 from lwscale.cli.progress import RichProgress
-from lwscale.data.synthetic import floor_note
+from lwscale.data.floor import floor_note
 
 
 def sweep(

@@ -14,8 +14,6 @@ from lwscale.cli.reports import RUN_DIR_HELP
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write_text, strict_json
 from lwscale.core.log import quiet
-from lwscale.reports.gate import gate_tab
-from lwscale.reports.transfer_tables import hparam_tab, metrics_tab, ranking_tab
 
 
 def transfer(
@@ -148,6 +146,9 @@ def transfer(
 
 
 def print_transfer(console, result: dict) -> None:
+    from lwscale.reports.gate import gate_tab
+    from lwscale.reports.transfer_tables import hparam_tab, metrics_tab, ranking_tab
+
     console.print(hparam_tab(result).rich())
     g = gate_tab(result)
     if g is not None:

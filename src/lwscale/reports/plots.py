@@ -24,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from lwscale.core.errors import UserError  # noqa: E402
-from lwscale.data.synthetic import floor_note, loss_floor  # noqa: E402
+from lwscale.data.floor import floor_note, loss_floor  # noqa: E402
 from lwscale.reports.ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
 from lwscale.reports.run import Run, at_point, log2, panel  # noqa: E402
 from lwscale.reports.tables import argmin, finished  # noqa: E402

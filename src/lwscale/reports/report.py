@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from lwscale.core.files import atomic_write_text
-from lwscale.data.synthetic import floor_note
+from lwscale.data.floor import floor_note
 from lwscale.reports.fmt import num
 from lwscale.reports.gate import VERDICT, gate_tab
 from lwscale.reports.run import Run, panel
