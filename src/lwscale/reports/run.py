@@ -110,7 +110,7 @@ def load_run(run_dir: str | Path | None) -> Run:
         raise UserError(f"{path} has no rows")
     df["final_val_loss"] = df["final_val_loss"].astype(float)
     df["steps"] = _steps(df, spec)
-    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]), store.read_factory_classes())
+    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]), store.read_factory_classes(spec))
 
 
 def _steps(df: pd.DataFrame, spec: Spec) -> pd.Series:

@@ -169,10 +169,9 @@ class Store:
         text = json.dumps(index, default=json_default)
         atomic_write_text(self.root / "plan.json", text)
 
-    def read_factory_classes(self) -> dict | None:
+    def read_factory_classes(self, spec: Spec) -> dict | None:
         """A factory run's parameter classes per model config, as plan.json recorded them
-        (``plan.param_classes``' ``recorded``); None for a built-in model."""
-        spec = self.read_spec()
+        (``plan.param_classes``' ``recorded``); None for a built-in model (``spec``: the run's own)."""
         if not spec.model.factory:
             return None
         from lwscale.model.params import ParamInfo
