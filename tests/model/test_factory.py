@@ -289,7 +289,7 @@ def test_a_factory_model_with_dropout_is_evaluated_in_eval_mode(tmp_path, monkey
         res = run_sweep(spec, out_dir=tmp_path / f"r{seed}")
         recs.append(res.store.read_record(res.plan.cells[0].id))
     a, b = recs
-    assert a["curves"]["val"][0] == b["curves"]["val"][0]  # step 0: the same weights, the same loss
-    first_gains = [{t: v[0] for t, v in r["diagnostics"]["gain"]["by_type"].items()} for r in recs]
+    assert a.result.curves["val"][0] == b.result.curves["val"][0]  # step 0: the same weights, the same loss
+    first_gains = [{t: v[0] for t, v in r.diagnostics["gain"]["by_type"].items()} for r in recs]
     assert first_gains[0] and first_gains[0] == first_gains[1]  # the diagnostics' forward too
-    assert a["curves"]["train"][0] != b["curves"]["train"][0]  # training still draws its dropout masks
+    assert a.result.curves["train"][0] != b.result.curves["train"][0]  # training still draws its dropout masks

@@ -7,6 +7,8 @@ import stat
 import numpy as np
 import pytest
 
+from lwscale.rundir.record import CellRecord
+
 
 @pytest.fixture
 def umask_022():
@@ -27,7 +29,7 @@ def test_records_tables_and_checkpoints_follow_the_umask(tmp_path, umask_022):
     from lwscale.training.checkpoint import StackCheckpoint
 
     store = Store(tmp_path / "run")
-    store.write_record({"id": "c1", "status": "done", "width": 32})
+    store.write_record(CellRecord.from_json({"id": "c1", "status": "done", "width": 32}))
     atomic_write_text(tmp_path / "results.csv", "a,b\n")
     atomic_save_npy(tmp_path / "x.npy", np.arange(3))
     ckpt = StackCheckpoint(tmp_path / "run", ["c1"], every_s=0)

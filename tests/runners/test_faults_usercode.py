@@ -5,6 +5,8 @@ import sys
 
 from conftest import DROPOUT_LM, run_cli
 
+from lwscale.rundir.record import CellRecord
+
 
 def test_status_of_a_factory_run_never_imports_the_factory(tmp_path, monkeypatch):
     from lwscale.runners.local import open_run
@@ -28,7 +30,7 @@ def test_status_of_a_factory_run_never_imports_the_factory(tmp_path, monkeypatch
     assert marker.exists() and len(todo) == 4
     marker.unlink()
     sys.modules.pop("spy_lm", None)
-    store.write_record({"id": plan.cells[0].id, "status": "done", "width": plan.cells[0].width})
+    store.write_record(CellRecord.from_json({"id": plan.cells[0].id, "status": "done", "width": plan.cells[0].width}))
 
     code, out, err = run_cli(["status", store.root])
     assert code == 0, err

@@ -7,6 +7,7 @@ import json
 from runfixtures import small_spec
 
 from lwscale.rundir.claims import read_claims
+from lwscale.rundir.record import CellRecord
 
 
 def test_a_cell_finished_by_another_worker_while_k_is_timed_is_not_retrained(tmp_path, monkeypatch):
@@ -23,7 +24,9 @@ def test_a_cell_finished_by_another_worker_while_k_is_timed_is_not_retrained(tmp
     def choose_k_while_another_worker_finishes(spec_, cells, device, log=lambda s: None, **kw):
         cell = cells[0]  # the other worker trained it meanwhile
         store = __import__("lwscale.rundir.store", fromlist=["Store"]).Store(tmp_path / "tiny")
-        store.write_record({"id": cell.id, "status": "done", "width": cell.width, "by": "the other worker"})
+        store.write_record(
+            CellRecord.from_json({"id": cell.id, "status": "done", "width": cell.width, "by": "the other worker"})
+        )
         stolen["id"] = cell.id
         return real_choose(spec_, cells, device, log, **kw)
 
@@ -63,7 +66,9 @@ def test_a_worker_waits_for_cells_another_worker_is_training(tmp_path, monkeypat
     held = _other_worker_holds(tmp_path / "tiny", theirs.id)
 
     def the_other_worker_finishes():
-        Store(tmp_path / "tiny").write_record({"id": theirs.id, "status": "done", "width": 32, "by": "other"})
+        Store(tmp_path / "tiny").write_record(
+            CellRecord.from_json({"id": theirs.id, "status": "done", "width": 32, "by": "other"})
+        )
         held.release()
 
     logs = []
@@ -76,7 +81,7 @@ def test_a_worker_waits_for_cells_another_worker_is_training(tmp_path, monkeypat
     res = run_sweep(spec, out_dir=tmp_path, log=log)
     assert any(m.startswith("waiting for 1 cell") for m in logs), logs
     assert set(res.table["status"]) == {"done"}, res.table[["cell_id", "status"]]
-    assert res.store.read_record(theirs.id)["by"] == "other" and res.summary.done == 1
+    assert res.store.read_record(theirs.id).extra["by"] == "other" and res.summary.done == 1
     assert read_claims(res.store.root) == {}
 
 

@@ -20,6 +20,7 @@ from conftest import run_cli, write_spec
 from runfixtures import leftovers, records, small_spec
 
 from lwscale.rundir.claims import claim, read_claims
+from lwscale.rundir.record import CellRecord
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -314,16 +315,18 @@ def test_status_shows_stacks_a_time_left_per_width_and_json(tmp_path):
     w16, w32 = [c for c in cells if c.width == 16], [c for c in cells if c.width == 32]
     for c in w16[:2]:  # a stack of 2 took 3 s for 100 steps: 15 ms per step per cell
         store.write_record(
-            {
-                "id": c.id,
-                "status": "done",
-                "width": 16,
-                "steps": 100,
-                "wall_s": 3.0,
-                "stack_size": 2,
-                "tokens": 100 * 4 * 32,
-                "flops_per_token": flops_per_token(c.model),
-            }
+            CellRecord.from_json(
+                {
+                    "id": c.id,
+                    "status": "done",
+                    "width": 16,
+                    "steps": 100,
+                    "wall_s": 3.0,
+                    "stack_size": 2,
+                    "tokens": 100 * 4 * 32,
+                    "flops_per_token": flops_per_token(c.model),
+                }
+            )
         )
     held = claim(store.root, [w32[0].id, w32[1].id], timeout_s=600)  # a live worker trains a stack of 2
     try:
@@ -394,7 +397,7 @@ def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
         if s != 0.5:
             return real_sleep(s)
         sleeps.append(s)
-        store.write_record({"id": cells[len(sleeps) - 1], "status": "done", "width": 32})
+        store.write_record(CellRecord.from_json({"id": cells[len(sleeps) - 1], "status": "done", "width": 32}))
 
     monkeypatch.setattr(time, "sleep", sleep)
     code, out, err = run_cli(["status", store.root, "--watch", "--interval", "0.5"])
@@ -435,8 +438,8 @@ def test_open_run_lists_the_cells_left_for_every_runner(tmp_path):
     plan, store, todo = open_run(spec, tmp_path)
     ids = [c.id for c in plan.cells]
     assert len(ids) == 3 and [c.id for c in todo] == ids and (store.root / "spec.yaml").exists()
-    store.write_record({"id": ids[0], "status": "done", "width": 32})
-    store.write_record({"id": ids[1], "status": "failed", "width": 32})
+    store.write_record(CellRecord.from_json({"id": ids[0], "status": "done", "width": 32}))
+    store.write_record(CellRecord.from_json({"id": ids[1], "status": "failed", "width": 32}))
     store.record_path(ids[2]).parent.mkdir()
     store.record_path(ids[2]).write_text("{")  # half-written: retrained, with a warning
     logs = []
@@ -456,5 +459,5 @@ def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
     assert code == 1
     recs = sorted(records(tmp_path / "tiny").values(), key=lambda r: r["seed"])
     assert [(r["seed"], r["status"]) for r in recs] == [(0, "done"), (0, "done"), (1, "failed"), (1, "failed")]
-    assert [r.get("stack_size") for r in recs[:2]] == [2, 2]
+    assert [r["stack_size"] for r in recs[:2]] == [2, 2]
     assert all(r["reason"] == "out of memory: injected out-of-memory at step 1" for r in recs[2:])

@@ -34,7 +34,7 @@ def test_checkpoint_loads_weights_only_and_resumes(tmp_path):
     assert any("resuming a stack of 1 from its checkpoint at step 5" in m for m in logs)
     after = again.store.read_record(cell.id)
     for key in ("final_val_loss", "final_train_loss", "initial_loss", "curves", "diagnostics"):
-        assert after[key] == before[key], key
+        assert getattr(after.result, key) == getattr(before.result, key), key
 
 
 def test_old_format_checkpoint_is_discarded_with_a_message(tmp_path):
@@ -100,7 +100,7 @@ def test_a_checkpoint_lacking_a_loop_field_starts_the_stack_over(tmp_path):
     logs = []
     after = run_sweep(spec, out_dir=tmp_path, log=logs.append).store.read_record(cell.id)
     assert any("lacks the loop state window_n; starting the stack over" in m for m in logs)
-    assert after["status"] == "done" and after["final_val_loss"] == before["final_val_loss"]
+    assert after.status == "done" and after.result.final_val_loss == before.result.final_val_loss
 
 
 def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_path, monkeypatch):
@@ -125,7 +125,7 @@ def test_resume_is_exact_for_a_factory_model_that_draws_global_randomness(tmp_pa
     assert any("from its checkpoint at step 5" in m for m in logs)
     after = again.store.read_record(cell.id)
     for key in ("final_val_loss", "final_train_loss", "curves"):
-        assert after[key] == before[key], key
+        assert getattr(after.result, key) == getattr(before.result, key), key
 
 
 BATCHNORM_LM = """
@@ -186,4 +186,4 @@ def test_a_factory_models_buffers_are_checkpointed(tmp_path, monkeypatch):
     after = run_sweep(spec, out_dir=tmp_path / "runs", log=logs.append).store.read_record(cell.id)
     assert any("from its checkpoint at step 5" in m for m in logs)
     for key in ("final_val_loss", "final_train_loss", "curves"):
-        assert after[key] == before[key], key
+        assert getattr(after.result, key) == getattr(before.result, key), key

@@ -133,11 +133,11 @@ def test_inductor_on_cpu_equals_eager_and_never_recompiles(monkeypatch):
     assert counters["stats"]["unique_graphs"] == 3, dict(counters["stats"])
     assert not counters["graph_break"], dict(counters["graph_break"])
 
-    assert [r["status"] for r in compiled] == [r["status"] for r in eager] == ["done", "diverged"]
-    assert compiled[1]["diverged_step"] == eager[1]["diverged_step"] is not None
+    assert [r.status for r in compiled] == [r.status for r in eager] == ["done", "diverged"]
+    assert compiled[1].diverged_step == eager[1].diverged_step is not None
     for c, e in zip(compiled, eager):
         for kind in ("train", "val"):
-            got, want = torch.tensor(c["curves"][kind]), torch.tensor(e["curves"][kind])
+            got, want = torch.tensor(c.curves[kind]), torch.tensor(e.curves[kind])
             assert got.shape == want.shape and len(got) > 0, kind
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=kind)
-    assert compiled[0]["final_val_loss"] == pytest.approx(eager[0]["final_val_loss"], rel=1e-4, abs=1e-4)
+    assert compiled[0].final_val_loss == pytest.approx(eager[0].final_val_loss, rel=1e-4, abs=1e-4)

@@ -72,10 +72,10 @@ def test_bf16_stacked_equals_single_on_cpu():
     cpu = torch.device("cpu")
 
     def curve(rec):
-        return torch.tensor([loss for _, _, loss in rec["curves"]["train"]])
+        return torch.tensor([loss for _, _, loss in rec.curves["train"]])
 
     stacked = train_stack(cells, spec, data, cpu)
-    assert {r["precision"] for r in stacked} == {"bf16"}
+    assert {r.precision for r in stacked} == {"bf16"}
     for k, cell in enumerate(cells):
         (single,) = train_stack([cell], spec, data, cpu)
         torch.testing.assert_close(curve(stacked[k]), curve(single), rtol=3e-2, atol=3e-2)

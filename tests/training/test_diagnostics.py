@@ -221,11 +221,12 @@ def test_diagnostics_switch_keeps_cell_ids_and_full_adds_curves(tmp_path):
     spec["train"].update(steps=10, seeds=[0], diagnostics="full")
     res = run_sweep(parse_spec(spec), out_dir=tmp_path / "full")
     rec = next(iter(res.store.records().values()))
-    assert rec["diagnostics"]["sigma_max"]["curve"]["steps"] == [0, 10]
+    assert rec.diagnostics["sigma_max"]["curve"]["steps"] == [0, 10]
     spec["train"]["diagnostics"] = False
     res = run_sweep(parse_spec(spec), out_dir=tmp_path / "off")
     rec = next(iter(res.store.records().values()))
-    assert "diagnostics" not in rec and not list(res.store.root.rglob("*.npz"))
+    assert rec.result.diagnostics is None and "diagnostics" not in rec.to_json()
+    assert not list(res.store.root.rglob("*.npz"))
     assert res.table["sigma_max"].isna().all() and res.table["status"].eq("done").all()
 
 
@@ -426,7 +427,7 @@ def test_diagnose_uses_each_matrix_groups_own_lr_and_wd(tmp_path, monkeypatch):
             assert row["timescales_group"] == pytest.approx(eta / m * lam * m ** g[rule] * _factor_sum(spec, steps))
     # the records' own groups are these two: diagnose's arithmetic is the sweep's
     rec = Store(run.root).records()[wide.loc[("sqrt-wd", "pair"), "cell_id"]]
-    got = sorted(x for gr in rec["groups"] if gr["cls"] == "matrix" for x in (gr["lr"], gr["wd"]))
+    got = sorted(x for gr in rec.groups if gr["cls"] == "matrix" for x in (gr["lr"], gr["wd"]))
     assert got == pytest.approx(sorted([eta / 2, lam * 2**0.5, eta / 4, lam * 2]))
     # results.csv keeps one matrix group's lr/wd: the normalisation of the other type would be off
     assert set(wide["lr_matrix"]) <= {eta / 2, eta / 4} and len(set(wide["lr_matrix"])) == 1

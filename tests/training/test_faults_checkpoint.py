@@ -39,7 +39,9 @@ def test_a_bit_flipped_checkpoint_is_set_aside_and_the_stack_retrained(tmp_path)
     assert path.with_name(path.name + ".corrupt").exists()
     after = again.store.read_record(cell.id)
     for key in ("final_val_loss", "final_train_loss", "curves"):
-        assert after[key] == before[key], key  # retrained from the start: the clean result
+        assert getattr(after.result, key) == getattr(before.result, key), (
+            key
+        )  # retrained from the start: the clean result
 
 
 def test_a_checkpoint_without_its_checksum_is_not_resumed(tmp_path):

@@ -145,5 +145,5 @@ def test_checkpoint_of_a_cuda_stack_resumes(tmp_path):
     logs = []
     after = run_sweep(spec, out_dir=tmp_path, log=logs.append).store.read_record(cell.id)
     assert any("from its checkpoint at step 5" in m for m in logs), logs
-    assert after["curves"]["val"][:-1] == before["curves"]["val"][:-1]  # the steps the checkpoint holds
-    assert after["final_val_loss"] == pytest.approx(before["final_val_loss"], rel=1e-3)
+    assert after.result.curves["val"][:-1] == before.result.curves["val"][:-1]  # the steps the checkpoint holds
+    assert after.result.final_val_loss == pytest.approx(before.result.final_val_loss, rel=1e-3)

@@ -74,7 +74,7 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
     from lwscale.model.transformer import flops_per_token
     from lwscale.rundir.claims import read_claims
     from lwscale.rundir.status import fmt_duration
-    from lwscale.rundir.store import FINISHED, Store
+    from lwscale.rundir.store import Store
     from lwscale.runners.local import make_stacks
     from lwscale.runners.stacking import choose_k
     from lwscale.training.loop import time_steps
@@ -86,8 +86,8 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
         warn(w)
     timeout_s, now = spec.runner.claim_timeout_minutes * 60, time.time()
     live = {cid for cid, cl in read_claims(store.root).items() if not cl.stale(timeout_s, now)}
-    finished = [c for c in plan.cells if records[c.id] is not None and records[c.id]["status"] in FINISHED]
-    failed = [c for c in plan.cells if records[c.id] is not None and records[c.id]["status"] == "failed"]
+    finished = [c for c in plan.cells if records[c.id] is not None and records[c.id].finished]
+    failed = [c for c in plan.cells if records[c.id] is not None and records[c.id].status == "failed"]
     todo = [c for c in plan.cells if c.id not in live and (records[c.id] is None or retry_failed and c in failed)]
     running = [c for c in plan.cells if c.id in live and c not in finished]
     skipped = []

@@ -74,7 +74,7 @@ def gain_figure(cells: pd.DataFrame, records: dict, pairs: bool, path: Path, nam
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for r in cells.itertuples():
-        g = (records[r.cell_id].get("diagnostics") or {}).get("gain") or {}
+        g = records[r.cell_id].diagnostics.get("gain") or {}
         curves = [g["by_type"][t] for t in FFN_TYPES if t in g.get("by_type", {})] or list(
             g.get("by_type", {}).values()
         )  # a user's model: every matrix type

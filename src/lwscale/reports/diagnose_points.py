@@ -40,7 +40,8 @@ def load_points(run: Run, records: dict) -> pd.DataFrame:
     df = run.df[run.df["seed"].isin(run.grid_seeds)]
     rows = []
     for r in df.itertuples(index=False):
-        diag = (records.get(r.cell_id) or {}).get("diagnostics") or {}
+        rec = records.get(r.cell_id)
+        diag = rec.diagnostics if rec is not None else {}
         sig = (diag.get("sigma_max") or {}).get("by_type") or {}
         gains = (diag.get("gain") or {}).get("by_type") or {}
         for t in ordered_types(list(sig) + list(gains)):
@@ -99,7 +100,8 @@ def with_group_hparams(
     m, lr, wd = (np.full(len(out), math.nan) for _ in range(3))
     vocab = {}
     for r in out.drop_duplicates("cell_id").itertuples():
-        v = ((records or {}).get(r.cell_id) or {}).get("model", {}).get("vocab_size")
+        rec = (records or {}).get(r.cell_id)
+        v = rec.model.get("vocab_size") if rec is not None else None
         if v is not None:
             vocab.setdefault((r.rule, r.width), int(v))
     try:

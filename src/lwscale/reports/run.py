@@ -6,7 +6,6 @@ such as ``sigma_max`` from ``lwscale diagnose``, are used when present and never
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +83,9 @@ class Run:
 
     def curves(self, cell_id: str) -> list[list[float]]:
         """The validation curve [step, tokens, loss] of a cell ([] when it has no record)."""
-        path = self.root / "cells" / str(cell_id) / "record.json"
-        try:
-            return json.loads(path.read_text()).get("curves", {}).get("val", []) or []
-        except (OSError, ValueError):
-            return []
+        rec = Store(self.root).read_record(str(cell_id))
+        curves = (rec.result.curves if rec is not None and rec.result is not None else None) or {}
+        return curves.get("val") or []
 
 
 def load_run(run_dir: str | Path | None) -> Run:

@@ -29,6 +29,8 @@ import pandas as pd
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write_text
 from lwscale.core.log import quiet
+from lwscale.rundir.record import CellRecord
+from lwscale.rundir.store import Store
 
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
@@ -51,12 +53,9 @@ def check_trackers(spec) -> None:
         )
 
 
-def _curves(root: Path, cell_id: str) -> tuple[dict, list, list]:
-    try:
-        rec = json.loads((root / "cells" / str(cell_id) / "record.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}, [], []
-    curves = rec.get("curves") or {}
+def _curves(root: Path, cell_id: str) -> tuple[CellRecord | None, list, list]:
+    rec = Store(root).read_record(str(cell_id))
+    curves = (rec.result.curves if rec is not None and rec.result is not None else None) or {}
     return rec, curves.get("train") or [], curves.get("val") or []
 
 
@@ -82,8 +81,8 @@ def log_tensorboard(spec, root: Path, table: pd.DataFrame, tables_md: str) -> in
     for r in _finished(table).itertuples():
         rec, train, val = _curves(root, r.cell_id)
         key = _point_dir(r)
-        stamp = f"{r.cell_id}:{rec.get('finished_at')}"
-        if not rec or logged.get(key) == stamp:
+        stamp = f"{r.cell_id}:{rec.finished_at}" if rec is not None else None
+        if stamp is None or logged.get(key) == stamp:
             continue
         shutil.rmtree(base / key, ignore_errors=True)  # a retrained cell: its curves anew, not appended
         with SummaryWriter(str(base / key)) as w:

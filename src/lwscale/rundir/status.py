@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lwscale.model.transformer import flops_per_token
 from lwscale.rundir.claims import ClaimInfo, read_claims
+from lwscale.rundir.record import CellRecord
 from lwscale.rundir.store import Store
 from lwscale.sweep.plan import make_plan
 
@@ -136,7 +137,7 @@ class StatusReader:
         if isinstance(plan, IndexedPlan) and not cells:  # no index: the cells that have records
             cells = [
                 IndexedCell(
-                    cid, int(r.get("width") or 0), int(r.get("steps") or 0), float(r.get("flops_per_token") or 0)
+                    cid, int(r.width or 0), int(r.steps or 0), float((r.result.flops_per_token if r.result else 0) or 0)
                 )
                 for cid, r in records.items()
             ]
@@ -145,14 +146,14 @@ class StatusReader:
         for cell in cells:
             rec, cl = records.get(cell.id), claims.get(cell.id)
             live = cl is not None and not cl.stale(timeout_s, now)
-            if rec is not None and rec["status"] in ("done", "diverged"):
-                kind = rec["status"]
+            if rec is not None and rec.finished:
+                kind = rec.status
             elif live:
                 kind = "running"
                 running.append((cell.id, cell.width, cl))
             elif rec is not None:
                 kind = "failed"
-                failures.append((cell.id, rec.get("reason") or "?"))
+                failures.append((cell.id, rec.reason or "?"))
             else:
                 kind = "pending"
             if cl is not None and not live and kind != "done":
@@ -173,15 +174,16 @@ def run_status(run_dir: Path) -> RunStatus:
     return StatusReader(run_dir).read()
 
 
-def seconds_per_step(records: dict[str, dict]) -> dict[int, tuple[float, int]]:
+def seconds_per_step(records: dict[str, CellRecord]) -> dict[int, tuple[float, int]]:
     """{width: (measured training seconds per step per cell, cells measured)}: the median over
     the width's finished records of wall_s / stack_size / steps."""
     rates: dict[int, list[float]] = {}
     for r in records.values():
+        res = r.result
         try:
-            if r.get("status") in ("done", "diverged") and r["wall_s"] > 0 and r["stack_size"] > 0 and r["steps"] > 0:
-                rates.setdefault(int(r["width"]), []).append(r["wall_s"] / r["stack_size"] / r["steps"])
-        except (KeyError, TypeError, ValueError):  # a record without timings (or hand-made): not a measurement
+            if r.finished and res.wall_s > 0 and res.stack_size > 0 and r.steps > 0:
+                rates.setdefault(int(r.width), []).append(res.wall_s / res.stack_size / r.steps)
+        except (TypeError, ValueError):  # a record without timings (or hand-made): not a measurement
             continue
     return {w: (statistics.median(v), len(v)) for w, v in rates.items()}
 

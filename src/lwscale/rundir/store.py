@@ -28,14 +28,12 @@ import yaml
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write, atomic_write_text, json_default, sha256_file, strict_json
 from lwscale.core.version import __version__
-from lwscale.sweep.plan import Plan, make_plan, result_settings
+from lwscale.rundir.record import FINISHED, STATUSES, CellRecord
+from lwscale.sweep.plan import Label, Plan, make_plan, result_settings
 from lwscale.sweep.spec import Spec, SpecError, dump_spec, load_spec
 from lwscale.training.recorder import SPECTRA_FILE
 from lwscale.training.recorder import summary as diagnostics_summary
-
-RECORD_SCHEMA = 1
-STATUSES = ("done", "diverged", "failed", "running", "pending")
-FINISHED = ("done", "diverged")
+from lwscale.training.result import CellResult
 
 # results.csv columns, in order (docs/records.md)
 COLUMNS = [
@@ -217,23 +215,24 @@ class Store:
     def record_path(self, cell_id: str) -> Path:
         return self.cells_dir / cell_id / "record.json"
 
-    def write_record(self, record: dict) -> None:
-        spectra = record.pop("_spectra", None)  # diagnostics: written first, so a record implies them
+    def write_record(self, record: CellRecord, spectra: dict | None = None) -> None:
+        """Write ``record`` (its provenance stamped where it has none), after the cell's
+        ``spectra`` (diagnostics' singular values) if any: a record implies its spectra."""
         if spectra:
             atomic_write(
-                self.record_path(record["id"]).parent / SPECTRA_FILE,
+                self.record_path(record.id).parent / SPECTRA_FILE,
                 lambda f: np.savez_compressed(f, **spectra),
                 binary=True,
             )
-        record = {
-            "schema": RECORD_SCHEMA,
+        data = record.to_json()
+        stamp = {
             "lwscale_version": __version__,
             "git_commit": git_commit(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **record,
         }
-        text = json.dumps(strict_json(record), default=json_default, indent=1)
-        atomic_write_text(self.record_path(record["id"]), text)
+        data.update({k: v for k, v in stamp.items() if getattr(record, k) is None})
+        text = json.dumps(strict_json(data), default=json_default, indent=1)
+        atomic_write_text(self.record_path(record.id), text)
 
     def add_labels(self, cell_id: str, labels: list[dict]) -> None:
         """Add sweep points a finished cell also serves to its record (another rule's point that
@@ -242,10 +241,9 @@ class Store:
         rec = self.read_record(cell_id)
         if rec is None:
             return
-        have = rec.get("labels", [])
-        new = [lab for lab in labels if lab not in have]
+        new = [lab for lab in labels if lab not in rec.labels]
         if new:
-            rec["labels"] = have + new
+            rec.labels = rec.labels + new
             self.write_record(rec)
 
     def record_stamp(self, cell_id: str) -> int | None:
@@ -255,7 +253,7 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def read_record(self, cell_id: str) -> dict | None:
+    def read_record(self, cell_id: str) -> CellRecord | None:
         """The record of a cell, or None if there is none. A corrupt or half-written record
         is reported (``self.warnings``) and treated as missing, so its cell is retrained."""
         path = self.record_path(cell_id)
@@ -270,13 +268,13 @@ class Store:
             rec = json.loads(raw.decode("utf-8"))  # not UTF-8: a UnicodeDecodeError, a ValueError
             if not isinstance(rec, dict) or rec.get("id") != cell_id or rec.get("status") not in STATUSES:
                 raise ValueError("missing id or status")
-            return rec
+            return CellRecord.from_json(rec)
         except (ValueError, RecursionError) as exc:
             why = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0][:200]
             self.warnings.append(f"corrupt record {path} ({why}); the cell will be retrained")
             return None
 
-    def records(self) -> dict[str, dict]:
+    def records(self) -> dict[str, CellRecord]:
         out = {}
         if self.cells_dir.exists():
             for d in sorted(self.cells_dir.iterdir()):
@@ -293,11 +291,11 @@ class Store:
         for cell in plan.cells:
             stamp = self.record_stamp(cell.id)  # before the read: a record that changes after it is skipped
             rec = self.read_record(cell.id)
-            if rec is None or (retry_failed and rec["status"] == "failed"):
+            if rec is None or (retry_failed and rec.status == "failed"):
                 todo.append(cell)
                 self.listed[cell.id] = stamp
-            elif rec["status"] in FINISHED:
-                versions.add(rec.get("lwscale_version"))
+            elif rec.status in FINISHED:
+                versions.add(rec.lwscale_version)
         other = versions - {__version__}
         if other:
             self.warnings.append(
@@ -321,8 +319,8 @@ class Store:
                 seen.add(key)
                 rows.append(_row(label, cid, records.get(cid)))
         for cid, rec in records.items():
-            for lab in rec.get("labels", []):
-                view = _LabelView(**{"steps": rec.get("steps"), **lab})  # labels before horizons: the record's steps
+            for lab in rec.labels:
+                view = Label(**{"steps": rec.steps, **lab})  # labels before horizons: the record's steps
                 key = (view.rule, view.width, view.steps, view.eta, view.wd, view.seed)
                 if key not in seen:
                     seen.add(key)
@@ -364,12 +362,7 @@ def _label_fields(spec: Spec) -> tuple:
     )
 
 
-class _LabelView:
-    def __init__(self, rule, width, eta, wd, seed, steps=None):
-        self.rule, self.width, self.eta, self.wd, self.seed, self.steps = rule, width, eta, wd, seed, steps
-
-
-def _row(label, cid: str, rec: dict | None) -> dict:
+def _row(label: Label, cid: str, rec: CellRecord | None) -> dict:
     row = {c: None for c in COLUMNS}
     row.update(
         rule=label.rule,
@@ -383,33 +376,32 @@ def _row(label, cid: str, rec: dict | None) -> dict:
     )
     if rec is None:
         return row
-    groups = rec.get("groups", [])
-    mat = [g for g in groups if g["cls"] == "matrix"]
-    vec = [g for g in groups if g["cls"] == "vector"]
-    model = rec.get("model", {})
+    mat = [g for g in rec.groups if g["cls"] == "matrix"]
+    vec = [g for g in rec.groups if g["cls"] == "vector"]
+    model, res = rec.model, rec.result or CellResult()
     row.update(
-        status=rec["status"],
+        status=rec.status,
         m=model.get("width", label.width) / model.get("base_width", label.width) if model else None,
-        final_val_loss=rec.get("final_val_loss"),
-        final_train_loss=rec.get("final_train_loss"),
-        initial_loss=rec.get("initial_loss"),
-        diverged_step=rec.get("diverged_step"),
+        final_val_loss=res.final_val_loss,
+        final_train_loss=res.final_train_loss,
+        initial_loss=res.initial_loss,
+        diverged_step=res.diverged_step,
         lr_matrix=mat[0]["lr"] if mat else None,
         wd_matrix=mat[0]["wd"] if mat else None,
         lr_vector=vec[0]["lr"] if vec else None,
         tau_matrix=mat[0]["tau"] if mat else None,
         timescales=min((g["timescales"] for g in mat), default=None),
-        steps=rec.get("steps"),
-        tokens=rec.get("tokens"),
-        tokens_per_s=rec.get("tokens_per_s"),
-        wall_s=rec.get("wall_s"),
-        stack_size=rec.get("stack_size"),
-        device=rec.get("device"),
-        lwscale_version=rec.get("lwscale_version"),
-        reason=rec.get("reason"),
-        tflops=rec.get("tflops"),
-        mfu=rec.get("mfu"),
-        **diagnostics_summary(rec),
+        steps=rec.steps,
+        tokens=res.tokens,
+        tokens_per_s=res.tokens_per_s,
+        wall_s=res.wall_s,
+        stack_size=res.stack_size,
+        device=res.device,
+        lwscale_version=rec.lwscale_version,
+        reason=rec.reason,
+        tflops=res.tflops,
+        mfu=res.mfu,
+        **diagnostics_summary(res.diagnostics),
     )
     return row
 

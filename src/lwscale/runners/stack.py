@@ -18,6 +18,7 @@ import torch
 
 from lwscale.core.errors import UserError
 from lwscale.data.dataset import Dataset
+from lwscale.rundir.record import CellRecord
 from lwscale.rundir.store import Store
 from lwscale.sweep.plan import Cell
 from lwscale.sweep.spec import Spec
@@ -63,21 +64,6 @@ def make_stacks(cells: list[Cell], k: int | dict[int, int], reserved: list[list[
     return stacks
 
 
-def failed_record(cell: Cell, reason: str) -> dict:
-    return {
-        "id": cell.id,
-        "status": "failed",
-        "reason": reason,
-        "width": cell.width,
-        "seed": cell.seed,
-        "steps": cell.steps,
-        "warmup": cell.warmup,
-        "model": cell.model.to_dict(),
-        "groups": [g.__dict__ for g in cell.groups],
-        "labels": [lab.__dict__ for lab in cell.labels],
-    }
-
-
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
@@ -109,7 +95,8 @@ def run_stack(
         on_start(stack)
     ckpt = checkpoint_for(stack) if checkpoint_for else None
     try:
-        records = train_stack(stack, spec, dataset, device, on_progress, checkpoint=ckpt)
+        results = train_stack(stack, spec, dataset, device, on_progress, checkpoint=ckpt)
+        records = [(CellRecord.trained(c, r), r.spectra) for c, r in zip(stack, results)]
     except torch.OutOfMemoryError as exc:
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -120,7 +107,8 @@ def run_stack(
             if ckpt:
                 ckpt.finish()
             return
-        records = [failed_record(c, f"out of memory: {str(exc).splitlines()[0] if str(exc) else 'OOM'}") for c in stack]
+        reason = f"out of memory: {str(exc).splitlines()[0] if str(exc) else 'OOM'}"
+        records = [(CellRecord.failed(c, reason), None) for c in stack]
     except (KeyboardInterrupt, UserError):  # Ctrl-C, or a file of the run cannot be written
         raise
     except Exception as exc:  # a failing stack is data; the sweep goes on
@@ -132,9 +120,9 @@ def run_stack(
             ) from None
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         summary.failures.append(reason + "\n" + traceback.format_exc(limit=3))
-        records = [failed_record(c, reason) for c in stack]
-    for rec in records:
-        store.write_record(rec)
-        setattr(summary, rec["status"], getattr(summary, rec["status"]) + 1)
+        records = [(CellRecord.failed(c, reason), None) for c in stack]
+    for rec, spectra in records:
+        store.write_record(rec, spectra)
+        setattr(summary, rec.status, getattr(summary, rec.status) + 1)
     if ckpt:
         ckpt.finish()

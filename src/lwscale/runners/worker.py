@@ -26,7 +26,6 @@ from typing import Callable
 
 from lwscale.core.log import quiet
 from lwscale.rundir.claims import claim
-from lwscale.rundir.store import FINISHED
 from lwscale.runners.stack import RunSummary, run_stack
 from lwscale.sweep.plan import Cell
 from lwscale.training.checkpoint import StackCheckpoint, WriteError, prune
@@ -98,7 +97,7 @@ def _unchanged(store, cell: Cell, planned: dict) -> bool:
     if store.record_stamp(cell.id) != planned[cell.id]:
         return False
     rec = store.read_record(cell.id)
-    return rec is None or rec["status"] not in FINISHED
+    return rec is None or not rec.finished
 
 
 def work(
@@ -181,7 +180,7 @@ def work(
             waiting = [rest for rest in map(attempt, waiting) if rest]
         table = None  # the others' records landed after this worker's last rebuild
     if not r.keep_checkpoints:  # a stack cut otherwise than its checkpoint's, whose cells are all finished
-        prune(store.root, lambda cid: (store.read_record(cid) or {}).get("status") in FINISHED)
+        prune(store.root, lambda cid: (rec := store.read_record(cid)) is not None and rec.finished)
     skipped = len(planned) - trained
     log(
         f"worker {socket.gethostname()}:{os.getpid()} trained {trained} cells ({summary.done} done, "

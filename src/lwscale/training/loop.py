@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -28,6 +28,7 @@ from lwscale.sweep.spec import Spec
 from lwscale.training.optim import StackedAdamW
 from lwscale.training.perf import device_name, peak_flops, throughput
 from lwscale.training.recorder import Recorder
+from lwscale.training.result import CellResult
 
 ProgressFn = Callable[[int, int, list[float]], None]
 
@@ -182,15 +183,15 @@ def train_stack(
     device: torch.device,
     on_progress: ProgressFn | None = None,
     checkpoint=None,
-) -> list[dict]:
-    """Train ``cells`` as one stacked model and return one record per cell. With a
+) -> list[CellResult]:
+    """Train ``cells`` as one stacked model and return what each cell measured, in order. With a
     ``checkpoint`` (lwscale.training.checkpoint.StackCheckpoint) the stack resumes from its saved
     state and saves it as the spec asks. Four phases: build, restore (or evaluate step 0), the
-    step loop, the records."""
+    step loop, the results."""
     stack = build_stack(cells, spec, dataset, device)
     state, t0 = restore_or_start(stack, checkpoint)
     wall = run_steps(stack, state, t0, on_progress, checkpoint)
-    return stack_records(stack, state, wall)
+    return stack_results(stack, state, wall)
 
 
 def build_stack(cells: list[Cell], spec: Spec, dataset: Dataset, device: torch.device) -> Stack:
@@ -320,8 +321,8 @@ def run_steps(stack: Stack, state: LoopState, t0: float, on_progress: ProgressFn
     return time.perf_counter() - t0
 
 
-def stack_records(stack: Stack, state: LoopState, wall: float) -> list[dict]:
-    """One record per cell (docs/records.md), after the final evaluation."""
+def stack_results(stack: Stack, state: LoopState, wall: float) -> list[CellResult]:
+    """What each cell measured (its record's fields, docs/records.md), after the final evaluation."""
     t_spec, device, steps, first = stack.spec.train, stack.device, stack.steps, stack.cells[0]
     stack.recorder.at_end()  # first: the last evaluation's sigma_max (full mode) reuses its SVDs
     final_val = record_eval(stack, state, steps)
@@ -331,44 +332,36 @@ def stack_records(stack: Stack, state: LoopState, wall: float) -> list[dict]:
     fpt = getattr(stack.model, "flops_per_token", None) or flops_per_token(first.model)
     perf = throughput(steps * stack.tokens_per_step, wall, fpt, stack.K, peak_flops(device, stack.precision))
     recorder = stack.recorder
-    records = []
-    for k, cell in enumerate(stack.cells):
+    results = []
+    for k in range(stack.K):
         diverged = died_at[k] >= 0
-        records.append(
-            {
-                "id": cell.id,
-                "status": "diverged" if diverged else "done",
-                "reason": f"loss non-finite or above {t_spec.diverge_factor}x initial at step {died_at[k]}"
+        results.append(
+            CellResult(
+                reason=f"loss non-finite or above {t_spec.diverge_factor}x initial at step {died_at[k]}"
                 if diverged
                 else None,
-                "width": cell.width,
-                "seed": cell.seed,
-                "steps": steps,
-                "warmup": stack.warmup,
-                "model": cell.model.to_dict(),
-                "groups": [asdict(g) for g in cell.groups],
-                "labels": [asdict(lab) for lab in cell.labels],
-                "initial_loss": init[k],
-                "final_val_loss": None if diverged else float(final_val[k]),
-                "final_train_loss": None if diverged else state.last_train[k],
-                "diverged_step": died_at[k] if diverged else None,
-                "last_finite_loss": last_finite[k] if diverged else None,
-                "tokens": steps * stack.tokens_per_step,
-                "tokens_per_s": perf["tokens_per_s"],
-                "tflops": perf["tflops"],  # the whole stack's achieved TFLOP/s
-                "mfu": perf["mfu"],  # against the device's bf16 peak; None if unknown
-                "device_name": device_name(device),
-                "flops_per_token": fpt,
-                "wall_s": wall,
-                "stack_size": stack.K,
-                "device": str(device),
-                "precision": stack.precision,
-                "torch_version": torch.__version__,
-                "curves": {"train": state.train_curve[k], "val": state.val_curve[k]},
-                **({"diagnostics": recorder.record(k), "_spectra": recorder.spectra(k)} if recorder.enabled else {}),
-            }
+                initial_loss=init[k],
+                final_val_loss=None if diverged else float(final_val[k]),
+                final_train_loss=None if diverged else state.last_train[k],
+                diverged_step=died_at[k] if diverged else None,
+                last_finite_loss=last_finite[k] if diverged else None,
+                tokens=steps * stack.tokens_per_step,
+                tokens_per_s=perf["tokens_per_s"],
+                tflops=perf["tflops"],
+                mfu=perf["mfu"],
+                device_name=device_name(device),
+                flops_per_token=fpt,
+                wall_s=wall,
+                stack_size=stack.K,
+                device=str(device),
+                precision=stack.precision,
+                torch_version=torch.__version__,
+                curves={"train": state.train_curve[k], "val": state.val_curve[k]},
+                diagnostics=recorder.record(k) if recorder.enabled else None,
+                spectra=recorder.spectra(k) if recorder.enabled else None,
+            )
         )
-    return records
+    return results
 
 
 def time_steps(

@@ -279,10 +279,11 @@ class Recorder:
 
 
 # ---- summaries of a stored record ------------------------------------------------------------
-def summary(record: dict) -> dict[str, float]:
+def summary(diagnostics: dict | None) -> dict[str, float]:
     """results.csv's ``sigma_max`` (mean over matrix types of the block-averaged end
-    sigma_max) and ``gain`` (mean over types of the last evaluation's gain); NaN if absent."""
-    diag = record.get("diagnostics") or {}
+    sigma_max) and ``gain`` (mean over types of the last evaluation's gain), from a record's
+    ``diagnostics``; NaN if absent."""
+    diag = diagnostics or {}
     sig = (diag.get("sigma_max") or {}).get("by_type") or {}
     gains = (diag.get("gain") or {}).get("by_type") or {}
     last = {t: v[-1] for t, v in gains.items() if v}
