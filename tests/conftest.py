@@ -102,7 +102,7 @@ def dropout_factory_spec(tmp_path, monkeypatch, module: str, **train) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """The tiny sweep above, run once through the library API; returns its SweepResult."""
+    """The tiny sweep above, run once through the library API; returns its RunResult."""
     from lwscale.runners.local import run_sweep
     from lwscale.sweep.spec import parse_spec
 

@@ -130,6 +130,7 @@ def synthetic_points(rules, schedule, alpha=0.75, beta=0.5, steps=12000, seed=0,
     from lwscale.model.transformer import MATRIX_TYPES
     from lwscale.reports.diagnose_points import load_points
     from lwscale.reports.run import Run
+    from lwscale.rundir.record import CellRecord
     from lwscale.science.schedule import lr_factor
     from lwscale.sweep.plan import make_plan
     from lwscale.sweep.spec import parse_spec
@@ -154,17 +155,21 @@ def synthetic_points(rules, schedule, alpha=0.75, beta=0.5, steps=12000, seed=0,
     width = np.array([c.width for c in cells], float)
     base = np.sqrt(n) * width**alpha * (lr / wd) ** (beta - 0.5) * np.exp(rng.normal(0, 0.015 * noise, len(cells)))
     records = {
-        c.id: {
-            "model": c.model.to_dict(),
-            "diagnostics": {
-                "sigma_max": {
-                    "by_type": {
-                        t: float(b * (1 + 0.3 * i) * math.exp(rng.normal(0, 0.01 * noise)))
-                        for i, t in enumerate(MATRIX_TYPES)
+        c.id: CellRecord.from_json(
+            {
+                "id": c.id,
+                "status": "done",
+                "model": c.model.to_dict(),
+                "diagnostics": {
+                    "sigma_max": {
+                        "by_type": {
+                            t: float(b * (1 + 0.3 * i) * math.exp(rng.normal(0, 0.01 * noise)))
+                            for i, t in enumerate(MATRIX_TYPES)
+                        }
                     }
-                }
-            },
-        }
+                },
+            }
+        )
         for c, b in zip(cells, base)
     }
     by_id = plan.by_id()
