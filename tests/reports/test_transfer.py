@@ -647,7 +647,7 @@ def test_fresh_rows_of_a_cell_two_rules_share_are_kept(tmp_path):
     spec = parse_spec(base)
     run_sweep(spec, out_dir=tmp_path)
     root = tmp_path / "share"
-    train_points(
+    res = train_points(
         spec,
         root,
         128,
@@ -659,7 +659,8 @@ def test_fresh_rows_of_a_cell_two_rules_share_are_kept(tmp_path):
         return {(r.rule, r.wd) for r in df[(df.seed == 1) & (df.status == "done")].itertuples()}
 
     want = {("sqrt-wd", 0.25), ("const-wd", 0.5), ("linear-wd", 0.25)}
-    assert fresh(pd.read_csv(root / "results.csv")) == want
+    assert fresh(pd.read_csv(root / "results.csv")) == want == fresh(res.table)  # a RunResult, as every runner's
+    assert res.summary.failed == 0 and res.summary.done >= 1 and not res.interrupted and res.store.root == root
     assert fresh(run_sweep(spec, out_dir=tmp_path).table) == want  # a later sweep's rebuild keeps them
 
 

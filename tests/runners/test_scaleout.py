@@ -262,8 +262,16 @@ def test_slurm_array_script_and_task(tmp_path, monkeypatch):
     pickles = sorted((run / "slurm").rglob("*_submitted.pkl"))
     assert len(pickles) == 4
     task = DelayedSubmission.load(pickles[0])
-    assert task.result()["done"] == 1
+    result = task.result()  # a RunResult, as every runner returns
+    assert result.summary.done == 1 and not result.interrupted and result.table is None
     assert len(records(run)) == 1 and records(run).popitem()[0] == task.args[3][0]
+
+    # through the library: submit_slurm returns a RunResult too, with the array's task ids
+    from lwscale.runners.cluster import submit_slurm
+    from lwscale.sweep.spec import parse_spec
+
+    sub = submit_slurm(parse_spec(spec), tmp_path / "lib")
+    assert sub.job_ids == [f"4242_{i}" for i in range(4)] and sub.table is None and len(sub.plan.cells) == 4
 
 
 def test_status_counts_running_failed_pending_and_time_left(tmp_path):

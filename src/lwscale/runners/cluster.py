@@ -26,8 +26,8 @@ from typing import Callable
 
 from lwscale.core.errors import UserError
 from lwscale.core.log import quiet
-from lwscale.runners.local import SweepResult, open_run
-from lwscale.runners.stack import RunSummary
+from lwscale.runners.local import open_run
+from lwscale.runners.result import RunResult
 from lwscale.sweep.spec import Spec, parse_spec, with_overrides
 
 SIGNAL_DELAY_S = 90  # submitit's --signal=USR2@90: the warning a Slurm task gets before its time limit
@@ -45,7 +45,7 @@ def _import_submitit():
 class WorkerJob:
     """One worker: the body of a submitit job (local or Slurm), called with the spec's data,
     the run's parent directory, --retry-failed and the cells to train (None: all). Returns
-    its summary.
+    a RunResult: what it trained, and whether it was stopped (its table is on disk).
 
     It trains the cells it can claim, then waits for those other workers hold and trains any
     whose claim goes stale (a dead worker's), so a job ends only when each of its cells has
@@ -58,7 +58,7 @@ class WorkerJob:
 
     def __call__(
         self, spec_data: dict, out_dir: str | None, retry_failed: bool, cells: list[str] | None = None
-    ) -> dict:
+    ) -> RunResult:
         import os
         import signal
 
@@ -67,9 +67,12 @@ class WorkerJob:
         spec = parse_spec(spec_data, "worker")
         log = lambda s: print(s, flush=True)  # noqa: E731
         with stop_on_signals(enabled=os.environ.get("SUBMITIT_EXECUTOR") == "slurm") as previous:
+            plan, store, todo = open_run(spec, out_dir, retry_failed, update_spec=False, cells=cells)
+            result = RunResult(store, plan)
             try:
-                return self._train(spec, out_dir, retry_failed, cells, log)
+                self._train(spec, out_dir, retry_failed, todo, result, log)
             except Preempted as stop:
+                result.interrupted = True
                 log(
                     f"stopped by {signal.Signals(stop.signum).name}: finished cells are kept, the stack in "
                     "flight resumes from its checkpoint"
@@ -77,7 +80,7 @@ class WorkerJob:
                 requeue = previous.get(signal.SIGUSR2)
                 if stop.signum == signal.SIGUSR2 and callable(requeue):
                     requeue(signal.SIGUSR2, None)  # submitit's: checkpoint(), scontrol requeue, exit
-                return {"done": 0, "diverged": 0, "failed": 0, "failures": [], "interrupted": True}
+            return result
 
     def checkpoint(self, *args, **kwargs):
         """What submitit requeues after a timeout or preemption: the same call; the cells
@@ -87,36 +90,25 @@ class WorkerJob:
         return DelayedSubmission(self, *args, **kwargs)
 
     @staticmethod
-    def _train(spec: Spec, out_dir, retry_failed: bool, cells, log) -> dict:
-        from lwscale.runners.local import RunSummary, open_run, run_sweep
+    def _train(spec: Spec, out_dir, retry_failed: bool, todo, result: RunResult, log) -> None:
+        """Train ``todo`` (cells of ``result``'s run), waiting for the ones other workers hold,
+        into ``result``'s summary; then settle results.csv."""
+        from lwscale.runners.local import run_sweep
         from lwscale.runners.worker import wait_for_claimed
 
-        plan, store, todo = open_run(spec, out_dir, retry_failed, update_spec=False, cells=cells)
+        store = result.store
         before = {c.id: store.record_stamp(c.id) for c in todo}
-        left, summary, interrupted = list(before), RunSummary(), False
+        left = list(before)
         while True:
-            result = run_sweep(spec, out_dir, retry_failed=retry_failed, update_spec=False, cells=left, log=log)
-            s = result.summary
-            summary.done, summary.diverged, summary.failed = (
-                summary.done + s.done,
-                summary.diverged + s.diverged,
-                summary.failed + s.failed,
-            )
-            summary.failures += s.failures
-            interrupted = result.interrupted
+            one = run_sweep(spec, out_dir, retry_failed=retry_failed, update_spec=False, cells=left, log=log)
+            result.summary.add(one.summary)
+            result.interrupted = one.interrupted
             left = [cid for cid in left if store.record_stamp(cid) == before[cid]]  # no record written since
-            if interrupted or not left:
+            if result.interrupted or not left:
                 break
             wait_for_claimed(store, left, spec.runner.claim_timeout_minutes * 60, log)
         if before:
-            _settle_table(store, plan)
-        return {
-            "done": summary.done,
-            "diverged": summary.diverged,
-            "failed": summary.failed,
-            "failures": summary.failures,
-            "interrupted": interrupted,
-        }
+            _settle_table(store, result.plan)
 
 
 worker_job = WorkerJob()
@@ -139,14 +131,14 @@ def _settle_table(store, plan) -> None:
 
 
 # ---- gpus --------------------------------------------------------------------------------------
-def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = quiet) -> SweepResult:
+def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = quiet) -> RunResult:
     import torch
 
     submitit = _import_submitit()
     plan, store, todo = open_run(spec, out_dir, retry_failed, log)
     if not todo:
         log(f"run directory {store.root}: all {len(plan.cells)} cells already finished")
-        return SweepResult(store, plan, store.rebuild_table(plan), RunSummary(), False)
+        return RunResult(store, plan, store.rebuild_table(plan))
     n_gpu = torch.cuda.device_count()
     if n_gpu == 0:
         workers, device = min(spec.runner.workers or 1, len(todo)), "cpu"
@@ -165,28 +157,27 @@ def run_gpus(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable
         executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, **gpu)
         jobs.append(executor.submit(worker_job, spec_data, str(store.root.parent.resolve()), retry_failed))
     log(f"{workers} worker{'s' if workers > 1 else ''} started on {device}; their logs are in {folder}")
-    summary, interrupted = RunSummary(), False
+    result = RunResult(store, plan)
     try:
         for job in jobs:
             try:
                 res = job.result()
             except Exception as exc:  # a worker that crashed: its cells stay claimed until stale
                 msg = str(exc).strip().splitlines()
-                summary.failures.append(f"worker {job.job_id} crashed: {msg[-1] if msg else exc}")
+                result.summary.failures.append(f"worker {job.job_id} crashed: {msg[-1] if msg else exc}")
                 log(
                     f"warning: worker {job.job_id} crashed ({msg[-1] if msg else exc}); its log is in {folder}; "
                     "its cells stay pending: run the same command again to resume"
                 )
                 continue
-            for k in ("done", "diverged", "failed"):
-                setattr(summary, k, getattr(summary, k) + res[k])
-            summary.failures += res["failures"]
-            interrupted |= res["interrupted"]
+            result.summary.add(res.summary)
+            result.interrupted |= res.interrupted
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)
-        interrupted = True
-    return SweepResult(store, plan, store.rebuild_table(plan), summary, interrupted)
+        result.interrupted = True
+    result.table = store.rebuild_table(plan)
+    return result
 
 
 # ---- slurm -------------------------------------------------------------------------------------
@@ -213,8 +204,9 @@ def slurm_parameters(spec: Spec) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = quiet) -> list[str]:
-    """Submit one array task per pending stack; return the job ids. Cells that a live
+def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Callable[[str], None] = quiet) -> RunResult:
+    """Submit one array task per pending stack; the result holds their job ids (and no table:
+    nothing is trained yet; follow with ``lwscale status``). Cells that a live
     worker holds (an earlier array's running task) are left to it. A refused submission
     (sbatch's error, or no sbatch) is one UserError line and leaves no submission files."""
     import torch
@@ -223,7 +215,7 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Call
     from lwscale.runners.stack import make_stacks
 
     submitit = _import_submitit()
-    _, store, todo = open_run(spec, out_dir, retry_failed, log)
+    plan, store, todo = open_run(spec, out_dir, retry_failed, log)
     claims, timeout_s = read_claims(store.root), spec.runner.claim_timeout_minutes * 60
     held = [c for c in todo if c.id in claims and not claims[c.id].stale(timeout_s)]
     if held:
@@ -233,7 +225,7 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Call
         todo = [c for c in todo if c not in held]
     if not todo:
         log("nothing to submit: every cell is finished" if not held else "nothing else to submit")
-        return []
+        return RunResult(store, plan)
     k = spec.train.cells_per_stack
     if k == "auto":
         if not torch.cuda.is_available():
@@ -303,7 +295,7 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Call
         f"submitted a Slurm array of {n} tasks (one per stack, {len(todo)} cells): job {jobs[0].job_id.split('_')[0]}; "
         f"logs in {folder}; follow with: lwscale status {store.root}"
     )
-    return [j.job_id for j in jobs]
+    return RunResult(store, plan, job_ids=[j.job_id for j in jobs])
 
 
 def _remove_new(folder, before: set) -> None:

@@ -9,24 +9,15 @@ loses only the stack in flight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from lwscale.core.errors import UserError
 from lwscale.core.log import quiet
 from lwscale.rundir.store import Store
-from lwscale.runners.stack import RunSummary, make_stacks
+from lwscale.runners.result import RunResult, RunSummary
+from lwscale.runners.stack import make_stacks
 from lwscale.sweep.plan import Cell, Plan, make_plan
 from lwscale.sweep.spec import Spec
-
-
-@dataclass
-class SweepResult:
-    store: Store
-    plan: object
-    table: object  # pandas DataFrame of results.csv
-    summary: RunSummary
-    interrupted: bool = False
 
 
 class Progress:
@@ -79,7 +70,7 @@ def run_sweep(
     log: Callable[[str], None] = quiet,
     update_spec: bool = True,
     cells=None,
-) -> SweepResult:
+) -> RunResult:
     """Plan the spec, open its run directory, train every pending cell stack by stack in
     this process, and rebuild results.csv (after each stack, and at the end unless the last
     stack's rebuild already holds everything). Ctrl-C stops after writing what finished.
@@ -134,4 +125,4 @@ def run_sweep(
             interrupted = True
     if table is None:
         table = store.rebuild_table(plan)
-    return SweepResult(store, plan, table, summary, interrupted)
+    return RunResult(store, plan, table, summary, interrupted)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import traceback
-from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Callable
 
@@ -20,18 +19,11 @@ from lwscale.core.errors import UserError
 from lwscale.data.dataset import Dataset
 from lwscale.rundir.record import CellRecord
 from lwscale.rundir.store import Store
+from lwscale.runners.result import RunSummary
 from lwscale.sweep.plan import Cell
 from lwscale.sweep.spec import Spec
 from lwscale.training.checkpoint import WriteError
 from lwscale.training.loop import train_stack
-
-
-@dataclass
-class RunSummary:
-    done: int = 0
-    diverged: int = 0
-    failed: int = 0
-    failures: list[str] = field(default_factory=list)
 
 
 def make_stacks(cells: list[Cell], k: int | dict[int, int], reserved: list[list[str]] = ()) -> list[list[Cell]]:

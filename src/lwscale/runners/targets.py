@@ -14,6 +14,7 @@ from typing import Callable
 
 from lwscale.core.errors import UserError
 from lwscale.core.log import quiet
+from lwscale.runners.result import RunResult
 from lwscale.sweep.spec import Spec, parse_spec
 
 
@@ -83,23 +84,27 @@ def train_points(
     log: Callable[[str], None] = quiet,
     progress=None,
     steps: int | None = None,
-) -> None:
+) -> RunResult | None:
     """Train, per rule, the target cells at ``points`` (base (eta, lambda)) on ``seeds``, into
     the run, at the target's ``steps`` (a run of several horizons). Cells the run already
-    holds, under any rule, are found done and not trained again."""
+    holds, under any rule, are found done and not trained again. The result sums the rules'
+    runs (None when ``points`` is empty); its plan is the last rule's."""
     from lwscale.rundir.store import Store
     from lwscale.runners.local import run_sweep
-    from lwscale.sweep.plan import make_plan
 
     target_horizon(spec, target, steps)  # a length the run has not trained: one line, before anything trains
-    store, plan = Store(run_root), None
+    store, result = Store(run_root), None
     for rule, pts in points.items():
         d = derived_spec(spec, rule, target, sorted(pts), seeds, name=run_root.name, steps=steps)
-        run_sweep(d, out_dir=run_root.parent, progress=progress, log=log, update_spec=False)
+        one = run_sweep(d, out_dir=run_root.parent, progress=progress, log=log, update_spec=False)
+        result = result or RunResult(store, one.plan)
+        result.summary.add(one.summary)
+        result.interrupted |= one.interrupted
         # a point whose cell another rule trained first was found done, so its record lacks this
         # rule's label: add it, or the table rebuilt after the next rule would drop its rows
-        plan = make_plan(d)
+        result.plan = plan = one.plan
         for cid in {cid for _, cid in plan.labels}:
             store.add_labels(cid, [dict(lab.__dict__) for lab, c in plan.labels if c == cid])
-    if plan is not None:
-        store.rebuild_table(plan)
+    if result is not None:
+        result.table = store.rebuild_table(result.plan)
+    return result

@@ -26,7 +26,8 @@ from typing import Callable
 
 from lwscale.core.log import quiet
 from lwscale.rundir.claims import claim
-from lwscale.runners.stack import RunSummary, run_stack
+from lwscale.runners.result import RunSummary
+from lwscale.runners.stack import run_stack
 from lwscale.sweep.plan import Cell
 from lwscale.training.checkpoint import StackCheckpoint, WriteError, prune
 
