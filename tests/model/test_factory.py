@@ -69,6 +69,27 @@ def test_example_model_sweeps(example_run):
     assert names == {"vector", "matrix(m=2)"} or names == {"vector", "matrix(m=2)"}
     # lwscale's own model in the same layout would have other losses: this is the user's model
     assert rec["flops_per_token"] == pytest.approx(6 * sum(p.numel() for p in _example(64).parameters()))
+    # plan.json (lwscale status's FLOPs) gives each cell the same 6N its record reports
+    index = {c["id"]: c for c in json.loads((root / "plan.json").read_text())["cells"]}
+    assert index[row.cell_id]["flops_per_token"] == rec["flops_per_token"]
+
+
+def test_a_factory_cell_has_a_config_of_its_own_and_the_ids_and_records_it_had():
+    """A factory cell carries a UserModelConfig (width, base width, vocabulary, sequence
+    length), not lwscale's ModelConfig with placeholder layout; the records' model dict and
+    the cell ids map to what they were (tests/golden/factory_cells.json, from main before)."""
+    from lwscale.model.transformer import ModelConfig
+    from lwscale.model.user import UserModelConfig
+    from lwscale.sweep.plan import make_plan
+    from lwscale.sweep.spec import parse_spec
+
+    golden = json.loads((REPO / "tests" / "golden" / "factory_cells.json").read_text())
+    plan = make_plan(parse_spec(golden["spec"]))
+    assert all(isinstance(c.model, UserModelConfig) and not isinstance(c.model, ModelConfig) for c in plan.cells)
+    assert sorted(c.id for c in plan.cells) == golden["ids"]
+    assert {c.id: c.model.to_dict() for c in plan.cells} == golden["models"]
+    sp = [c for c in plan.cells if c.labels[0].rule == "sp" and c.width == 64]
+    assert sp and all(c.model.base_width == 64 and c.model.width_mult == 1 for c in sp)
 
 
 def test_example_run_goes_through_plot_and_transfer(example_run):

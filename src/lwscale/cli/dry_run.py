@@ -71,12 +71,12 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
     (eval_tokens at every eval point) at the measured forward speed, and data preparation."""
     import time
 
-    from lwscale.model.transformer import flops_per_token
     from lwscale.rundir.claims import read_claims
     from lwscale.rundir.status import fmt_duration
     from lwscale.rundir.store import Store
     from lwscale.runners.local import make_stacks
     from lwscale.runners.stacking import choose_k
+    from lwscale.sweep.plan import model_flops_per_token
     from lwscale.training.loop import time_steps
 
     store = Store(Store.root_for(spec, out))
@@ -98,7 +98,7 @@ def print_dry_run(spec, plan, dev, out, retry_failed: bool) -> None:
     if running:
         skipped.append(f"{len(running)} being trained by other workers, which the sweep waits for")
     said = f" ({'; '.join(skipped)})" if skipped else ""
-    per_step = {c.width: flops_per_token(c.model) * spec.train.batch_size * c.model.seq_len for c in todo}
+    per_step = {c.width: model_flops_per_token(spec, c.model) * spec.train.batch_size * c.model.seq_len for c in todo}
     too_big = dev.type != "cuda" and bool(per_step) and max(per_step.values()) > CPU_TIMING_MAX_FLOPS
     data_s, data_what = _load_data(spec, dev, todo, timed_synthetic=not too_big)
     if not todo:

@@ -32,14 +32,14 @@ class RichProgress:
     def stack_started(self, stack) -> None:
         import time
 
-        from lwscale.model.transformer import flops_per_token
+        from lwscale.sweep.plan import model_flops_per_token
         from lwscale.training.loop import resolve_device, resolve_precision
         from lwscale.training.perf import peak_flops
 
         device = resolve_device(self.spec.train.device)
         self.width, self.k = stack[0].width, len(stack)
         self.tokens_per_step = self.spec.train.batch_size * stack[0].model.seq_len
-        self.flops_per_step = self.tokens_per_step * flops_per_token(stack[0].model) * self.k
+        self.flops_per_step = self.tokens_per_step * model_flops_per_token(self.spec, stack[0].model) * self.k
         self.peak = peak_flops(device, resolve_precision(self.spec, device))
         self.last = (0, time.perf_counter())
         self.bars.reset(self.current, total=stack[0].steps, description=f"width {self.width} x{self.k}", speed="")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
@@ -285,6 +286,10 @@ def build(cfg: ModelConfig, seeds: list[int] | None = None, device: str | torch.
     return model
 
 
-def parametrization(cfg: ModelConfig, mup: bool) -> ModelConfig:
-    """The config a cell trains: muP keeps the spec's base width; SP is muP with base := own width."""
+Config = TypeVar("Config")  # a dataclass with width and base_width
+
+
+def parametrization(cfg: Config, mup: bool) -> Config:
+    """The config a cell trains (ours, or a user model's ``UserModelConfig``): muP keeps the
+    spec's base width; SP is muP with base := own width."""
     return cfg if mup else replace(cfg, base_width=cfg.width)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -61,20 +61,46 @@ def load_callable(ref: str, what: str = "model.factory") -> Callable:
     return fn
 
 
-def factory_config(spec, width: int, vocab_size: int) -> ModelConfig:
-    """The bookkeeping config of a factory cell: width, base width, vocab and seq_len matter;
-    the layout fields describe lwscale's own model and are set to values valid at any width
-    (head_dim 1, ffn_mult 1), so code that rebuilds the config at another width still works."""
+@dataclass(frozen=True)
+class UserModelConfig:
+    """What a factory cell's model is: ``build(width)`` (with ``vocab_size`` and ``seq_len``
+    where it takes them), parametrized against ``base_width`` (SP: its own width)."""
+
+    vocab_size: int
+    width: int
+    base_width: int
+    seq_len: int
+    depth: int  # the spec's model.depth and init_std: not passed to the factory, but written
+    init_std: float  # in the records' model dict, which cell ids hash (to_dict)
+    n_stack: int = 1  # K: always 1, a user's model is not stacked
+
+    @property
+    def width_mult(self) -> float:
+        return self.width / self.base_width
+
+    def to_dict(self) -> dict:
+        """The records' ``model`` dict, which cell ids hash (docs/records.md): the keys of
+        lwscale's own ``ModelConfig.to_dict``, its layout keys holding placeholders that are
+        valid at any width (head_dim 1, ffn_mult 1). Mapped here so that a factory run's
+        records and cell ids are those it had when a factory cell carried such a config."""
+        return ModelConfig(
+            vocab_size=self.vocab_size,
+            width=self.width,
+            base_width=self.base_width,
+            depth=self.depth,
+            head_dim=1,
+            ffn_mult=1.0,
+            seq_len=self.seq_len,
+            init_std=self.init_std,
+            n_stack=self.n_stack,
+        ).to_dict()
+
+
+def factory_config(spec, width: int, vocab_size: int) -> UserModelConfig:
+    """The config of the spec's factory model at ``width`` (base width: the spec's)."""
     ms = spec.model
-    return ModelConfig(
-        vocab_size=vocab_size,
-        width=width,
-        base_width=ms.d0,
-        depth=ms.depth,
-        head_dim=1,
-        ffn_mult=1.0,
-        seq_len=ms.seq_len,
-        init_std=ms.init_std,
+    return UserModelConfig(
+        vocab_size=vocab_size, width=width, base_width=ms.d0, seq_len=ms.seq_len, depth=ms.depth, init_std=ms.init_std
     )
 
 
@@ -98,7 +124,7 @@ def call_factory(spec, width: int, vocab_size: int) -> nn.Module:
     return model
 
 
-def classify_factory(spec, cfg: ModelConfig) -> list[ParamInfo]:
+def classify_factory(spec, cfg: UserModelConfig) -> list[ParamInfo]:
     """Classes of the factory model at ``cfg.width`` against ``cfg.base_width`` (SP: itself),
     probing at twice the width, all on the meta device."""
     with torch.device("meta"):
@@ -111,19 +137,35 @@ def classify_factory(spec, cfg: ModelConfig) -> list[ParamInfo]:
         raise FactoryError(f"model.factory {spec.model.factory!r}: {exc}") from None
 
 
+_N_PARAMS: dict[tuple, int] = {}
+
+
+def flops_per_token(spec, cfg: UserModelConfig) -> float:
+    """The usual 6N estimate of a factory model's training FLOPs per token (N its parameter
+    count at ``cfg.width``, counted on the meta device; attention's T-dependent part not
+    counted), as its records report it."""
+    key = (spec.model.factory, cfg.width, cfg.vocab_size, cfg.seq_len)
+    if key not in _N_PARAMS:
+        with torch.device("meta"):
+            model = call_factory(spec, cfg.width, cfg.vocab_size)
+        _N_PARAMS[key] = sum(p.numel() for p in model.parameters())
+    return 6.0 * _N_PARAMS[key]
+
+
 def flat_name(name: str) -> str:
     return name.replace(".", "__")
 
 
 class UserStack(nn.Module):
     """A user's module as a stack of K = 1: every parameter held as [1, *shape] (what the
-    stacked optimizer expects); ``forward(idx[1,B,T], targets[1,B,T])`` gives the loss [1]."""
+    stacked optimizer expects); ``forward(idx[1,B,T], targets[1,B,T])`` gives the loss [1].
+    ``param_infos``: the classes of its parameters, under the stack's (flat) names."""
 
-    def __init__(self, module: nn.Module, loss_fn: Callable | None = None):
+    def __init__(self, module: nn.Module, param_infos: list[ParamInfo], loss_fn: Callable | None = None):
         super().__init__()
         object.__setattr__(self, "module", module)  # not a child: its parameters live here, stacked
         self.names = [n for n, _ in module.named_parameters()]
-        n_params = sum(p.numel() for p in module.parameters())
+        self.param_infos = param_infos
         for n, p in module.named_parameters():
             self.register_parameter(flat_name(n), nn.Parameter(p.detach().unsqueeze(0).clone()))
         for p in module.parameters():  # the module runs on the stacked copies: free its own
@@ -131,7 +173,6 @@ class UserStack(nn.Module):
         for n, b in module.named_buffers():  # its own tensors (e.g. batch-norm running stats), also
             self.register_buffer("buffer__" + flat_name(n), b)  # here so checkpoints hold them
         self.loss_fn = loss_fn
-        self.flops_per_token = 6.0 * n_params  # the usual 6N estimate (attention not counted)
 
     def train(self, mode: bool = True) -> UserStack:
         """Also switches the user's module (not a child, so ``nn.Module.train`` would not reach
@@ -162,7 +203,7 @@ class UserStack(nn.Module):
 
 
 def build_user_stack(
-    spec, cfg: ModelConfig, seeds: list[int], device: torch.device
+    spec, cfg: UserModelConfig, seeds: list[int], device: torch.device
 ) -> tuple[UserStack, list[ParamInfo]]:
     """The factory model of one cell, initialised under its seed, and its parameter classes
     (named as the stack's parameters)."""
@@ -173,13 +214,11 @@ def build_user_stack(
         module = call_factory(spec, cfg.width, cfg.vocab_size)
     module.to(device)
     loss_fn = load_callable(spec.model.loss, "model.loss") if spec.model.loss else None
-    stack = UserStack(module, loss_fn)
     infos = [replace(i, name=flat_name(i.name)) for i in classify_factory(spec, cfg)]
-    stack.param_infos = infos  # the diagnostics' matrices (lwscale.training.recorder.Recorder)
-    return stack, infos
+    return UserStack(module, infos, loss_fn), infos
 
 
-def mup_problems(spec, cfg: ModelConfig) -> list[str]:
+def mup_problems(spec, cfg: UserModelConfig) -> list[str]:
     """What the factory model lacks of muP (``lwscale.model.mup.check_mup``), from freshly built
     models at the base width and twice it; ``lwscale coord-check`` can report these."""
     from lwscale.model.mup import check_mup
@@ -192,7 +231,7 @@ def mup_problems(spec, cfg: ModelConfig) -> list[str]:
     return check_mup(wide, base)
 
 
-def preflight(spec, cfg: ModelConfig, log: Callable[[str], None]) -> None:
+def preflight(spec, cfg: UserModelConfig, log: Callable[[str], None]) -> None:
     """Notes before a factory sweep: stacking is off, and any muP piece the model lacks."""
     log(STACKING_NOTE)
     for problem in mup_problems(spec, cfg):

@@ -31,7 +31,7 @@ class CellRecord:
     seed: int | None = None
     steps: int | None = None
     warmup: int | None = None
-    model: dict = field(default_factory=dict)  # the ModelConfig trained (ModelConfig.to_dict)
+    model: dict = field(default_factory=dict)  # the config trained (ModelConfig or UserModelConfig .to_dict)
     groups: list[dict] = field(default_factory=list)  # one per optimizer group (plan.GroupHP)
     labels: list[dict] = field(default_factory=list)  # the sweep points it served (plan.Label)
     result: CellResult | None = None  # what training measured; None for a failed cell

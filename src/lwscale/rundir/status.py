@@ -226,6 +226,7 @@ def time_left(records: dict, cells: list, left: list, running: list, spec, now: 
 
 
 def _flops_per_token(cell) -> float:
+    """From plan.json, or lwscale's own model's (status plans only a spec without model.factory)."""
     return cell.flops_per_token if isinstance(cell, IndexedCell) else flops_per_token(cell.model)
 
 

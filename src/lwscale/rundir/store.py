@@ -148,10 +148,15 @@ class Store:
     def write_plan_index(self, plan: Plan) -> None:
         """Write plan.json: the cells of ``plan`` (the run's own spec's) and the digest of the
         spec.yaml they were planned from. ``lwscale status`` reads it instead of planning."""
-        from lwscale.model.transformer import flops_per_token
+        from lwscale.sweep.plan import model_flops_per_token
 
         cells = [
-            {"id": c.id, "width": c.width, "steps": c.steps, "flops_per_token": flops_per_token(c.model)}
+            {
+                "id": c.id,
+                "width": c.width,
+                "steps": c.steps,
+                "flops_per_token": model_flops_per_token(plan.spec, c.model),
+            }
             for c in plan.cells
         ]
         index = {"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells}

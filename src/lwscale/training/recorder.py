@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lwscale.model.transformer import MATRIX_TYPES, StackedLinear, matrix_type
+from lwscale.model.user import UserStack, flat_name
 
 SPECTRA_FILE = "spectra.npz"
 
@@ -137,7 +138,7 @@ class Recorder:
         self.model, self.mode = model, normalise_mode(mode)
         self.tokens = tokens  # [B, T] fixed evaluation batch, shared by every cell
         self.autocast = autocast
-        self.user = hasattr(model, "param_infos")  # a user's model (lwscale.model.user.UserStack)
+        self.user = isinstance(model, UserStack)  # a user's model (model.factory)
         if self.user:
             self._user_matrices(model)
         else:
@@ -158,8 +159,6 @@ class Recorder:
     def _user_matrices(self, stack) -> None:
         """A UserStack's matrix-like parameters (its ``param_infos``), under their dotted
         names, and the modules owning them as their own parameter (gain hooks)."""
-        from lwscale.model.user import flat_name
-
         matrix = {i.name for i in stack.param_infos if i.cls == "matrix"}
         names = [n for n in stack.names if flat_name(n) in matrix]
         self.weights = {n: getattr(stack, flat_name(n)) for n in names}
