@@ -31,7 +31,8 @@ import pandas as pd
 
 from lwscale.reports.fits import t975
 from lwscale.reports.run import Run, panel
-from lwscale.reports.tables import argmin, cell_stats, mean_se
+from lwscale.reports.tables import Tab, argmin, cell_stats, mean_se
+from lwscale.reports.transfer import local_quadratic, quadratic_vertex
 from lwscale.science.rules import get_rule, optimizer_hparams
 
 
@@ -114,9 +115,11 @@ def panel_optimum(
     run: Run, stats: pd.DataFrame, rule: str, width: int, steps: int, refined: bool = True
 ) -> PanelOptimum | None:
     """The optimum of one (rule, width, steps) panel of ``stats`` (None when no cell finished)."""
-    from lwscale.reports.transfer import quadratic_vertex
+    return _optimum_of(run, panel(stats, rule, width, steps), rule, width, steps, refined)
 
-    sub = panel(stats, rule, width, steps)
+
+def _optimum_of(run: Run, sub: pd.DataFrame, rule: str, width: int, steps: int, refined: bool) -> PanelOptimum | None:
+    """``panel_optimum`` of the panel's rows ``sub``."""
     best = argmin(sub)
     if best is None:
         return None
@@ -226,8 +229,6 @@ def cell_noise(run: Run, rule: str, stats: pd.DataFrame | None = None) -> float:
     """The sd of one cell's loss about the loss surface, from the local quadratic fits around each
     panel's best cell: their residuals pooled, over the residual degrees of freedom (9 cells, 6
     parameters: 3 per full neighbourhood). NaN when no panel has a full fit."""
-    from lwscale.reports.transfer import local_quadratic
-
     stats = run.stats if stats is None else stats
     ss, dof = 0.0, 0
     for w, s in run.panels():
@@ -248,10 +249,16 @@ def bootstrap_exponents(run: Run, rule: str, refined: bool = True, n: int = BOOT
         return {}
     rng = np.random.default_rng(0)
     stats = run.stats[run.stats["rule"] == rule]
+    # each panel's rows and their places in ``stats``, found once: a draw only changes the losses
+    subs = [(w, s, panel(stats, rule, w, s)) for w, s in run.panels()]
+    subs = [(w, s, sub, stats.index.get_indexer(sub.index), sub["loss"].to_numpy(float)) for w, s, sub in subs]
     draws: dict[str, list[float]] = {}
     for _ in range(n):
-        noisy = stats.assign(loss=stats["loss"] + rng.normal(0.0, sigma, len(stats)))
-        for name, (v, _, _) in _exponents(optima(run, rule, refined, noisy)).items():
+        noise = rng.normal(0.0, sigma, len(stats))  # one draw per cell of the rule, in the order of ``stats``
+        opts = [
+            _optimum_of(run, sub.assign(loss=loss + noise[at]), rule, w, s, refined) for w, s, sub, at, loss in subs
+        ]
+        for name, (v, _, _) in _exponents([o for o in opts if o is not None and o.wd_phys > 0]).items():
             if math.isfinite(v):
                 draws.setdefault(name, []).append(v)
     return draws
@@ -279,8 +286,6 @@ def rule_snippet(fit: LambdaFit, a: float = 1.0) -> str:
 
 def fit_table(fits: list[LambdaFit]):
     """The fits as a ``Tab``: per rule, g and h with 95% intervals and the optima behind them."""
-    from lwscale.reports.tables import Tab
-
     rows = []
     for f in fits:
         rows.append(

@@ -33,11 +33,13 @@ import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
+from lwscale.model.params import group_hparams, group_keys
 from lwscale.reports.gate import gate
 from lwscale.reports.run import Run, at_point, log2, panel, seed_losses
 from lwscale.reports.tables import argmin, cell_stats, finished, mean_se, paired
 from lwscale.reports.transfer_tables import seeds_text
 from lwscale.science.rules import RuleError, get_rule, timescale
+from lwscale.sweep.plan import model_config, param_classes
 
 TIE_SIGMAS = 2.0
 
@@ -82,15 +84,17 @@ def edge_warnings(sub: pd.DataFrame, eta: float, wd: float, what: str) -> list[s
 def local_quadratic(sub: pd.DataFrame, centre: pd.Series):
     """A quadratic in (log2 eta, log2 wd) fitted to the 3x3 cells around ``centre``: (x, y, its
     coefficients, its residuals), or None with fewer than 6 cells or a rank-deficient design."""
-    ok = sub[finished(sub) & (sub["wd"] > 0)]
-    etas, wds = sorted(ok["eta"].unique()), sorted(ok["wd"].unique())
-    if centre["wd"] <= 0 or centre["eta"] not in etas or centre["wd"] not in wds:
+    eta, wd, loss = (sub[k].to_numpy(float) for k in ("eta", "wd", "loss"))
+    ok = np.array(finished(sub), dtype=bool) & (wd > 0)
+    etas, wds = np.unique(eta[ok]), np.unique(wd[ok])  # sorted
+    i, j = np.flatnonzero(etas == centre["eta"]), np.flatnonzero(wds == centre["wd"])
+    if centre["wd"] <= 0 or not len(i) or not len(j):
         return None
-    i, j = etas.index(centre["eta"]), wds.index(centre["wd"])
-    near = ok[ok["eta"].isin(etas[max(i - 1, 0) : i + 2]) & ok["wd"].isin(wds[max(j - 1, 0) : j + 2])]
-    if len(near) < 6:
+    i, j = int(i[0]), int(j[0])
+    near = ok & np.isin(eta, etas[max(i - 1, 0) : i + 2]) & np.isin(wd, wds[max(j - 1, 0) : j + 2])
+    if near.sum() < 6:
         return None
-    x, y, z = log2(near["eta"].to_numpy(float)), log2(near["wd"].to_numpy(float)), near["loss"].to_numpy(float)
+    x, y, z = log2(eta[near]), log2(wd[near]), loss[near]
     A = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
     if np.linalg.matrix_rank(A) < 6:
         return None
@@ -153,9 +157,6 @@ def class_hparams_at(
     """(width multiplier, class, lr, coupled wd, tau) of every parameter group of the spec's model at
     ``width`` trained ``steps`` steps (default: the base horizon) under ``rule``, from base (eta, wd):
     the same classes and arithmetic as a sweep."""
-    from lwscale.model.params import group_hparams, group_keys
-    from lwscale.sweep.plan import model_config, param_classes
-
     r = get_rule(rule)
     rho = 1.0 if steps is None else spec.horizon_ratio(width, steps)
     keys = group_keys(param_classes(spec, model_config(spec, width, r), classes))  # the built-in or a factory model
