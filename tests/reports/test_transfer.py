@@ -701,3 +701,21 @@ def test_report_reuses_fresh_seeds_only_for_the_transfer_they_were_trained_for(t
     for request in ({"rules": ["sqrt-wd"]}, {"eta": 0.01, "wd": 0.1}, {"refined": True}):
         (root / "transfer.json").write_text(js.dumps({**base, "request": request}))
         assert evaluation_seeds(run, 32, 128) is None
+
+
+def test_ctrl_c_during_train_stops_before_the_next_rule_and_judges_nothing(tmp_path, tiny_run):
+    """An interrupt in the first rule's cells (once: a later stack would not raise it) ends
+    transfer --train with exit 130 and the sweep's message: no other rule's cells are trained,
+    and no transfer.json is written from half the competitors."""
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_run.store.root, root)
+    (root / "transfer.json").unlink(missing_ok=True)
+    before = {p.name for p in (root / "cells").iterdir()}
+    fault = f"interrupt:step=2:once={tmp_path / 'fired'}"
+    code, out, err = run_cli(
+        ["transfer", root, "--proxy-width", 32, "--target-width", 64, "--train"], env={"LWSCALE_FAULT": fault}
+    )
+    assert code == 130 and "interrupted: finished cells are kept" in " ".join(out.split()), out + err
+    assert (tmp_path / "fired").exists()
+    assert {p.name for p in (root / "cells").iterdir() if (p / "record.json").exists()} == before
+    assert not (root / "transfer.json").exists()

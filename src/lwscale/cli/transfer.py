@@ -3,6 +3,7 @@ and the validity gate; writes transfer.csv and transfer.json, and prints the tab
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -106,7 +107,7 @@ def transfer(
         from lwscale.runners.targets import fresh_seeds, train_points
 
         fresh = fresh_seeds(run.spec, seeds)
-        train_points(
+        trained = train_points(
             run.spec,
             run.root,
             target_width,
@@ -116,6 +117,13 @@ def transfer(
             progress=None if as_json else RichProgress(run.spec),
             steps=result["target_steps"],
         )
+        if trained is not None and trained.interrupted:  # nothing is judged on half the competitors
+            said = "finished cells are kept; run the same command again to resume."
+            if as_json:  # stdout holds only the JSON document
+                print(f"interrupted: {said}", file=sys.stderr)
+            else:
+                console.print(f"[yellow]interrupted[/]: {said}")
+            raise typer.Exit(130)
         run = load_run(run.root)
         result = do_transfer(
             run,

@@ -14,7 +14,10 @@ from typing import Callable
 
 from lwscale.core.errors import UserError
 from lwscale.core.log import quiet
+from lwscale.rundir.store import Store
+from lwscale.runners.local import run_sweep
 from lwscale.runners.result import RunResult
+from lwscale.science.rules import get_rule
 from lwscale.sweep.spec import Spec, parse_spec
 
 
@@ -45,8 +48,6 @@ def derived_spec(
     """The run's spec narrowed to the target width at ``steps`` (default: its horizon(s) as
     swept), one rule, ``points`` as grid pairs and ``seeds``. Its cells have the ids the run's
     own would: the settings a cell id hashes are left as they are (docs/records.md)."""
-    from lwscale.science.rules import get_rule
-
     data = spec.model_dump(mode="json")
     data["name"] = name or spec.name
     r = get_rule(rule)
@@ -88,10 +89,8 @@ def train_points(
     """Train, per rule, the target cells at ``points`` (base (eta, lambda)) on ``seeds``, into
     the run, at the target's ``steps`` (a run of several horizons). Cells the run already
     holds, under any rule, are found done and not trained again. The result sums the rules'
-    runs (None when ``points`` is empty); its plan is the last rule's."""
-    from lwscale.rundir.store import Store
-    from lwscale.runners.local import run_sweep
-
+    runs (None when ``points`` is empty); its plan is the last rule's. An interrupt (Ctrl-C)
+    stops it after writing what finished: the result says ``interrupted``."""
     target_horizon(spec, target, steps)  # a length the run has not trained: one line, before anything trains
     store, result = Store(run_root), None
     for rule, pts in points.items():
@@ -105,6 +104,8 @@ def train_points(
         result.plan = plan = one.plan
         for cid in {cid for _, cid in plan.labels}:
             store.add_labels(cid, [dict(lab.__dict__) for lab, c in plan.labels if c == cid])
+        if one.interrupted:  # Ctrl-C: the rules left are not started
+            break
     if result is not None:
         result.table = store.rebuild_table(result.plan)
     return result
