@@ -4,7 +4,7 @@
 # checkouts, then tools/compare_outputs.py OUT_A OUT_B: how a refactor was checked byte for byte
 # (docs/architecture.md).
 set -u
-SRC=$1; OUT=$2
+SRC=$1; OUT=$2; HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "${3:-}" != resume ]; then rm -rf $OUT; mkdir -p $OUT/term; fi; cd $OUT
 . ${VENV:-.venv}/bin/activate
 export PYTHONPATH=$SRC/src LWSCALE_CACHE=${LWSCALE_CACHE:-$HOME/.cache/lwscale} COLUMNS=120 TERM=dumb
@@ -27,7 +27,7 @@ t transfer-train lwscale transfer runs/qs-train --proxy-width 32 --target-width 
 t report-train lwscale report runs/qs-train
 t plot-train lwscale plot runs/qs-train
 t coord lwscale coord-check configs/quickstart.yaml --out coord
-head -c 200000 "$(dirname "$0")/../README.md" > r.txt   # the same input for both checkouts
+head -c 200000 "$HERE/../README.md" > r.txt   # the same input for both checkouts
 t prepare lwscale data prepare r.txt --out prepared --vocab-size 300
 t bad1 lwscale sweep nonexist.yaml
 t bad2 lwscale transfer runs/quickstart --proxy-width 128 --target-width 32
