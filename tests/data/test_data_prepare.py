@@ -214,22 +214,22 @@ def test_sweep_on_text_files(texts, tmp_path):
 def test_text_cache_prepared_by_two_workers_at_once(texts, tmp_path, monkeypatch):
     """Workers of one sweep may prepare the same text source together: each writes a private
     folder and renames it into place; the loser drops its copy, and no temp folder is left."""
-    import lwscale.data.prepare as dp
+    import lwscale.data.files as files
     from lwscale.data.files import prepared_text
     from lwscale.sweep.spec import DataSpec
 
     monkeypatch.setenv("LWSCALE_CACHE", str(tmp_path / "cache"))
     spec = DataSpec(source="text", paths=[str(texts / "speech0*.txt")], tokenizer="bytes")
-    real = dp.prepare
+    real = files.prepare
     winner = {}
 
     def prepare_while_another_worker_wins(inputs, out, **kw):
         if not winner:  # the other worker prepares and publishes first, in the middle of ours
-            monkeypatch.setattr(dp, "prepare", real)
+            monkeypatch.setattr(files, "prepare", real)
             winner["dir"] = prepared_text(spec)
         return real(inputs, out, **kw)
 
-    monkeypatch.setattr(dp, "prepare", prepare_while_another_worker_wins)
+    monkeypatch.setattr(files, "prepare", prepare_while_another_worker_wins)
     out = prepared_text(spec)
     assert out == winner["dir"] and (out / "manifest.json").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [out.name]

@@ -13,24 +13,25 @@ from lwscale.rundir.record import CellRecord
 def test_a_cell_finished_by_another_worker_while_k_is_timed_is_not_retrained(tmp_path, monkeypatch):
     """A worker lists the pending cells, then spends seconds timing K: another worker that
     finishes one of them meanwhile must not see it trained a second time."""
-    from lwscale.runners import stacking
+    from lwscale.rundir.store import Store
+    from lwscale.runners import local
     from lwscale.runners.local import run_sweep
     from lwscale.sweep.spec import parse_spec
 
     spec = parse_spec(small_spec(etas=(2**-7, 2**-6, 2**-5)))
     stolen = {}
-    real_choose = stacking.choose_k
+    real_choose = local.choose_k
 
     def choose_k_while_another_worker_finishes(spec_, cells, device, log=lambda s: None, **kw):
         cell = cells[0]  # the other worker trained it meanwhile
-        store = __import__("lwscale.rundir.store", fromlist=["Store"]).Store(tmp_path / "tiny")
+        store = Store(tmp_path / "tiny")
         store.write_record(
             CellRecord.from_json({"id": cell.id, "status": "done", "width": cell.width, "by": "the other worker"})
         )
         stolen["id"] = cell.id
         return real_choose(spec_, cells, device, log, **kw)
 
-    monkeypatch.setattr(stacking, "choose_k", choose_k_while_another_worker_finishes)
+    monkeypatch.setattr(local, "choose_k", choose_k_while_another_worker_finishes)
     logs = []
     res = run_sweep(spec, out_dir=tmp_path, log=logs.append)
     rec = json.loads(res.store.record_path(stolen["id"]).read_text())

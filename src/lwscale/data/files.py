@@ -33,6 +33,7 @@ from lwscale.core.files import temp_dir
 from lwscale.core.log import quiet
 from lwscale.data.corpus import DATA_VERSION, DataError, cache_dir, content_digest
 from lwscale.data.dataset import Dataset
+from lwscale.data.prepare import expand_inputs, prepare
 
 TOKEN_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 CHECK_CHUNK = 1 << 24  # tokens per chunk of the load-time id check (even: chunks keep the token parity)
@@ -140,8 +141,6 @@ def source_vocab_size(data_spec) -> int:
 
 def prepared_text(data_spec, log: Callable[[str], None] = quiet) -> Path:
     """Prepare a text source into the cache once (streaming) and return its directory."""
-    from lwscale.data.prepare import expand_inputs, prepare
-
     sources = expand_inputs(list(data_spec.paths), "text")
     key = content_digest(
         DATA_VERSION,

@@ -52,6 +52,7 @@ import numpy as np
 from lwscale.core.errors import UserError
 from lwscale.core.files import sha256_file
 from lwscale.core.log import quiet
+from lwscale.core.version import __version__
 from lwscale.data.corpus import EOT, token_dtype_for, train_bpe
 
 PIECE_BYTES = 64 << 10  # text files are cut at line ends into pieces of about this size
@@ -344,8 +345,6 @@ def prepare(
     is read (the CLI draws a Rich bar with it). ``warn`` is given one line per input file
     that is not all UTF-8.
     """
-    from lwscale.core.version import __version__
-
     out = Path(out)
     if bool(inputs) == bool(hf):
         raise PrepareError("give input files (paths or globs) or --hf NAME, not both and not neither")

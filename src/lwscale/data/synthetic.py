@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from lwscale.data.corpus import DATA_VERSION, atomic_save_npy, cache_dir, content_digest, token_dtype_for
+from lwscale.model.transformer import ModelConfig, apply_rope, build
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ class Teacher:
     """
 
     def __init__(self, cfg: TeacherConfig, device: torch.device):
-        from lwscale.model.transformer import ModelConfig, build
-
         self.cfg, self.device = cfg, device
         mcfg = ModelConfig(
             vocab_size=cfg.vocab_size,
@@ -73,8 +72,6 @@ class Teacher:
     @torch.no_grad()
     def sample(self, n: int, seed: int) -> np.ndarray:
         """n sequences of seq_len + 1 tokens, sampled autoregressively with a KV cache."""
-        from lwscale.model.transformer import apply_rope
-
         m, T = self.model, self.cfg.seq_len + 1
         gen = torch.Generator(device=self.device).manual_seed(seed)
         out = torch.empty(n, T, dtype=torch.long, device=self.device)

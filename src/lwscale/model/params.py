@@ -23,6 +23,7 @@ import torch.nn as nn
 if TYPE_CHECKING:
     import torch
 
+from lwscale.model.transformer import Transformer
 from lwscale.science.rules import ParamClass, Rule, WdMode, get_rule, optimizer_hparams
 
 
@@ -106,8 +107,6 @@ def classify_model(model, unembed_class: str | None = None) -> list[ParamInfo]:
     multiplier and init follow it, so the optimizer must too. ``unembed_class``, when given,
     must agree with it (a mismatch would scale the readout by width twice, or not at all).
     """
-    from lwscale.model.transformer import Transformer
-
     cfg = model.cfg
     if unembed_class is None:
         unembed_class = cfg.unembed_class

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lwscale.core.errors import UserError
+from lwscale.model.mup import check_mup
 from lwscale.model.params import ParamInfo, classify
 from lwscale.model.transformer import ModelConfig
 
@@ -221,8 +222,6 @@ def build_user_stack(
 def mup_problems(spec, cfg: UserModelConfig) -> list[str]:
     """What the factory model lacks of muP (``lwscale.model.mup.check_mup``), from freshly built
     models at the base width and twice it; ``lwscale coord-check`` can report these."""
-    from lwscale.model.mup import check_mup
-
     d0 = spec.model.d0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -21,6 +21,7 @@ and diagnose.json, with the figures of diagnose_figures.py.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -44,8 +45,11 @@ from lwscale.reports.diagnose_points import (
 )
 from lwscale.reports.fits import Slope, cluster_slope
 from lwscale.reports.fmt import num
+from lwscale.reports.horizon import best_fit, fit_all, fit_lambda_data, fit_table, rule_snippet
 from lwscale.reports.run import Run
 from lwscale.reports.tables import Tab, argmin, cell_stats, mean_se
+from lwscale.rundir.store import Store
+from lwscale.science.rules import get_rule
 
 # Figure 1 of arXiv 2510.15262 (docs/science.md §5), sigma_max relative to base (8.2), read to +-5%
 PAPER_RATIOS = {(1.0, 2.0): "0.68 (5.6/8.2)", (1.0, 0.5): "1.49 (12.2/8.2)"}
@@ -129,9 +133,6 @@ LAMBDA_SNIPPET_TITLE = "The loss-optimal wd's width and horizon exponents as a r
 def lambda_section(run: Run, report: Report) -> None:
     """The exponents of the loss-optimal weight decay across widths and lengths
     (``horizon.fit_all``), per rule's grid, and the ready rule of the best-placed fit."""
-    from lwscale.reports.horizon import best_fit, fit_all, fit_lambda_data, fit_table, rule_snippet
-    from lwscale.science.rules import get_rule
-
     if len(run.panels()) < 2:
         return
     fits = fit_all(run)
@@ -408,10 +409,6 @@ def write_diagnose(run: Run) -> Report:
     printing nothing: what ``lwscale diagnose`` writes, and what ``lwscale report`` runs so
     that its page is the same before and after a diagnose. A UserError when no cell has
     diagnostics. The figures' paths are in ``report.data["figures"]``."""
-    import json
-
-    from lwscale.rundir.store import Store
-
     root = run.root
     records = Store(root).records()  # read once for the report and the figures
     try:

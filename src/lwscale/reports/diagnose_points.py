@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
+from lwscale.model.params import GroupKey, group_hparams
 from lwscale.model.transformer import MATRIX_TYPES, matrix_type
 from lwscale.reports.run import Run
 from lwscale.reports.tables import finished
-from lwscale.science.rules import STEADY_TIMESCALES
+from lwscale.science.rules import STEADY_TIMESCALES, get_rule
 from lwscale.science.schedule import lr_factor
+from lwscale.sweep.plan import model_config, param_classes
 from lwscale.training.recorder import user_types
 
 COLLAPSED = 0.01  # sigma_max/S below this share of its type's median at that width: ~0
@@ -66,9 +68,6 @@ def type_mults(
     built-in model or the spec's ``model.factory``), named as the recorder names types
     (``transformer.matrix_type``, or ``recorder.user_types`` for a user's model). A type whose
     matrices have different multipliers maps to NaN (its block mean has no one lr and wd)."""
-    from lwscale.science.rules import get_rule
-    from lwscale.sweep.plan import model_config, param_classes
-
     mats = [
         i
         for i in param_classes(spec, model_config(spec, width, get_rule(rule), vocab_size), classes)
@@ -94,8 +93,6 @@ def with_group_hparams(
     vocabulary size comes from the cells' records where they have one (no data is read).
     When the classes cannot be rebuilt (a factory no longer importable), every type falls
     back to ``lr_matrix`` and ``wd_matrix``, and ``attrs["group_note"]`` says so."""
-    from lwscale.model.params import GroupKey, group_hparams
-
     out = points.copy()
     m, lr, wd = (np.full(len(out), math.nan) for _ in range(3))
     vocab = {}

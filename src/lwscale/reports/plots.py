@@ -25,10 +25,14 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from lwscale.core.errors import UserError  # noqa: E402
 from lwscale.data.floor import floor_note, loss_floor  # noqa: E402
+from lwscale.reports.horizon import best_fit, fit_all
+from lwscale.reports.report import evaluation_seeds
 from lwscale.reports.ridge import MIN_POINTS, Ridge, fit_ridge  # noqa: E402
 from lwscale.reports.run import Run, at_point, log2, panel  # noqa: E402
 from lwscale.reports.tables import argmin, finished  # noqa: E402
-from lwscale.reports.transfer_tables import seeds_text
+from lwscale.reports.transfer import check_width, transfer
+from lwscale.reports.transfer_tables import ends, seeds_text
+from lwscale.science.rules import get_rule
 
 CMAP = "viridis_r"  # low loss = bright
 CLIP = (0.02, 0.65)  # colour-scale quantiles of the finished losses
@@ -517,8 +521,6 @@ def transfer_comparison(
             else f"\ndotted: ± one grid step ({steps[0]:.3g} in log₂ η and λ); a shift moves in these steps"
         )
     axes[1].set_title(f"shift of the grid optimum from proxy to target (0 = perfect transfer){grid_note}", fontsize=9)
-    from lwscale.reports.transfer_tables import ends
-
     fig.suptitle(
         f"{name + ': ' if name else ''}transfer from {ends(result)[2].replace('->', 'to')} "
         "(black error bars: seed standard error; none with one seed)",
@@ -607,9 +609,6 @@ def optima_figure(
     each rule's prediction from its own proxy optimum, lambda_p m^g (S/S_p)^-h, as a line in
     the rule's colour: a rule that transfers has its line through its points. The black
     dashed line is the fit of lambda* ~ m^g S^-h of the best-placed rule's grid (diagnose)."""
-    from lwscale.reports.horizon import best_fit, fit_all
-    from lwscale.science.rules import get_rule
-
     widths, horizons = run.widths, run.horizons
     proxy_width = widths[0] if proxy_width is None else proxy_width
     proxy_steps = run.default_steps(proxy_width) if proxy_steps is None else proxy_steps
@@ -745,9 +744,6 @@ def plot_all(
     lacks is a user error, raised before anything is drawn. The transfer figure needs two
     widths; when the transfer cannot be computed (no finished proxy cells, say) the other
     figures still stand and ``warn`` (default: a Python warning) gets one line saying why."""
-    from lwscale.reports.report import evaluation_seeds
-    from lwscale.reports.transfer import check_width, transfer
-
     for w, what in ((proxy, "proxy"), (target, "target")):
         if w is not None:
             check_width(run, w, what)

@@ -8,6 +8,7 @@ report`` runs the diagnostics first, so it does when the cells have them).
 
 from __future__ import annotations
 
+import json
 import math
 
 from lwscale.core.files import atomic_write_text
@@ -16,7 +17,8 @@ from lwscale.reports.fmt import num
 from lwscale.reports.gate import VERDICT, gate_tab
 from lwscale.reports.run import Run, panel
 from lwscale.reports.tables import argmin, best_cells, finished, loss_tab
-from lwscale.reports.transfer_tables import hparam_tab, metrics_tab, ranking_tab, seeds_text
+from lwscale.reports.transfer import edge_warnings
+from lwscale.reports.transfer_tables import ends, hparam_tab, metrics_tab, ranking_tab, seeds_text
 
 
 def spec_summary(run: Run) -> str:
@@ -96,8 +98,6 @@ def findings(run: Run, result: dict | None) -> str:
         top = result["ranking"][0]
         ties = [r["rule"] for r in result["ranking"][1:] if r["tie_with_best"]]
         ev = result.get("evaluation") or {}
-        from lwscale.reports.transfer_tables import ends
-
         lines.append(
             f"- Transferring the {ends(result)[2].replace(' -> ', ' optimum to ')}, "
             f"{top['rule']} lands on the lowest target loss ({top['loss']:.4f})"
@@ -137,8 +137,6 @@ def findings(run: Run, result: dict | None) -> str:
 def edge_findings(run: Run) -> list[str]:
     """For each rule and width whose best cell lies on the grid's edge, which way to widen it
     (``transfer.edge_warnings``): an optimum there may lie outside the grid."""
-    from lwscale.reports.transfer import edge_warnings
-
     out = []
     for rule in run.rules:
         for width, steps in run.panels():  # each training length on its own
@@ -163,8 +161,6 @@ def loss_table_md(run: Run, rule: str, width: int, steps: int | None = None) -> 
 
 
 def transfer_md(result: dict) -> str:
-    from lwscale.reports.transfer_tables import ends
-
     p, t, _ = ends(result)
     out = [
         f"Proxy width {p} → target width {t}"
@@ -209,8 +205,6 @@ def evaluation_seeds(
     make (the same widths and lengths, the lengths defaulting as ``transfer``'s do; every rule,
     grid argmins: no --rule, --eta/--wd or --refined), so report.md reads the same evaluation;
     None otherwise: the competitors of another transfer were trained, not these."""
-    import json
-
     path = run.root / "transfer.json"
     try:
         old = json.loads(path.read_text())

@@ -18,8 +18,10 @@ run trained without them can be logged by sweeping it again (nothing is retraine
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -29,6 +31,8 @@ import pandas as pd
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write_text
 from lwscale.core.log import quiet
+from lwscale.reports.run import load_run, panel
+from lwscale.reports.tables import argmin, loss_tab
 from lwscale.rundir.record import CellRecord
 from lwscale.rundir.store import Store
 
@@ -43,8 +47,6 @@ def wanted(spec) -> list[str]:
 
 def check_trackers(spec) -> None:
     """A one-line UserError, before any training, when a tracker the spec asks for is not installed."""
-    import importlib.util
-
     missing = [n for n in wanted(spec) if importlib.util.find_spec(PACKAGES[n]) is None]
     if missing:
         raise UserError(
@@ -108,8 +110,6 @@ def log_tensorboard(spec, root: Path, table: pd.DataFrame, tables_md: str) -> in
 
 def log_wandb(spec, root: Path, table: pd.DataFrame, best: dict[str, float]) -> Path | None:
     """One W&B run for the sweep (module docstring); returns its local directory."""
-    import os
-
     import wandb
 
     cfg = spec.logging.wandb
@@ -167,9 +167,6 @@ def log_trackers(spec, root: Path, log: Callable[[str], None] = quiet) -> None:
     names = wanted(spec)
     if not names:
         return
-    from lwscale.reports.run import load_run, panel
-    from lwscale.reports.tables import argmin, loss_tab
-
     run = load_run(root)
     tables, best = [], {}
     for rule in run.rules:

@@ -20,6 +20,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from lwscale.model.transformer import flops_per_token
@@ -301,8 +302,6 @@ def render(st: RunStatus):
 def to_json(st: RunStatus) -> dict:
     """The status as plain data (``lwscale status --json``): counts per width and status, the
     running stacks, stale claims, failures, and the time left per width with its basis."""
-    from datetime import datetime, timezone
-
     now = time.time()
 
     def iso(t: float) -> str:

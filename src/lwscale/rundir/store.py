@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -28,8 +29,17 @@ import yaml
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write, atomic_write_text, json_default, sha256_file, strict_json
 from lwscale.core.version import __version__
+from lwscale.model.params import ParamInfo
 from lwscale.rundir.record import FINISHED, STATUSES, CellRecord
-from lwscale.sweep.plan import Label, Plan, make_plan, result_settings
+from lwscale.sweep.plan import (
+    Label,
+    Plan,
+    classes_key,
+    make_plan,
+    model_flops_per_token,
+    param_classes,
+    result_settings,
+)
 from lwscale.sweep.spec import Spec, SpecError, dump_spec, load_spec
 from lwscale.training.recorder import SPECTRA_FILE
 from lwscale.training.recorder import summary as diagnostics_summary
@@ -148,8 +158,6 @@ class Store:
     def write_plan_index(self, plan: Plan) -> None:
         """Write plan.json: the cells of ``plan`` (the run's own spec's) and the digest of the
         spec.yaml they were planned from. ``lwscale status`` reads it instead of planning."""
-        from lwscale.sweep.plan import model_flops_per_token
-
         cells = [
             {
                 "id": c.id,
@@ -161,10 +169,6 @@ class Store:
         ]
         index = {"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells}
         if plan.spec.model.factory:  # the user's model classified once here, where its code runs anyway
-            from dataclasses import asdict
-
-            from lwscale.sweep.plan import classes_key, param_classes
-
             configs = {classes_key(c.model): c.model for c in plan.cells}
             index["factory_classes"] = {
                 k: [asdict(i) for i in param_classes(plan.spec, cfg)] for k, cfg in sorted(configs.items())
@@ -177,8 +181,6 @@ class Store:
         (``plan.param_classes``' ``recorded``); None for a built-in model (``spec``: the run's own)."""
         if not spec.model.factory:
             return None
-        from lwscale.model.params import ParamInfo
-
         try:
             data = json.loads((self.root / "plan.json").read_bytes().decode("utf-8"))
             return {

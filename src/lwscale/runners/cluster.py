@@ -21,14 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
+import signal
 import sys
 from typing import Callable
 
 from lwscale.core.errors import UserError
 from lwscale.core.log import quiet
-from lwscale.runners.local import open_run
+from lwscale.rundir.claims import read_claims
+from lwscale.runners.local import open_run, run_sweep
 from lwscale.runners.result import RunResult
+from lwscale.runners.stack import make_stacks
+from lwscale.runners.stacking import choose_k
+from lwscale.runners.worker import Preempted, stop_on_signals, wait_for_claimed
 from lwscale.sweep.spec import Spec, parse_spec, with_overrides
+from lwscale.training.checkpoint import saved_stacks
+from lwscale.training.loop import resolve_device
 
 SIGNAL_DELAY_S = 90  # submitit's --signal=USR2@90: the warning a Slurm task gets before its time limit
 LOCAL_TIMEOUT_MIN = 60 * 24 * 30  # submitit's local jobs are killed after their timeout: a month
@@ -59,11 +68,6 @@ class WorkerJob:
     def __call__(
         self, spec_data: dict, out_dir: str | None, retry_failed: bool, cells: list[str] | None = None
     ) -> RunResult:
-        import os
-        import signal
-
-        from lwscale.runners.worker import Preempted, stop_on_signals
-
         spec = parse_spec(spec_data, "worker")
         log = lambda s: print(s, flush=True)  # noqa: E731
         with stop_on_signals(enabled=os.environ.get("SUBMITIT_EXECUTOR") == "slurm") as previous:
@@ -93,9 +97,6 @@ class WorkerJob:
     def _train(spec: Spec, out_dir, retry_failed: bool, todo, result: RunResult, log) -> None:
         """Train ``todo`` (cells of ``result``'s run), waiting for the ones other workers hold,
         into ``result``'s summary; then settle results.csv."""
-        from lwscale.runners.local import run_sweep
-        from lwscale.runners.worker import wait_for_claimed
-
         store = result.store
         before = {c.id: store.record_stamp(c.id) for c in todo}
         left = list(before)
@@ -211,9 +212,6 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Call
     (sbatch's error, or no sbatch) is one UserError line and leaves no submission files."""
     import torch
 
-    from lwscale.rundir.claims import read_claims
-    from lwscale.runners.stack import make_stacks
-
     submitit = _import_submitit()
     plan, store, todo = open_run(spec, out_dir, retry_failed, log)
     claims, timeout_s = read_claims(store.root), spec.runner.claim_timeout_minutes * 60
@@ -233,12 +231,7 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Call
                 "runner slurm: train.cells_per_stack is 'auto', but K cannot be measured on this "
                 "machine (no GPU); set train.cells_per_stack or pass --cells-per-stack"
             )
-        from lwscale.runners.stacking import choose_k
-        from lwscale.training.loop import resolve_device
-
         k = choose_k(spec, todo, resolve_device("cuda"), log, run_dir=store.root)
-    from lwscale.training.checkpoint import saved_stacks
-
     stacks = make_stacks(todo, k, saved_stacks(store.root))
     minutes = spec.runner.slurm.time_minutes
     if minutes * 60 < 2 * SIGNAL_DELAY_S:
@@ -300,8 +293,6 @@ def submit_slurm(spec: Spec, out_dir=None, retry_failed: bool = False, log: Call
 
 def _remove_new(folder, before: set) -> None:
     """Remove what a failed submission wrote into ``folder`` (submitit's pickles and script)."""
-    import shutil
-
     if not folder.is_dir():
         return
     for p in set(folder.iterdir()) - before:

@@ -13,11 +13,17 @@ from typing import Callable, NamedTuple
 
 from lwscale.core.errors import UserError
 from lwscale.core.log import quiet
+from lwscale.data.load import load_dataset
+from lwscale.model.user import preflight
 from lwscale.rundir.store import Store
 from lwscale.runners.result import RunResult, RunSummary
 from lwscale.runners.stack import make_stacks
+from lwscale.runners.stacking import choose_k
+from lwscale.runners.worker import work
 from lwscale.sweep.plan import Cell, Plan, make_plan
 from lwscale.sweep.spec import Spec
+from lwscale.training.checkpoint import saved_stacks
+from lwscale.training.loop import resolve_device
 
 
 class Progress:
@@ -75,10 +81,6 @@ def run_sweep(
     this process, and rebuild results.csv (after each stack, and at the end unless the last
     stack's rebuild already holds everything). Ctrl-C stops after writing what finished.
     ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
-    from lwscale.data.load import load_dataset
-    from lwscale.runners.stacking import choose_k
-    from lwscale.training.loop import resolve_device
-
     progress = progress or Progress()
     plan, store, todo = open_run(spec, out_dir, retry_failed, log, update_spec, cells)
     device = resolve_device(spec.train.device)
@@ -109,15 +111,9 @@ def run_sweep(
                 "loss can fall by memorising; use a larger corpus, fewer steps or source: synthetic"
             )
         if spec.model.factory:
-            from lwscale.model.user import preflight
-
             preflight(spec, todo[0].model, log)
-        from lwscale.training.checkpoint import saved_stacks
-
         stacks = make_stacks(todo, choose_k(spec, todo, device, log, run_dir=store.root), saved_stacks(store.root))
         progress.start(len(todo))
-        from lwscale.runners.worker import work
-
         try:  # claim -> train -> release, stack by stack; other workers may share the run
             # a submitit job (cells given) waits for others' claims in its own loop (WorkerJob)
             table = work(stacks, spec, store, plan, dataset, device, summary, progress, log, wait=cells is None)

@@ -24,6 +24,7 @@ import torch
 from lwscale.core.files import atomic_write_text
 from lwscale.core.log import quiet
 from lwscale.sweep.spec import Spec
+from lwscale.training.loop import peak_step_memory, time_steps
 
 MEMORY_FRACTION = 0.85
 MAX_K = 64
@@ -112,8 +113,6 @@ def k_for_memory(
 ) -> int:
     """The largest K whose stack fits in MEMORY_FRACTION of free memory, from the measured
     peak memory of K = 1 and K = 2 (their difference is one cell's share)."""
-    from lwscale.training.loop import peak_step_memory
-
     measure = measure or (lambda k: peak_step_memory(cfg, spec, device, k))
     m1, m2 = measure(1), measure(2)
     per_cell = max(m2 - m1, 1)
@@ -140,8 +139,6 @@ def k_for_speed(
     the caches (see docs/performance.md), so larger K only get slower, and their timing
     would be the costliest. K = 1 is timed before and after, against warm-up effects.
     """
-    from lwscale.training.loop import time_steps
-
     if n_max < 2:
         return 1
     time_fn = time_fn or (lambda k: time_steps(cfg, spec, device, k=k, steps=3, warmup=2))

@@ -25,7 +25,7 @@ import time
 from typing import Callable
 
 from lwscale.core.log import quiet
-from lwscale.rundir.claims import claim
+from lwscale.rundir.claims import claim, read_claims
 from lwscale.runners.result import RunSummary
 from lwscale.runners.stack import run_stack
 from lwscale.sweep.plan import Cell
@@ -197,8 +197,6 @@ def wait_for_claimed(
     return as soon as one has no claim (its holder finished or released it) or a stale one
     (its holder died: the next ``claim`` takes it over). A stop signal ends the wait with
     ``Preempted``."""
-    from lwscale.rundir.claims import read_claims
-
     poll_s = poll_s if poll_s is not None else min(30.0, max(0.5, timeout_s / 8))
     log(f"waiting for {len(cell_ids)} cells claimed by other workers: trained here if their claims go stale")
     while True:

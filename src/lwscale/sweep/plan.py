@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 from lwscale.core.errors import UserError
 from lwscale.data.corpus import DATA_VERSION, content_digest
+from lwscale.data.files import source_vocab_size
 from lwscale.model.params import GroupKey, classify_model, group_hparams, group_keys
-from lwscale.model.transformer import ModelConfig, flops_per_token, parametrization
+from lwscale.model.transformer import ModelConfig, Transformer, flops_per_token, parametrization
 from lwscale.model.user import UserModelConfig, classify_factory, factory_config
 from lwscale.model.user import flops_per_token as user_flops_per_token
 from lwscale.science.rules import Rule
@@ -147,8 +148,6 @@ def _unset(obj, *keys: str) -> set[str]:
 def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig | UserModelConfig:
     ms = spec.model
     if vocab_size is None and spec.data.source in ("text", "tokens"):
-        from lwscale.data.files import source_vocab_size
-
         vocab_size = source_vocab_size(spec.data)
     v = vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size)
     if ms.factory:  # a user's model (lwscale.model.user): width, base width, vocab and seq_len
@@ -205,8 +204,6 @@ def param_classes(spec: Spec, cfg: ModelConfig | UserModelConfig, recorded: dict
             return recorded[classes_key(cfg)]
         return classify_factory(spec, cfg)
     import torch
-
-    from lwscale.model.transformer import Transformer
 
     with torch.device("meta"):
         return classify_model(Transformer(cfg), spec.model.unembed_class)

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lwscale.core.errors import UserError
+from lwscale.data.load import load_dataset
+from lwscale.model.params import classify_model, stack_groups
 from lwscale.model.transformer import MATRIX_TYPES, StackedLinear, build, matrix_type
+from lwscale.model.user import build_user_stack, factory_config, mup_problems
+from lwscale.science.rules import get_rule
+from lwscale.sweep.plan import grid_centre, model_config
+from lwscale.training.optim import StackedAdamW
 from lwscale.training.recorder import user_types
 
 COORD_TYPES = ("embed",) + MATRIX_TYPES + ("block", "logits")
@@ -72,9 +79,6 @@ def coord_data(
     """Mean |activation| per module type at each of ``steps`` training steps at every width,
     averaged over ``seeds`` (init and data). ``model_cfgs``: width -> ModelConfig (K = 1);
     ``batches(seed, step)`` -> tokens [1, B, T+1]; ``adam``: the optimizer's betas and eps."""
-    from lwscale.model.params import classify_model, stack_groups
-    from lwscale.science.rules import get_rule
-
     rule = get_rule(rule)
     widths = sorted(model_cfgs)
 
@@ -125,8 +129,6 @@ def follow(
     to seen[type]. The model trains ``steps`` constant-lr steps on ``batches(seed, step)``;
     after each forward pass the mean over a type's modules / len(seeds) is added into
     vals[type][width index, step] (a type not yet in ``vals`` gets zeros first)."""
-    from lwscale.training.optim import StackedAdamW
-
     for i, width in enumerate(widths):
         for seed in seeds:
             model, groups, hook = setup(width, seed)
@@ -161,10 +163,6 @@ def coord_check(spec, steps: int = 4, eta: float | None = None, n_seeds: int = 3
     """The coordinate check of every rule of a spec, at its widths, on its data, averaged
     over ``n_seeds`` seeds (the spec's first seed and the next ones). A spec with a
     ``model.factory`` is checked on that model (below)."""
-    from lwscale.core.errors import UserError
-    from lwscale.data.load import load_dataset
-    from lwscale.sweep.plan import grid_centre, model_config
-
     ms, t = spec.model, spec.train
     if eta is not None and not eta > 0:
         raise UserError(f"--eta must be positive, got {eta}")
@@ -249,11 +247,6 @@ def factory_coord_data(
     """CoordData of one rule on the factory model at the spec's widths, averaged over seeds:
     the model built as a sweep cell builds it (lwscale.model.user.build_user_stack) and trained
     with the sweep's optimizer settings, through coord.follow."""
-    from lwscale.model.params import stack_groups
-    from lwscale.model.user import build_user_stack
-    from lwscale.science.rules import get_rule
-    from lwscale.sweep.plan import model_config
-
     rule = get_rule(rule)
     widths = sorted(spec.model.widths)
 
@@ -278,6 +271,4 @@ def factory_coord_data(
 
 def factory_problems(spec, vocab_size: int) -> list[str]:
     """The muP pieces the factory model lacks (lwscale.model.mup.check_mup), as sentences."""
-    from lwscale.model.user import factory_config, mup_problems
-
     return mup_problems(spec, factory_config(spec, spec.model.d0, vocab_size))

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from lwscale.core import faults
+from lwscale.core.errors import UserError
 from lwscale.data.dataset import Dataset
 from lwscale.model.params import classify_model, stack_groups
 from lwscale.model.transformer import build
+from lwscale.model.user import build_user_stack
 from lwscale.science.schedule import lr_factor
 from lwscale.sweep.plan import Cell, model_flops_per_token
 from lwscale.sweep.spec import Spec
@@ -39,8 +41,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast use TF32
         torch.backends.cudnn.allow_tf32 = True
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from lwscale.core.errors import UserError
-
         raise UserError(f"train.device is {name!r} but CUDA is not available here; use device: auto or cpu")
     return dev
 
@@ -114,8 +114,6 @@ def build_with_classes(cfg, spec: Spec, seeds: list[int], device: torch.device):
     """The stacked model of ``cfg`` and its parameter classes; a spec's ``model.factory``
     gives the user's model instead (K = 1, lwscale.model.user)."""
     if spec.model.factory:
-        from lwscale.model.user import build_user_stack
-
         return build_user_stack(spec, cfg, seeds, device)
     model = build(cfg, seeds=seeds, device=device)
     return model, classify_model(model, spec.model.unembed_class)
