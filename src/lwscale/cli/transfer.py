@@ -13,7 +13,6 @@ from lwscale.cli.console import console, note
 from lwscale.cli.progress import RichProgress
 from lwscale.cli.reports import RUN_DIR_HELP
 from lwscale.core.errors import UserError
-from lwscale.core.files import atomic_write_text, strict_json
 from lwscale.core.log import quiet
 
 
@@ -89,10 +88,8 @@ def transfer(
 
     Writes transfer.csv and transfer.json into RUN_DIR.
     """
-    import json
-
     from lwscale.reports.run import load_run
-    from lwscale.reports.transfer import competitors, to_frame
+    from lwscale.reports.transfer import competitors, write_transfer
     from lwscale.reports.transfer import transfer as do_transfer
 
     if emit is not None and emit != "yaml":
@@ -137,10 +134,7 @@ def transfer(
             proxy_steps=result["proxy_steps"],
             target_steps=result["target_steps"],
         )
-    atomic_write_text(run.root / "transfer.csv", to_frame(result).to_csv(index=False))
-
-    text = json.dumps(strict_json(result), indent=1, default=float)  # NaN and inf become null
-    atomic_write_text(run.root / "transfer.json", text)
+    text = write_transfer(run.root, result)
     if emit:
         from lwscale.reports.emit import emit_yaml
 

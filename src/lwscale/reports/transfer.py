@@ -26,13 +26,16 @@ both sides finished, and each number carries the seeds it used.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
+from lwscale.core.files import atomic_write_text, strict_json
 from lwscale.model.params import group_hparams, group_keys
 from lwscale.reports.gate import gate
 from lwscale.reports.run import Run, at_point, log2, panel, seed_losses
@@ -581,3 +584,12 @@ def to_frame(result: dict) -> pd.DataFrame:
         for c in e["classes"]:
             rows.append({**{k: v for k, v in e.items() if k != "classes"}, **seeds, **c})
     return pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+
+
+def write_transfer(root: Path, result: dict) -> str:
+    """Write ``result`` as transfer.csv and transfer.json into the run directory ``root``
+    (docs/records.md); returns the JSON text (strict: NaN and inf are null)."""
+    atomic_write_text(root / "transfer.csv", to_frame(result).to_csv(index=False))
+    text = json.dumps(strict_json(result), indent=1, default=float)
+    atomic_write_text(root / "transfer.json", text)
+    return text
