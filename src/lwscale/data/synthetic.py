@@ -113,6 +113,10 @@ class SyntheticStream:
     def _path(self, i: int) -> Path:
         return self.folder / f"seed{self.stream_seed}-chunk{i:06d}.npy"
 
+    def cached(self, i: int) -> bool:
+        """Whether chunk ``i`` is on disk already (generating it costs a teacher's forward passes)."""
+        return self._path(i).exists()
+
     def chunk(self, i: int) -> np.ndarray:
         if i not in self._chunks:
             path = self._path(i)
