@@ -2,7 +2,8 @@
 # tools/capture_outputs.sh SRC OUT [resume]: every lwscale command on the quickstart, run with the code
 # of the checkout SRC (PYTHONPATH=SRC/src); terminal text in OUT/term, files in OUT. Run it for two
 # checkouts, then tools/compare_outputs.py OUT_A OUT_B: how a refactor was checked byte for byte
-# (docs/architecture.md).
+# (docs/architecture.md). K=4 fixes the cells per stack (else each run times its own: a different K
+# stacks cells differently, and the diagnostics' gains then differ in float32's last bits).
 set -u
 SRC=$1; OUT=$2; HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "${3:-}" != resume ]; then rm -rf $OUT; mkdir -p $OUT/term; fi; cd $OUT
@@ -11,10 +12,11 @@ export PYTHONPATH=$SRC/src LWSCALE_CACHE=${LWSCALE_CACHE:-$HOME/.cache/lwscale} 
 [ "${3:-}" = resume ] || cp -r $SRC/configs .
 t() { local n=$1; shift; "$@" > term/$n.txt 2>&1; echo "rc=$?" >> term/$n.txt; }
 [ "${3:-}" = resume ] || for c in "" sweep plot transfer report diagnose status coord-check data "data prepare"; do t "help-${c// /_}" lwscale $c --help; done
-[ "${3:-}" = resume ] || t sweep-dry lwscale sweep configs/quickstart.yaml --dry-run
-[ "${3:-}" = resume ] || t sweep lwscale sweep configs/quickstart.yaml
-t sweep-again lwscale sweep configs/quickstart.yaml
-t sweep-dry2 lwscale sweep configs/quickstart.yaml --dry-run
+KS=${K:+--cells-per-stack $K}
+[ "${3:-}" = resume ] || t sweep-dry lwscale sweep configs/quickstart.yaml --dry-run $KS
+[ "${3:-}" = resume ] || t sweep lwscale sweep configs/quickstart.yaml $KS
+t sweep-again lwscale sweep configs/quickstart.yaml $KS
+t sweep-dry2 lwscale sweep configs/quickstart.yaml --dry-run $KS
 t status lwscale status runs/quickstart
 t status-json lwscale status runs/quickstart --json
 t plot lwscale plot runs/quickstart

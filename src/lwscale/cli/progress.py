@@ -39,7 +39,7 @@ class RichProgress:
         device = resolve_device(self.spec.train.device)
         self.width, self.k = stack[0].width, len(stack)
         self.tokens_per_step = self.spec.train.batch_size * stack[0].model.seq_len
-        self.flops_per_step = self.tokens_per_step * model_flops_per_token(self.spec, stack[0].model) * self.k
+        self.flops_per_token = model_flops_per_token(self.spec, stack[0].model)
         self.peak = peak_flops(device, resolve_precision(self.spec, device))
         self.last = (0, time.perf_counter())
         self.bars.reset(self.current, total=stack[0].steps, description=f"width {self.width} x{self.k}", speed="")
@@ -47,16 +47,18 @@ class RichProgress:
     def step(self, step, steps, losses) -> None:
         import time
 
+        from lwscale.training.perf import throughput
+
         finite = [x for x in losses if not math.isnan(x)]
         desc = f"width {self.width} x{self.k}" + (f" loss {min(finite):.3f}" if finite else "")
         now = time.perf_counter()
         (s0, t0), self.last = self.last, (step, now)
         speed = ""
-        if step > s0 and now > t0:
-            rate = (step - s0) / (now - t0)
-            speed = f"{rate * self.tokens_per_step:,.0f} tok/s/cell"
-            if self.peak:
-                speed += f", MFU {rate * self.flops_per_step / self.peak:.0%}"
+        if step > s0 and now > t0:  # the records' arithmetic (training/perf.py), over the steps since the last update
+            perf = throughput((step - s0) * self.tokens_per_step, now - t0, self.flops_per_token, self.k, self.peak)
+            speed = f"{perf['tokens_per_s']:,.0f} tok/s/cell"
+            if perf["mfu"] is not None:
+                speed += f", MFU {perf['mfu']:.0%}"
         self.bars.update(self.current, completed=step, description=desc, speed=speed)
 
     def stack_finished(self, stack) -> None:
