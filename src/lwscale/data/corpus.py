@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from lwscale.core.errors import UserError
-from lwscale.core.files import temp_file
+from lwscale.core.files import atomic_write, atomic_write_text
 from lwscale.core.log import quiet
 
 EOT = "<|endoftext|>"
@@ -43,14 +43,8 @@ def content_digest(*parts) -> str:
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp.npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.save`` through lwscale.core.files.atomic_write: a reader never sees half an array."""
+    atomic_write(path, lambda f: np.save(f, array), binary=True)
 
 
 def token_dtype_for(vocab_size: int):
@@ -145,10 +139,7 @@ def tokenize_corpus(
     if tokenizer == "bpe":
         log(f"training a byte-level BPE tokenizer (vocab {vocab_size}) on {len(train_docs)} documents")
         bpe = train_bpe(train_docs, vocab_size)
-        fd, tmp = temp_file(folder, prefix=".tokenizer.", suffix=".json")
-        os.close(fd)
-        bpe.save(tmp)
-        os.replace(tmp, tok_path)
+        atomic_write_text(tok_path, bpe.to_str(pretty=True))  # the bytes Tokenizer.save writes
     elif tokenizer != "bytes":
         raise DataError(f"unknown tokenizer {tokenizer!r}; use bpe or bytes")
     log("tokenizing the corpus (cached for later runs)")

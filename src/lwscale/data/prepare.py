@@ -41,7 +41,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from lwscale.core.errors import UserError
-from lwscale.core.files import sha256_file
+from lwscale.core.files import atomic_write, atomic_write_text, sha256_file
 from lwscale.core.log import quiet
 from lwscale.core.version import __version__
 from lwscale.data.corpus import EOT, token_dtype_for, train_bpe
@@ -362,77 +361,15 @@ def prepare(
             return _hf_pieces(hf, hf_split, field)
         return pieces(sources, field, column, progress(label, total))
 
-    # the tokenizer: given, trained on a first streaming pass (which also hashes the inputs), or bytes
-    tok_info: dict
-    if bytes_tokens:
-        enc = BytesEncoder()
-        tok_info = {"kind": "bytes"}
-    else:
-        from tokenizers import Tokenizer
-
-        if tokenizer is not None:
-            tpath = Path(tokenizer)
-            try:
-                tok = Tokenizer.from_file(str(tpath))
-            except Exception as exc:  # tokenizers raises a bare Exception for a bad file
-                raise PrepareError(f"--tokenizer {tpath}: cannot load ({str(exc).splitlines()[0]})") from None
-            if tpath.resolve() != (out / "tokenizer.json").resolve():
-                shutil.copyfile(tpath, out / "tokenizer.json")
-            tok_info = {"kind": "given", "from": str(tpath)}
-        else:
-            if vocab_size < 257:
-                raise PrepareError(f"--vocab-size must exceed 256 for a byte-level BPE, got {vocab_size}")
-            tok = train_bpe((text for text, _ in stream("training BPE")), vocab_size)
-            tok.save(str(out / "tokenizer.json"))
-            tok_info = {"kind": "bpe", "vocab_size_asked": vocab_size}
-        enc = BPEEncoder(tok)
-        tok_info |= {"file": "tokenizer.json", "sha256": sha256_file(out / "tokenizer.json")}
-        if enc.eot is None:
-            tok_info["note"] = f"no {EOT} token: documents are not separated"
-
+    enc, tok_info = _encoder(out, stream, tokenizer, vocab_size, bytes_tokens)
     dtype = token_dtype_for(enc.vocab_size)
-    tmp = out / "tokens.bin.tmp"
-    n_tokens = n_docs = n_text = 0
-    try:
-        with open(tmp, "wb") as f:
-            batch: list[tuple[str, bool]] = []
-            size = 0
-
-            def flush() -> None:
-                nonlocal n_tokens, n_docs, n_text
-                ids: list[int] = []
-                for (_text, end), toks in zip(batch, enc.encode_batch([t for t, _ in batch])):
-                    ids.extend(toks)
-                    n_text += len(toks)
-                    if end:
-                        ids.extend(enc.separator())
-                        n_docs += 1
-                np.asarray(ids, dtype=dtype).tofile(f)
-                n_tokens += len(ids)
-                batch.clear()
-
-            for text, end in stream("tokenizing"):
-                batch.append((text, end))
-                size += len(text)
-                if size >= BATCH_BYTES:
-                    flush()
-                    size = 0
-            flush()
-        if n_text == 0:  # document separators alone are no corpus
-            raise PrepareError(
-                "the inputs hold no text"
-                + (f" ({', '.join(str(s.path) for s in sources)} are empty)" if sources else "")
-            )
-        os.replace(tmp, out / "tokens.bin")
-    finally:
-        tmp.unlink(missing_ok=True)
+    n_tokens, n_docs = _write_tokens(out / "tokens.bin", enc, dtype, stream("tokenizing"), sources)
     for s in sources:
         if s.replaced:
             warn(
                 f"{s.path}: {s.replaced:,} bytes are not UTF-8 and became U+FFFD (is it Latin-1? convert it "
                 "with iconv -f latin1 -t utf-8)"
             )
-
     src_info = (
         [{"hf": hf, "split": hf_split, "field": field}]
         if hf
@@ -455,7 +392,73 @@ def prepare(
         "sources": src_info,
         "lwscale_version": __version__,
     }
-    tmp_m = out / "manifest.json.tmp"
-    tmp_m.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp_m, out / "manifest.json")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))  # last: it marks a whole folder
     return Prepared(out, n_tokens, enc.vocab_size, manifest["dtype"], manifest)
+
+
+def _encoder(out: Path, stream, tokenizer, vocab_size: int, bytes_tokens: bool):
+    """The encoder and the manifest's ``tokenizer`` entry: bytes, the given tokenizer (copied to
+    ``out``), or a BPE trained on a first streaming pass over the inputs (saved to ``out``)."""
+    if bytes_tokens:
+        return BytesEncoder(), {"kind": "bytes"}
+    from tokenizers import Tokenizer
+
+    if tokenizer is not None:
+        tpath = Path(tokenizer)
+        try:
+            tok = Tokenizer.from_file(str(tpath))
+        except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+            raise PrepareError(f"--tokenizer {tpath}: cannot load ({str(exc).splitlines()[0]})") from None
+        if tpath.resolve() != (out / "tokenizer.json").resolve():
+            data = tpath.read_bytes()
+            atomic_write(out / "tokenizer.json", lambda f: f.write(data), binary=True)
+        tok_info = {"kind": "given", "from": str(tpath)}
+    else:
+        if vocab_size < 257:
+            raise PrepareError(f"--vocab-size must exceed 256 for a byte-level BPE, got {vocab_size}")
+        tok = train_bpe((text for text, _ in stream("training BPE")), vocab_size)
+        atomic_write_text(out / "tokenizer.json", tok.to_str(pretty=True))  # the bytes Tokenizer.save writes
+        tok_info = {"kind": "bpe", "vocab_size_asked": vocab_size}
+    enc = BPEEncoder(tok)
+    tok_info |= {"file": "tokenizer.json", "sha256": sha256_file(out / "tokenizer.json")}
+    if enc.eot is None:
+        tok_info["note"] = f"no {EOT} token: documents are not separated"
+    return enc, tok_info
+
+
+def _write_tokens(path: Path, enc, dtype, texts, sources) -> tuple[int, int]:
+    """Encode ``texts`` ((text, ends a document) pieces) in batches of about BATCH_BYTES into
+    ``path`` (atomically), a separator after each document; (tokens, documents) written."""
+    counts = {"tokens": 0, "docs": 0, "text": 0}
+
+    def write(f) -> None:
+        batch: list[tuple[str, bool]] = []
+        size = 0
+
+        def flush() -> None:
+            ids: list[int] = []
+            for (_text, end), toks in zip(batch, enc.encode_batch([t for t, _ in batch])):
+                ids.extend(toks)
+                counts["text"] += len(toks)
+                if end:
+                    ids.extend(enc.separator())
+                    counts["docs"] += 1
+            f.write(np.asarray(ids, dtype=dtype).tobytes())
+            counts["tokens"] += len(ids)
+            batch.clear()
+
+        for text, end in texts:
+            batch.append((text, end))
+            size += len(text)
+            if size >= BATCH_BYTES:
+                flush()
+                size = 0
+        flush()
+        if counts["text"] == 0:  # document separators alone are no corpus
+            raise PrepareError(
+                "the inputs hold no text"
+                + (f" ({', '.join(str(s.path) for s in sources)} are empty)" if sources else "")
+            )
+
+    atomic_write(path, write, binary=True)
+    return counts["tokens"], counts["docs"]
