@@ -126,8 +126,11 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
-    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)  # [T, hd/2]
+    """cos and sin [T, hd/2], computed on the CPU in float64 (``build`` moves them with the model).
+    Also inside a meta-device build (``params.classify_model``, which needs shapes only): a meta
+    ``arange`` goes through torch's Python decompositions, whose first use costs seconds."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device="cpu") / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64, device="cpu"), inv_freq)  # [T, hd/2]
     return angles.cos().float(), angles.sin().float()
 
 
