@@ -250,7 +250,8 @@ def bootstrap_exponents(run: Run, rule: str, refined: bool = True, n: int = BOOT
     rng = np.random.default_rng(0)
     stats = run.stats[run.stats["rule"] == rule]
     # each panel's rows and their places in ``stats``, found once: a draw only changes the losses
-    subs = [(w, s, panel(stats, rule, w, s)) for w, s in run.panels()]
+    # (status as plain objects: each refit compares it, and pandas' string dtype compares slowly)
+    subs = [(w, s, panel(stats, rule, w, s).astype({"status": object})) for w, s in run.panels()]
     subs = [(w, s, sub, stats.index.get_indexer(sub.index), sub["loss"].to_numpy(float)) for w, s, sub in subs]
     draws: dict[str, list[float]] = {}
     for _ in range(n):
