@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from lwscale.model.transformer import ModelConfig, flops_per_token
+from lwscale.model.config import ModelConfig, flops_per_token
 from lwscale.sweep.spec import parse_spec
 from lwscale.training.loop import resolve_compile, resolve_precision, time_steps
 from lwscale.training.perf import device_name, peak_flops

@@ -19,8 +19,10 @@ import time
 
 import torch
 
-from lwscale.model.params import classify_model, group_hparams, group_keys
-from lwscale.model.transformer import ModelConfig, build, flops_per_token
+from lwscale.model.classes import group_hparams, group_keys
+from lwscale.model.config import ModelConfig, flops_per_token
+from lwscale.model.params import classify_model
+from lwscale.model.transformer import build
 from lwscale.sweep.spec import parse_spec
 from lwscale.training.loop import time_steps
 from lwscale.training.perf import device_name, peak_flops

@@ -6,7 +6,7 @@ if "OMP_WAIT_POLICY" not in os.environ:  # as `import lwscale` does; torch is im
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lwscale.model.transformer import ModelConfig
+from lwscale.model.config import ModelConfig
 
 torch.set_num_threads(2)
 

@@ -78,8 +78,7 @@ def test_a_factory_cell_has_a_config_of_its_own_and_the_ids_and_records_it_had()
     """A factory cell carries a UserModelConfig (width, base width, vocabulary, sequence
     length), not lwscale's ModelConfig with placeholder layout; the records' model dict and
     the cell ids map to what they were (tests/golden/factory_cells.json, from main before)."""
-    from lwscale.model.transformer import ModelConfig
-    from lwscale.model.user import UserModelConfig
+    from lwscale.model.config import ModelConfig, UserModelConfig
     from lwscale.sweep.plan import make_plan
     from lwscale.sweep.spec import parse_spec
 
@@ -215,7 +214,7 @@ def test_example_run_goes_through_diagnose(example_run):
     """sigma_max, spectra and gains of the user's matrix-like parameters, and `lwscale diagnose`."""
     import numpy as np
 
-    from lwscale.training.recorder import load_spectra
+    from lwscale.training.result import load_spectra
 
     _, _, _, root = example_run
     code, out, err = run_cli(["diagnose", root])

@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import tiny_cfg
 
-from lwscale.model.transformer import Transformer, build, flops_per_token, parametrization
+from lwscale.model.config import flops_per_token, parametrization
+from lwscale.model.transformer import Transformer, build
 
 
 @pytest.mark.parametrize("unembed_class", ["vector", "matrix"])

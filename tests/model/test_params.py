@@ -4,8 +4,10 @@ import pytest
 import torch.nn as nn
 from conftest import tiny_cfg
 
-from lwscale.model.params import ShapeError, classify, classify_model, group_keys, report
-from lwscale.model.transformer import Transformer, matrix_type
+from lwscale.model.classes import group_keys, report
+from lwscale.model.config import matrix_type
+from lwscale.model.params import ShapeError, classify, classify_model
+from lwscale.model.transformer import Transformer
 
 VECTORS = {"embed", "unembed", "norm.weight"}
 
@@ -41,7 +43,7 @@ def test_unembed_can_be_classed_as_matrix():
 
 
 def test_sp_model_has_unit_multipliers():
-    from lwscale.model.transformer import parametrization
+    from lwscale.model.config import parametrization
 
     infos = classify_model(Transformer(parametrization(tiny_cfg(128), mup=False)))
     assert {i.width_mult for i in infos} == {1.0}

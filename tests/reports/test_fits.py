@@ -127,7 +127,7 @@ RULES = {"sqrt": ["sqrt-wd"], "const": ["const-wd"], "three": ["sqrt-wd", "const
 def synthetic_points(rules, schedule, alpha=0.75, beta=0.5, steps=12000, seed=0, noise=1.0):
     """(points as load_points returns them, the spec) of a synthetic run: widths 64-512 (base
     64), a 4x4 grid eta 2^-8..2^-5, lambda 0.1..0.8, one seed, the built-in model's 7 types."""
-    from lwscale.model.transformer import MATRIX_TYPES
+    from lwscale.model.config import MATRIX_TYPES
     from lwscale.reports.diagnose_points import load_points
     from lwscale.reports.run import Run
     from lwscale.rundir.record import CellRecord

@@ -289,8 +289,9 @@ def test_emit_yaml_is_the_targets_param_groups_and_nothing_else(tmp_path):
 
     import yaml
 
+    from lwscale.model.config import ModelConfig
     from lwscale.model.params import classify_model
-    from lwscale.model.transformer import ModelConfig, Transformer
+    from lwscale.model.transformer import Transformer
 
     run = hand_made(tmp_path)
     code, out, err = run_cli(["transfer", run, "--emit", "yaml"])

@@ -313,7 +313,7 @@ def test_status_shows_stacks_a_time_left_per_width_and_json(tmp_path):
     """One line per running stack; the time left priced per width from that width's measured
     seconds per step (a width not measured yet: scaled by FLOPs from the nearest measured one),
     saying so; and all of it as JSON."""
-    from lwscale.model.transformer import flops_per_token
+    from lwscale.model.config import flops_per_token
     from lwscale.rundir.store import Store
     from lwscale.sweep.plan import make_plan
     from lwscale.sweep.spec import parse_spec
@@ -389,14 +389,14 @@ def test_one_duration_format_for_status_and_dry_run():
 def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
     import time
 
-    from lwscale.rundir import status
+    import lwscale.sweep.plan as plan_module
     from lwscale.rundir.store import Store
     from lwscale.sweep.spec import parse_spec
 
     store = Store.open(parse_spec(small_spec()), tmp_path)  # two pending cells, nothing trained
     plans, sleeps = [], []
-    make_plan = status.make_plan
-    monkeypatch.setattr(status, "make_plan", lambda spec: plans.append(1) or make_plan(spec))
+    make_plan = plan_module.make_plan
+    monkeypatch.setattr(plan_module, "make_plan", lambda spec: plans.append(1) or make_plan(spec))
     cells = [c.id for c in make_plan(store.read_spec()).cells]
 
     real_sleep = time.sleep
@@ -416,8 +416,10 @@ def test_status_watch_plans_once_and_sees_new_records(tmp_path, monkeypatch):
 
 
 def test_status_replans_only_when_the_run_gets_a_new_spec(tmp_path, monkeypatch):
+    """A run without plan.json (Store.open writes none) is planned, once per spec.yaml."""
     import os
 
+    import lwscale.sweep.plan as plan_module
     from lwscale.rundir import status
     from lwscale.rundir.store import Store
     from lwscale.sweep.spec import parse_spec
@@ -425,8 +427,8 @@ def test_status_replans_only_when_the_run_gets_a_new_spec(tmp_path, monkeypatch)
     spec = small_spec()
     store = Store.open(parse_spec(spec), tmp_path)
     plans = []
-    make_plan = status.make_plan
-    monkeypatch.setattr(status, "make_plan", lambda s: plans.append(1) or make_plan(s))
+    make_plan = plan_module.make_plan
+    monkeypatch.setattr(plan_module, "make_plan", lambda s: plans.append(1) or make_plan(s))
     reader = status.StatusReader(store.root)
     reader.read()
     reader.read()
@@ -469,3 +471,26 @@ def test_out_of_memory_halves_the_stack_before_failing(tmp_path):
     assert [(r["seed"], r["status"]) for r in recs] == [(0, "done"), (0, "done"), (1, "failed"), (1, "failed")]
     assert [r["stack_size"] for r in recs[:2]] == [2, 2]
     assert all(r["reason"] == "out of memory: injected out-of-memory at step 1" for r in recs[2:])
+
+
+def test_status_reads_plan_json_and_loads_no_torch(tmp_path):
+    """A run whose plan.json was planned from its spec.yaml is not planned again: lwscale status
+    reads it and its records without importing torch (seconds of start-up), and says the same."""
+    from lwscale.runners.local import open_run
+    from lwscale.sweep.spec import parse_spec
+
+    plan, store, _ = open_run(parse_spec(small_spec(seeds=(0, 1))), tmp_path)  # writes plan.json
+    store.write_record(CellRecord.from_json({"id": plan.cells[0].id, "status": "done", "width": 32}))
+    code = (
+        "import sys; from lwscale.rundir.status import run_status; st = run_status(sys.argv[1]); "
+        "print(st.counts, 'torch' in sys.modules, 'lwscale.sweep.plan' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(store.root)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("}")[-1].split() == ["False", "True"], out.stdout  # the plan module, not planning
+    assert "{32: {'done': 1, 'diverged': 0, 'failed': 0, 'running': 0, 'pending': 3}}" in out.stdout

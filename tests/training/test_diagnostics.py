@@ -11,10 +11,12 @@ import pytest
 import torch
 from conftest import TINY_SPEC, run_cli, tiny_cfg
 
-from lwscale.model.transformer import MATRIX_TYPES, build
+from lwscale.model.config import MATRIX_TYPES
+from lwscale.model.transformer import build
 from lwscale.reports.diagnose import Report, custom_rule_snippet, figure1_section, half_exponent, width_exponent
 from lwscale.reports.diagnose_points import steady
-from lwscale.training.recorder import Recorder, gain, load_spectra, sigma_max, spectrum
+from lwscale.training.recorder import Recorder, gain, sigma_max, spectrum
+from lwscale.training.result import load_spectra
 
 
 def _orthogonal(n, m, seed):

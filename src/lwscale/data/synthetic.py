@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from lwscale.data.corpus import DATA_VERSION, atomic_save_npy, cache_dir, content_digest, token_dtype_for
-from lwscale.model.transformer import ModelConfig, apply_rope, build
+from lwscale.model.config import ModelConfig
+from lwscale.model.transformer import apply_rope, build
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 
 from lwscale.core.errors import UserError
-from lwscale.model.params import ParamInfo, ShapeError, classify, group_hparams, group_keys, report
+from lwscale.model.classes import ParamInfo, group_hparams, group_keys, report
+from lwscale.model.params import ShapeError, classify
 from lwscale.science.rules import DEFAULT_RULE, PRESETS, Rule, WdMode, custom, get_rule, optimizer_hparams, timescale  # noqa: F401 (re-exported)
 
 __all__ = [  # lwscale/api.py re-exports these

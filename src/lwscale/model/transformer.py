@@ -28,75 +28,12 @@ SP at width d is this model with base_width := d, so at m = 1 muP and SP coincid
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import TypeVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# matrix types of a block, in the order the diagnostics report them
-MATRIX_TYPES = ("q", "k", "v", "o", "gate", "up", "down")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = 4096
-    width: int = 256
-    base_width: int = 256  # muP base width d0; SP uses base_width = width
-    depth: int = 4
-    head_dim: int = 64
-    ffn_mult: float = 2.75  # SwiGLU hidden = ffn_mult * width, exactly
-    seq_len: int = 256
-    init_std: float = 0.02
-    rope_theta: float = 10000.0
-    attn_scale: float | None = None  # None -> 1/sqrt(head_dim)
-    tie_embeddings: bool = False
-    readout_zero_init: bool = False
-    unembed_class: str = "vector"  # "matrix": hidden-matrix init and no readout multiplier
-    norm_eps: float = 1e-6
-    n_stack: int = 1  # K, the cells held in stacked weights (named n_stack in records: the contract)
-
-    def __post_init__(self) -> None:
-        if self.width <= 0 or self.base_width <= 0:
-            raise ValueError(f"widths must be positive (width={self.width}, base_width={self.base_width})")
-        if self.width % self.head_dim:
-            raise ValueError(f"width {self.width} is not divisible by head_dim {self.head_dim}")
-        if not float(self.ffn_mult * self.width).is_integer():
-            raise ValueError(f"ffn_mult {self.ffn_mult} x width {self.width} is not a whole number")
-        if self.n_stack < 1:
-            raise ValueError("n_stack must be at least 1")
-        if self.unembed_class not in ("vector", "matrix"):
-            raise ValueError(f"unembed_class must be 'vector' or 'matrix', got {self.unembed_class!r}")
-        if self.unembed_class == "matrix" and self.tie_embeddings:
-            raise ValueError(
-                "unembed_class 'matrix' needs an untied unembedding: a tied one is the embedding, which is vector-like"
-            )
-
-    @property
-    def n_heads(self) -> int:
-        return self.width // self.head_dim
-
-    @property
-    def ffn_hidden(self) -> int:
-        return int(self.ffn_mult * self.width)
-
-    @property
-    def width_mult(self) -> float:
-        return self.width / self.base_width
-
-    @property
-    def readout_matrix(self) -> bool:
-        """Whether the unembedding is trained as a matrix-like parameter (see the module doc)."""
-        return self.unembed_class == "matrix"
-
-    def to_dict(self) -> dict:
-        """The fields as a dict. ``unembed_class`` is left out at its default ("vector"): it
-        was added later, and cell ids hash this dict, so existing ids stay the same."""
-        d = asdict(self)
-        if d["unembed_class"] == "vector":
-            del d["unembed_class"]
-        return d
+from lwscale.model.config import ModelConfig
 
 
 def rms_norm(x: torch.Tensor, gain: torch.Tensor, eps: float) -> torch.Tensor:
@@ -267,32 +204,8 @@ class Transformer(nn.Module):
         return {n: p for n, p in self.named_parameters() if n.startswith("blocks.") and p.dim() == 3}
 
 
-def matrix_type(name: str) -> str | None:
-    """'q', 'k', ..., 'down' for a block weight name, else None."""
-    parts = name.split(".")
-    if len(parts) >= 4 and parts[0] == "blocks" and parts[-1] == "weight" and parts[-2] in MATRIX_TYPES:
-        return parts[-2]
-    return None
-
-
-def flops_per_token(cfg: ModelConfig) -> float:
-    """Training FLOPs per token of one cell: 6*(N_matrix + V*d) + 12*L*d*T (docs/performance.md, "MFU")."""
-    d, L = cfg.width, cfg.depth
-    n_matrix = L * (4 * d * d + 3 * d * cfg.ffn_hidden)
-    return 6.0 * (n_matrix + cfg.vocab_size * d) + 12.0 * L * d * cfg.seq_len
-
-
 def build(cfg: ModelConfig, seeds: list[int] | None = None, device: str | torch.device = "cpu") -> Transformer:
     """Build and initialise a model; ``seeds`` defaults to [0] * K."""
     model = Transformer(cfg).to(device)
     model.init_weights(seeds if seeds is not None else [0] * cfg.n_stack)
     return model
-
-
-Config = TypeVar("Config")  # a dataclass with width and base_width
-
-
-def parametrization(cfg: Config, mup: bool) -> Config:
-    """The config a cell trains (ours, or a user model's ``UserModelConfig``): muP keeps the
-    spec's base width; SP is muP with base := own width."""
-    return cfg if mup else replace(cfg, base_width=cfg.width)

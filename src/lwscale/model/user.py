@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,9 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lwscale.core.errors import UserError
+from lwscale.model.classes import ParamInfo
+from lwscale.model.config import UserModelConfig
 from lwscale.model.mup import check_mup
-from lwscale.model.params import ParamInfo, classify
-from lwscale.model.transformer import ModelConfig
+from lwscale.model.params import classify
 
 STACKING_NOTE = (
     "model.factory: your model trains one cell at a time (stacking disabled: it needs lwscale's "
@@ -60,49 +61,6 @@ def load_callable(ref: str, what: str = "model.factory") -> Callable:
     if not callable(fn):
         raise FactoryError(f"{what}: {mod_name!r} has no function {attr!r}")
     return fn
-
-
-@dataclass(frozen=True)
-class UserModelConfig:
-    """What a factory cell's model is: ``build(width)`` (with ``vocab_size`` and ``seq_len``
-    where it takes them), parametrized against ``base_width`` (SP: its own width)."""
-
-    vocab_size: int
-    width: int
-    base_width: int
-    seq_len: int
-    depth: int  # the spec's model.depth and init_std: not passed to the factory, but written
-    init_std: float  # in the records' model dict, which cell ids hash (to_dict)
-    n_stack: int = 1  # K: always 1, a user's model is not stacked
-
-    @property
-    def width_mult(self) -> float:
-        return self.width / self.base_width
-
-    def to_dict(self) -> dict:
-        """The records' ``model`` dict, which cell ids hash (docs/records.md): the keys of
-        lwscale's own ``ModelConfig.to_dict``, its layout keys holding placeholders that are
-        valid at any width (head_dim 1, ffn_mult 1). Mapped here so that a factory run's
-        records and cell ids are those it had when a factory cell carried such a config."""
-        return ModelConfig(
-            vocab_size=self.vocab_size,
-            width=self.width,
-            base_width=self.base_width,
-            depth=self.depth,
-            head_dim=1,
-            ffn_mult=1.0,
-            seq_len=self.seq_len,
-            init_std=self.init_std,
-            n_stack=self.n_stack,
-        ).to_dict()
-
-
-def factory_config(spec, width: int, vocab_size: int) -> UserModelConfig:
-    """The config of the spec's factory model at ``width`` (base width: the spec's)."""
-    ms = spec.model
-    return UserModelConfig(
-        vocab_size=vocab_size, width=width, base_width=ms.d0, seq_len=ms.seq_len, depth=ms.depth, init_std=ms.init_std
-    )
 
 
 def call_factory(spec, width: int, vocab_size: int) -> nn.Module:

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lwscale.model.transformer import matrix_type
+from lwscale.model.config import matrix_type, user_types
 from lwscale.reports.diagnose_points import FFN_TYPES, done_cells, rows_at
-from lwscale.training.recorder import SPECTRA_FILE, load_spectra, user_types
+from lwscale.training.result import SPECTRA_FILE, load_spectra
 
 FIGURES = ("diagnose-gain.png", "diagnose-spectra.png", "diagnose-sigma-width.png")
 

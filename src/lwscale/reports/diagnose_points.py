@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 
 from lwscale.core.errors import UserError
-from lwscale.model.params import GroupKey, group_hparams
-from lwscale.model.transformer import MATRIX_TYPES, matrix_type
+from lwscale.model.classes import GroupKey, group_hparams
+from lwscale.model.config import MATRIX_TYPES, matrix_type, user_types
 from lwscale.reports.run import Run
 from lwscale.reports.tables import finished
 from lwscale.science.rules import STEADY_TIMESCALES, get_rule
 from lwscale.science.schedule import lr_factor
 from lwscale.sweep.plan import model_config, param_classes
-from lwscale.training.recorder import user_types
 
 COLLAPSED = 0.01  # sigma_max/S below this share of its type's median at that width: ~0
 FFN_TYPES = ("gate", "up", "down")
@@ -66,7 +65,7 @@ def type_mults(
     """{matrix type: width multiplier (fan-in ratio)} of the spec's model at ``width`` under
     ``rule``: the classes a sweep's optimizer groups use (``plan.param_classes``: the
     built-in model or the spec's ``model.factory``), named as the recorder names types
-    (``transformer.matrix_type``, or ``recorder.user_types`` for a user's model). A type whose
+    (``config.matrix_type``, or ``recorder.user_types`` for a user's model). A type whose
     matrices have different multipliers maps to NaN (its block mean has no one lr and wd)."""
     mats = [
         i
@@ -86,7 +85,7 @@ def with_group_hparams(
 ) -> pd.DataFrame:
     """``points`` with each row's matrix type's own optimizer group: ``m_group`` (its width
     multiplier, its fan-in ratio; ``type_mults``), ``lr_group`` (peak lr) and ``wd_group``
-    (coupled wd), by ``params.group_hparams`` from the row's rule and base (eta, wd) and the
+    (coupled wd), by ``classes.group_hparams`` from the row's rule and base (eta, wd) and the
     spec's wd_mode and vector_lr_mult: the arithmetic of the sweep itself. A user's model
     whose matrices have different fan-in ratios gets different values per type, where
     results.csv's ``lr_matrix``/``wd_matrix`` hold the first matrix group's only. The

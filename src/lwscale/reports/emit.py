@@ -1,7 +1,7 @@
 """``lwscale transfer --emit yaml``: the target's AdamW parameter groups as YAML a training
 script can load: per rule, per group (class and width multiplier) its peak lr, its
 PyTorch-coupled weight_decay and the parameters it holds, by name pattern. The groups and
-numbers are the sweep's own (``plan.param_classes``, ``params.group_hparams``; docs/design.md).
+numbers are the sweep's own (``plan.param_classes``, ``classes.group_hparams``; docs/design.md).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def name_patterns(names_by_group: dict[str, list[str]]) -> dict[str, list[str]]:
 def param_groups(spec, rule: str, width: int, eta: float, wd: float, classes: dict | None = None) -> list[dict]:
     """The AdamW groups of the spec's model (the built-in one or its ``model.factory``) at
     ``width`` under ``rule`` from base (eta, wd): name, class, width_mult, lr, weight_decay, params."""
-    from lwscale.model.params import group_hparams, group_keys
+    from lwscale.model.classes import group_hparams, group_keys
     from lwscale.science.rules import get_rule
     from lwscale.sweep.plan import model_config, param_classes
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write_text, strict_json
-from lwscale.model.params import group_hparams, group_keys
+from lwscale.model.classes import group_hparams, group_keys
 from lwscale.reports.gate import gate
 from lwscale.reports.run import Run, at_point, log2, panel, seed_losses
 from lwscale.reports.tables import argmin, cell_stats, finished, mean_se, paired

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lwscale.model.transformer import flops_per_token
+from lwscale.model.config import flops_per_token
 from lwscale.rundir.claims import ClaimInfo, read_claims
 from lwscale.rundir.record import CellRecord
 from lwscale.rundir.store import Store
-from lwscale.sweep.plan import make_plan
 
 
 @dataclass(frozen=True)
@@ -113,17 +112,21 @@ class StatusReader:
             store = Store(self.root)
             self.spec = store.read_spec()
             self.note = None
-            if self.spec.model.factory:  # planning would import the user's model: read the run's index
-                index = store.read_plan_index()
-                if index is None:
-                    self.note = (
-                        "this run's plan.json is missing or older than its spec.yaml, and planning a "
-                        "model.factory spec would run its code: only cells with records are shown "
-                        "(a sweep of the spec writes plan.json)"
-                    )
-                    index = []
+            # the run's index of its cells, when it was planned from this spec.yaml: planning builds
+            # models (torch, seconds) and, for a model.factory spec, would run the user's code
+            index = store.read_plan_index()
+            if index is None and self.spec.model.factory:
+                self.note = (
+                    "this run's plan.json is missing or older than its spec.yaml, and planning a "
+                    "model.factory spec would run its code: only cells with records are shown "
+                    "(a sweep of the spec writes plan.json)"
+                )
+                index = []
+            if index is not None:
                 self.plan = IndexedPlan([IndexedCell(**c) for c in index])
-            else:
+            else:  # an index older than the spec (or none): plan it
+                from lwscale.sweep.plan import make_plan
+
                 self.plan = make_plan(self.spec)
             self._stamp = stamp
 

@@ -29,7 +29,7 @@ import yaml
 from lwscale.core.errors import UserError
 from lwscale.core.files import atomic_write, atomic_write_text, json_default, sha256_file, strict_json
 from lwscale.core.version import __version__
-from lwscale.model.params import ParamInfo
+from lwscale.model.classes import ParamInfo
 from lwscale.rundir.record import FINISHED, STATUSES, CellRecord
 from lwscale.sweep.plan import (
     Label,
@@ -41,9 +41,8 @@ from lwscale.sweep.plan import (
     result_settings,
 )
 from lwscale.sweep.spec import Spec, SpecError, dump_spec, load_spec
-from lwscale.training.recorder import SPECTRA_FILE
-from lwscale.training.recorder import summary as diagnostics_summary
-from lwscale.training.result import CellResult
+from lwscale.training.result import SPECTRA_FILE, CellResult
+from lwscale.training.result import summary as diagnostics_summary
 
 # results.csv columns, in order (docs/records.md)
 COLUMNS = [

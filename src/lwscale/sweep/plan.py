@@ -20,11 +20,8 @@ from dataclasses import dataclass, field
 
 from lwscale.core.errors import UserError
 from lwscale.data.corpus import DATA_VERSION, content_digest
-from lwscale.data.files import source_vocab_size
-from lwscale.model.params import GroupKey, classify_model, group_hparams, group_keys
-from lwscale.model.transformer import ModelConfig, Transformer, flops_per_token, parametrization
-from lwscale.model.user import UserModelConfig, classify_factory, factory_config
-from lwscale.model.user import flops_per_token as user_flops_per_token
+from lwscale.model.classes import GroupKey, group_hparams, group_keys
+from lwscale.model.config import ModelConfig, UserModelConfig, factory_config, flops_per_token, parametrization
 from lwscale.science.rules import Rule
 from lwscale.science.schedule import factor_sum
 from lwscale.sweep.spec import Spec
@@ -148,6 +145,8 @@ def _unset(obj, *keys: str) -> set[str]:
 def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = None) -> ModelConfig | UserModelConfig:
     ms = spec.model
     if vocab_size is None and spec.data.source in ("text", "tokens"):
+        from lwscale.data.files import source_vocab_size  # reads the user's files (and imports torch)
+
         vocab_size = source_vocab_size(spec.data)
     v = vocab_size or (256 if spec.data.tokenizer == "bytes" and spec.data.source == "sotu" else spec.data.vocab_size)
     if ms.factory:  # a user's model (lwscale.model.user): width, base width, vocab and seq_len
@@ -172,9 +171,11 @@ def model_config(spec: Spec, width: int, rule: Rule, vocab_size: int | None = No
 
 def model_flops_per_token(spec: Spec, cfg: ModelConfig | UserModelConfig) -> float:
     """Training FLOPs per token of the model a cell of ``cfg`` trains: lwscale's Transformer
-    (``transformer.flops_per_token``), or the spec's factory model (6N, ``user.flops_per_token``:
+    (``config.flops_per_token``), or the spec's factory model (6N, ``user.flops_per_token``:
     builds it on the meta device, so only the sweep calls it, never a read-only command)."""
     if spec.model.factory:
+        from lwscale.model.user import flops_per_token as user_flops_per_token  # torch: builds the model
+
         return user_flops_per_token(spec, cfg)
     return flops_per_token(cfg)
 
@@ -189,7 +190,7 @@ def classes_key(cfg: ModelConfig | UserModelConfig) -> str:
 
 
 def param_classes(spec: Spec, cfg: ModelConfig | UserModelConfig, recorded: dict | None = None) -> list:
-    """The parameter classes (``params.ParamInfo``) of the model a cell of ``cfg`` trains: the
+    """The parameter classes (``classes.ParamInfo``) of the model a cell of ``cfg`` trains: the
     built-in Transformer, or the spec's ``model.factory`` model (lwscale.model.user). A reader
     passes ``recorded`` (the run's plan.json, ``Store.read_factory_classes``): a factory model's
     classes are then read from it, so that no read-only command runs the user's code."""
@@ -202,8 +203,13 @@ def param_classes(spec: Spec, cfg: ModelConfig | UserModelConfig, recorded: dict
                     "with that width (cells already finished are not retrained) to record them"
                 )
             return recorded[classes_key(cfg)]
+        from lwscale.model.user import classify_factory  # torch: builds the model
+
         return classify_factory(spec, cfg)
     import torch
+
+    from lwscale.model.params import classify_model
+    from lwscale.model.transformer import Transformer
 
     with torch.device("meta"):
         return classify_model(Transformer(cfg), spec.model.unembed_class)

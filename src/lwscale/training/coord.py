@@ -20,13 +20,13 @@ import torch
 
 from lwscale.core.errors import UserError
 from lwscale.data.load import load_dataset
+from lwscale.model.config import MATRIX_TYPES, factory_config, matrix_type, user_types
 from lwscale.model.params import classify_model, stack_groups
-from lwscale.model.transformer import MATRIX_TYPES, StackedLinear, build, matrix_type
-from lwscale.model.user import build_user_stack, factory_config, mup_problems
+from lwscale.model.transformer import StackedLinear, build
+from lwscale.model.user import build_user_stack, mup_problems
 from lwscale.science.rules import get_rule
 from lwscale.sweep.plan import grid_centre, model_config
 from lwscale.training.optim import StackedAdamW
-from lwscale.training.recorder import user_types
 
 COORD_TYPES = ("embed",) + MATRIX_TYPES + ("block", "logits")
 MUP_SPREAD = 1.2  # microsoft/mup's tolerance between widths

@@ -1,6 +1,6 @@
 """Throughput and model FLOPs utilisation (MFU) against a per-device peak table.
 
-FLOPs per token of one cell are 6*(N_matrix + V*d) + 12*L*d*T (``transformer.flops_per_token``):
+FLOPs per token of one cell are 6*(N_matrix + V*d) + 12*L*d*T (``config.flops_per_token``):
 N_matrix counts the block matrices, V*d the unembedding matmul, the last term attention;
 the embedding lookup costs nothing. MFU = achieved FLOP/s / the device's dense bf16 peak.
 Peaks are looked up by device name, never assumed: an unknown device gets no MFU.

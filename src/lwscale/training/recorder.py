@@ -22,15 +22,14 @@ names (``user_types``), and its gains from hooks on the modules owning those wei
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from lwscale.model.transformer import MATRIX_TYPES, StackedLinear, matrix_type
+from lwscale.model.config import MATRIX_TYPES, matrix_type, user_types
+from lwscale.model.transformer import StackedLinear
 from lwscale.model.user import UserStack, flat_name
-
-SPECTRA_FILE = "spectra.npz"
+from lwscale.training.result import SPECTRA_FILE
 
 
 def _finite(fn, weight: torch.Tensor) -> torch.Tensor:
@@ -90,31 +89,6 @@ def by_type(values: dict[str, float], type_of=matrix_type, types=MATRIX_TYPES) -
         if t is not None:
             groups[t].append(v)
     return {t: float(np.mean(groups[t])) for t in types if t in groups}
-
-
-def user_types(names) -> dict[str, str]:
-    """The matrix type of each of a user model's parameter names: the name without block
-    indices and without its last component (``blocks.3.attn.qkv.weight`` -> ``attn.qkv``),
-    shortened to its last components as far as it stays distinct (-> ``qkv``). Weights of
-    the same layer in every block share a type, so values are averaged over blocks."""
-    keys = {}
-    for n in names:
-        parts = [p for p in n.split(".") if not p.isdigit()]
-        keys[n] = tuple(parts[:-1]) or tuple(parts)
-    full = set(keys.values())
-    out = {}
-    for n, key in keys.items():
-        for i in range(1, len(key) + 1):
-            if sum(1 for k in full if k[-i:] == key[-i:]) == 1:
-                break
-        out[n] = ".".join(key[-i:])
-    return out
-
-
-def mean_over_types(values: dict[str, float]) -> float:
-    """The mean over matrix types of per-type values (NaN when there are none)."""
-    vals = [v for v in values.values() if v is not None]
-    return float(np.mean(vals)) if vals else float("nan")
 
 
 def normalise_mode(mode) -> str:
@@ -275,21 +249,3 @@ class Recorder:
     def spectra(self, k: int) -> dict[str, np.ndarray]:
         """Cell k's sorted singular values per matrix, float16."""
         return {n: s[k].numpy().astype(np.float16) for n, s in self.final_spectra.items()}
-
-
-# ---- summaries of a stored record ------------------------------------------------------------
-def summary(diagnostics: dict | None) -> dict[str, float]:
-    """results.csv's ``sigma_max`` (mean over matrix types of the block-averaged end
-    sigma_max) and ``gain`` (mean over types of the last evaluation's gain), from a record's
-    ``diagnostics``; NaN if absent."""
-    diag = diagnostics or {}
-    sig = (diag.get("sigma_max") or {}).get("by_type") or {}
-    gains = (diag.get("gain") or {}).get("by_type") or {}
-    last = {t: v[-1] for t, v in gains.items() if v}
-    return {"sigma_max": mean_over_types(sig), "gain": mean_over_types(last)}
-
-
-def load_spectra(path: Path) -> dict[str, np.ndarray]:
-    """{parameter name: singular values (float32, descending)} from a cell's spectra.npz."""
-    with np.load(path) as z:
-        return {n: z[n].astype(np.float32) for n in z.files}

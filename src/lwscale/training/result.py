@@ -7,6 +7,7 @@ docs/records.md), whose keys are these fields' names, in this order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -42,5 +43,31 @@ class CellResult:
         return "diverged" if self.diverged_step is not None else "done"
 
 
+SPECTRA_FILE = "spectra.npz"  # a cell's end-of-training singular values, beside its record
+
 # the fields a record stores under their own names (reason sits with the status; spectra in its own file)
 RECORD_FIELDS = tuple(f.name for f in fields(CellResult) if f.name not in ("reason", "spectra"))
+
+
+def mean_over_types(values: dict[str, float]) -> float:
+    """The mean over matrix types of per-type values (NaN when there are none)."""
+    vals = [v for v in values.values() if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+# ---- summaries of a stored record ------------------------------------------------------------
+def summary(diagnostics: dict | None) -> dict[str, float]:
+    """results.csv's ``sigma_max`` (mean over matrix types of the block-averaged end
+    sigma_max) and ``gain`` (mean over types of the last evaluation's gain), from a record's
+    ``diagnostics``; NaN if absent."""
+    diag = diagnostics or {}
+    sig = (diag.get("sigma_max") or {}).get("by_type") or {}
+    gains = (diag.get("gain") or {}).get("by_type") or {}
+    last = {t: v[-1] for t, v in gains.items() if v}
+    return {"sigma_max": mean_over_types(sig), "gain": mean_over_types(last)}
+
+
+def load_spectra(path: Path) -> dict[str, np.ndarray]:
+    """{parameter name: singular values (float32, descending)} from a cell's spectra.npz."""
+    with np.load(path) as z:
+        return {n: z[n].astype(np.float32) for n in z.files}
