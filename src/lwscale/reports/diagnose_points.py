@@ -26,7 +26,7 @@ FFN_TYPES = ("gate", "up", "down")
 # ---- the long table: one row per (sweep point, matrix type) ----------------------------------
 def ordered_types(present) -> list[str]:
     """The matrix types in ``present``: the built-in model's q ... down in their order, then
-    a user model's types (lwscale.training.recorder.user_types) in the order first seen."""
+    a user model's types (lwscale.model.config.user_types) in the order first seen."""
     seen = list(dict.fromkeys(present))
     return [t for t in MATRIX_TYPES if t in seen] + [t for t in seen if t not in MATRIX_TYPES]
 
@@ -65,7 +65,7 @@ def type_mults(
     """{matrix type: width multiplier (fan-in ratio)} of the spec's model at ``width`` under
     ``rule``: the classes a sweep's optimizer groups use (``plan.param_classes``: the
     built-in model or the spec's ``model.factory``), named as the recorder names types
-    (``config.matrix_type``, or ``recorder.user_types`` for a user's model). A type whose
+    (``config.matrix_type``, or ``config.user_types`` for a user's model). A type whose
     matrices have different multipliers maps to NaN (its block mean has no one lr and wd)."""
     mats = [
         i
