@@ -58,8 +58,25 @@ def test_keys_this_version_does_not_know_are_kept_and_missing_ones_read_as_none(
     rec = store.read_record("c")
     assert rec.extra == {"from_the_future": [1, 2]} and rec.result.final_val_loss is None and rec.steps is None
     assert rec.lwscale_version and rec.finished_at  # stamped by the store when written
-    stamped = rec.finished_at
     store.add_labels("c", [{"rule": "sqrt-wd", "width": 8, "eta": 0.1, "wd": 1.0, "seed": 0}])
     again = store.read_record("c")
-    assert again.extra == rec.extra and again.finished_at == stamped and len(again.labels) == 1
-    assert list(json.loads(store.record_path("c").read_text()))[-1] == "from_the_future"
+    assert again.extra == rec.extra and again.finished_at == rec.finished_at and len(again.labels) == 1
+    # the file's own keys in its order, the labels after them; none of the keys it lacked added empty
+    keys = list(json.loads(store.record_path("c").read_text()))
+    assert keys == [*PROVENANCE, "id", "status", "width", "from_the_future", "labels"]
+
+
+def test_a_rewrite_keeps_the_provenance_the_file_held(tmp_path, monkeypatch):
+    """A record written where lwscale was not a git checkout holds git_commit null; adding a
+    label from a checkout keeps it null (the commit that trained it is not the one relabelling)."""
+    import lwscale.rundir.store as store_module
+
+    store = Store(tmp_path)
+    monkeypatch.setattr(store_module, "git_commit", lambda: None)
+    store.write_record(CellRecord.from_json({"id": "c", "status": "done", "width": 8}))
+    before = json.loads(store.record_path("c").read_text())
+    monkeypatch.setattr(store_module, "git_commit", lambda: "abc1234")
+    store.add_labels("c", [{"rule": "sqrt-wd", "width": 8, "eta": 0.1, "wd": 1.0, "seed": 0}])
+    after = json.loads(store.record_path("c").read_text())
+    assert before["git_commit"] is None and after["git_commit"] is None
+    assert {k: after[k] for k in before} == before and after["labels"][0]["rule"] == "sqrt-wd"

@@ -40,6 +40,8 @@ class CellRecord:
     git_commit: str | None = None
     finished_at: str | None = None
     extra: dict = field(default_factory=dict)  # keys this version does not know
+    # the keys of the file it was read from, in their order (None: a new record); a rewrite keeps them
+    read_keys: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     # ---- making one ----------------------------------------------------------------------
     @classmethod
@@ -79,14 +81,22 @@ class CellRecord:
 
     # ---- the file's form -----------------------------------------------------------------
     def to_json(self) -> dict:
-        """The record as record.json holds it: provenance, the cell, then the result's fields
-        (``diagnostics`` only when recorded), then any keys kept from the file it was read from."""
-        out = {k: getattr(self, k) for k in PROVENANCE + IDENTITY}
+        """The record as record.json holds it. A new record: provenance, the cell, then the
+        result's fields (``diagnostics`` only when recorded). A record read from a file: the
+        file's keys in the file's order (provenance first), values as they are now, then any key
+        given a value since (new labels); a key the file lacked is not added empty."""
+        full = {k: getattr(self, k) for k in PROVENANCE + IDENTITY}
         if self.result is not None:
-            out.update({k: getattr(self.result, k) for k in RECORD_FIELDS})
-            if self.result.diagnostics is None:
-                del out["diagnostics"]
-        return {**out, **{k: v for k, v in self.extra.items() if k not in out}}
+            full.update({k: getattr(self.result, k) for k in RECORD_FIELDS})
+        full.update({k: v for k, v in self.extra.items() if k not in full})
+        if self.read_keys is None:
+            if self.result is not None and self.result.diagnostics is None:
+                del full["diagnostics"]
+            return full
+        order = list(PROVENANCE) + [k for k in self.read_keys if k not in PROVENANCE]
+        out = {k: full[k] for k in order if k in full}
+        out.update({k: v for k, v in full.items() if k not in out and v not in (None, {}, [])})
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> CellRecord:
@@ -98,4 +108,5 @@ class CellRecord:
             rec.result = CellResult(**{k: data[k] for k in RECORD_FIELDS if k in data}, reason=rec.reason)
             known |= set(RECORD_FIELDS)
         rec.extra = {k: v for k, v in data.items() if k not in known}
+        rec.read_keys = tuple(data)
         return rec

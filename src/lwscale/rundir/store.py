@@ -222,8 +222,9 @@ class Store:
         return self.cells_dir / cell_id / "record.json"
 
     def write_record(self, record: CellRecord, spectra: dict | None = None) -> None:
-        """Write ``record`` (its provenance stamped where it has none), after the cell's
-        ``spectra`` (diagnostics' singular values) if any: a record implies its spectra."""
+        """Write ``record``, after the cell's ``spectra`` (diagnostics' singular values) if any:
+        a record implies its spectra. A new record's provenance is stamped now; a rewritten one
+        keeps what its file held (a null git_commit stays null), stamping only keys it lacked."""
         if spectra:
             atomic_write(
                 self.record_path(record.id).parent / SPECTRA_FILE,
@@ -236,7 +237,7 @@ class Store:
             "git_commit": git_commit(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        data.update({k: v for k, v in stamp.items() if getattr(record, k) is None})
+        data.update({k: v for k, v in stamp.items() if record.read_keys is None or k not in record.read_keys})
         text = json.dumps(strict_json(data), default=json_default, indent=1)
         atomic_write_text(self.record_path(record.id), text)
 
