@@ -720,3 +720,35 @@ def test_ctrl_c_during_train_stops_before_the_next_rule_and_judges_nothing(tmp_p
     assert (tmp_path / "fired").exists()
     assert {p.name for p in (root / "cells").iterdir() if (p / "record.json").exists()} == before
     assert not (root / "transfer.json").exists()
+
+
+def test_reading_a_run_builds_no_model_when_plan_json_holds_its_classes(tmp_path, tiny_run):
+    """The sweep records the built-in model's parameter classes in plan.json: transfer and
+    diagnose's groups read them (in a fresh process, torch is never imported) and give what
+    classifying the model gives; a spec.yaml changed since makes them classify it again."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from lwscale.rundir.store import Store
+
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_run.store.root, root)
+    run = load_run(root)
+    assert run.classes and all(k.count("/") == 2 for k in run.classes)
+    built = dataclasses.replace(run, classes=None)  # what classifying the model gives
+    assert transfer(run, 32, 64) == transfer(built, 32, 64)
+    code = (
+        "import sys; from lwscale.reports.run import load_run; from lwscale.reports.transfer import transfer; "
+        "from lwscale.reports.diagnose_points import load_points; from lwscale.rundir.store import Store; "
+        "run = load_run(sys.argv[1]); transfer(run, 32, 64); load_points(run, Store(run.root).records()); "
+        "print('torch' in sys.modules)"
+    )
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.split() == ["False"], out.stdout + out.stderr
+    (root / "spec.yaml").write_text((root / "spec.yaml").read_text() + "\n")  # another spec.yaml: not trusted
+    assert Store(root).read_classes(load_run(root).spec) is None

@@ -24,7 +24,7 @@ class Run:
     spec: Spec
     df: pd.DataFrame  # results.csv, one row per sweep point and seed
     stats: pd.DataFrame  # cell_stats over the grid's seeds: mean and se per (rule, width, steps, eta, wd)
-    classes: dict | None = None  # a factory model's parameter classes from plan.json (Store.read_factory_classes)
+    classes: dict | None = None  # the parameter classes plan.json recorded (Store.read_classes)
 
     @property
     def grid_seeds(self) -> list[int]:
@@ -107,7 +107,7 @@ def load_run(run_dir: str | Path | None) -> Run:
         raise UserError(f"{path} has no rows")
     df["final_val_loss"] = df["final_val_loss"].astype(float)
     df["steps"] = _steps(df, spec)
-    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]), store.read_factory_classes(spec))
+    return Run(root, spec, df, cell_stats(df[df["seed"].isin(spec.train.seeds)]), store.read_classes(spec))
 
 
 def _steps(df: pd.DataFrame, spec: Spec) -> pd.Series:

@@ -155,8 +155,10 @@ class Store:
 
     # ---- the plan, for readers -------------------------------------------------------------
     def write_plan_index(self, plan: Plan) -> None:
-        """Write plan.json: the cells of ``plan`` (the run's own spec's) and the digest of the
-        spec.yaml they were planned from. ``lwscale status`` reads it instead of planning."""
+        """Write plan.json: the cells of ``plan`` (the run's own spec's), the digest of the
+        spec.yaml they were planned from, and the parameter classes of each model config.
+        ``lwscale status`` reads it instead of planning, and the reports read the classes instead
+        of building models (a user's model: instead of running its code)."""
         cells = [
             {
                 "id": c.id,
@@ -167,21 +169,24 @@ class Store:
             for c in plan.cells
         ]
         index = {"spec_sha256": sha256_file(self.root / "spec.yaml"), "cells": cells}
-        if plan.spec.model.factory:  # the user's model classified once here, where its code runs anyway
-            configs = {classes_key(c.model): c.model for c in plan.cells}
-            index["factory_classes"] = {
-                k: [asdict(i) for i in param_classes(plan.spec, cfg)] for k, cfg in sorted(configs.items())
-            }
+        configs = {classes_key(c.model): c.model for c in plan.cells}  # classified here, where models are built anyway
+        index["factory_classes" if plan.spec.model.factory else "classes"] = {
+            k: [asdict(i) for i in param_classes(plan.spec, cfg)] for k, cfg in sorted(configs.items())
+        }
         text = json.dumps(index, default=json_default)
         atomic_write_text(self.root / "plan.json", text)
 
-    def read_factory_classes(self, spec: Spec) -> dict | None:
-        """A factory run's parameter classes per model config, as plan.json recorded them
-        (``plan.param_classes``' ``recorded``); None for a built-in model (``spec``: the run's own)."""
-        if not spec.model.factory:
-            return None
+    def read_classes(self, spec: Spec) -> dict | None:
+        """The parameter classes per model config that plan.json recorded (``plan.param_classes``'
+        ``recorded``; ``spec``: the run's own). A factory run's always ({} when unreadable: the
+        reports then say to sweep); the built-in model's only while plan.json was planned from the
+        spec.yaml now in the run, else None (the reports classify the model themselves)."""
         try:
             data = json.loads((self.root / "plan.json").read_bytes().decode("utf-8"))
+            if not spec.model.factory and (
+                "classes" not in data or data["spec_sha256"] != sha256_file(self.root / "spec.yaml")
+            ):
+                return None
             return {
                 k: [
                     ParamInfo(
@@ -194,10 +199,10 @@ class Store:
                     )
                     for i in infos
                 ]
-                for k, infos in data.get("factory_classes", {}).items()
+                for k, infos in data.get("factory_classes" if spec.model.factory else "classes", {}).items()
             }
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            return {}
+            return {} if spec.model.factory else None
 
     def read_plan_index(self) -> list[dict] | None:
         """The cells of plan.json if it was planned from the spec.yaml now in the run, else None."""

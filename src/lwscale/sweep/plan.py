@@ -185,15 +185,16 @@ def _round(x: float) -> float:
 
 
 def classes_key(cfg: ModelConfig | UserModelConfig) -> str:
-    """What a factory model's classes depend on besides the spec: its width, base width and vocabulary."""
+    """What a model's classes depend on besides the spec: its width, base width and vocabulary."""
     return f"{cfg.width}/{cfg.base_width}/{cfg.vocab_size}"
 
 
 def param_classes(spec: Spec, cfg: ModelConfig | UserModelConfig, recorded: dict | None = None) -> list:
     """The parameter classes (``classes.ParamInfo``) of the model a cell of ``cfg`` trains: the
     built-in Transformer, or the spec's ``model.factory`` model (lwscale.model.user). A reader
-    passes ``recorded`` (the run's plan.json, ``Store.read_factory_classes``): a factory model's
-    classes are then read from it, so that no read-only command runs the user's code."""
+    passes ``recorded`` (the run's plan.json, ``Store.read_classes``): a factory model's classes
+    are then read from it, so that no read-only command runs the user's code, and the built-in
+    model's where it holds them, so that reading a run builds no model (and imports no torch)."""
     if spec.model.factory:
         if recorded is not None:
             if classes_key(cfg) not in recorded:
@@ -206,6 +207,8 @@ def param_classes(spec: Spec, cfg: ModelConfig | UserModelConfig, recorded: dict
         from lwscale.model.user import classify_factory  # torch: builds the model
 
         return classify_factory(spec, cfg)
+    if recorded and classes_key(cfg) in recorded:
+        return recorded[classes_key(cfg)]
     import torch
 
     from lwscale.model.params import classify_model
