@@ -36,3 +36,32 @@ def test_summaries_add():
     a, b = RunSummary(1, 2, 0, []), RunSummary(0, 1, 1, ["RuntimeError: x"])
     a.add(b)
     assert a == RunSummary(1, 3, 1, ["RuntimeError: x"])
+
+
+def test_a_worker_stopped_by_slurm_counts_the_cells_it_finished(tmp_path, monkeypatch):
+    """SIGTERM (scancel, a time limit) reaches a worker job in its second stack: the stack saves
+    its checkpoint and stops, and the job's RunResult is interrupted and still counts the first
+    stack's cell, whose record is on disk."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from lwscale.runners.cluster import worker_job
+
+    flag = tmp_path / "second-stack-started"
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # a Slurm task: stop signals are caught
+    monkeypatch.setenv("LWSCALE_FAULT", f"touch:step=2:seed=1:path={flag}")
+    spec = parse_spec(small_spec(etas=(2**-6,), seeds=(0, 1), steps=400))
+
+    def scancel() -> None:
+        while not flag.exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=scancel, daemon=True).start()
+    res = worker_job(spec.model_dump(mode="json"), str(tmp_path), False)
+    assert isinstance(res, RunResult) and res.interrupted and res.table is None
+    assert (res.summary.done, res.summary.failed) == (1, 0)
+    done = [c for c in res.plan.cells if res.store.read_record(c.id) is not None]
+    assert [c.seed for c in done] == [0] and list((res.store.root / "checkpoints").glob("*.pt"))

@@ -101,8 +101,9 @@ class WorkerJob:
         before = {c.id: store.record_stamp(c.id) for c in todo}
         left = list(before)
         while True:
-            one = run_sweep(spec, out_dir, retry_failed=retry_failed, update_spec=False, cells=left, log=log)
-            result.summary.add(one.summary)
+            one = run_sweep(
+                spec, out_dir, retry_failed=retry_failed, update_spec=False, cells=left, log=log, summary=result.summary
+            )
             result.interrupted = one.interrupted
             left = [cid for cid in left if store.record_stamp(cid) == before[cid]]  # no record written since
             if result.interrupted or not left:

@@ -76,11 +76,14 @@ def run_sweep(
     log: Callable[[str], None] = quiet,
     update_spec: bool = True,
     cells=None,
+    summary: RunSummary | None = None,
 ) -> RunResult:
     """Plan the spec, open its run directory, train every pending cell stack by stack in
     this process, and rebuild results.csv (after each stack, and at the end unless the last
     stack's rebuild already holds everything). Ctrl-C stops after writing what finished.
-    ``cells`` (ids) limits the work to those cells (a Slurm task's stack)."""
+    ``cells`` (ids) limits the work to those cells (a Slurm task's stack). Each finished stack
+    is counted into ``summary`` (a new one if None) as it finishes, so a caller that a stop
+    signal interrupts (``worker.Preempted``, which passes through) still has the counts."""
     progress = progress or Progress()
     plan, store, todo = open_run(spec, out_dir, retry_failed, log, update_spec, cells)
     device = resolve_device(spec.train.device)
@@ -88,7 +91,7 @@ def run_sweep(
         f"run directory {store.root}: {len(plan.cells)} cells, {len(plan.cells) - len(todo)} already finished, "
         f"{len(todo)} to train on {device}"
     )
-    summary, interrupted, table = RunSummary(), False, None
+    summary, interrupted, table = summary if summary is not None else RunSummary(), False, None
     if todo:
         ms = spec.model
         dataset = load_dataset(
