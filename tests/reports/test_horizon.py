@@ -356,21 +356,19 @@ def test_the_horizon_and_width_exponents_of_lambda_star_are_recovered(tmp_path, 
     assert fit.h.lo <= fit.h.value <= fit.h.hi
 
 
+def study_shaped_run(root, loss):
+    """A one-seed sqrt-wd run in configs/study-horizon-cpu.yaml's shape: the proxy (width 32) at
+    20 and 80 steps, the target (128) at 80 only; ``loss(width, steps)`` gives each panel's loss."""
+    cells = [(32, 20), (32, 80), (128, 80)]
+    rows = [r for w, s in cells for r in rows_for("sqrt-wd", w, ETAS, WDS, [0], loss(w, s), steps=s)]
+    train = {"steps": [20, 80], "steps_by_width": {128: [80]}}
+    return make_run(root, rows, [32, 128], ["sqrt-wd"], ETAS, WDS, train=train)
+
+
 def test_the_studys_design_fits_both_exponents_and_diagnose_prints_the_rule(tmp_path):
     """configs/study-horizon-cpu.yaml's shape: the proxy at S and 4S, the target at 4S only; no
     diagnostics in the records: diagnose prints the loss surface's exponents alone, as a rule."""
-    f = planted(1.0, 0.5, offset=0.0, noise=0.0)
-    cells = [(32, 20), (32, 80), (128, 80)]
-    rows = [r for w, s in cells for r in rows_for("sqrt-wd", w, ETAS, WDS, [0], f(w, s), steps=s)]
-    root = make_run(
-        tmp_path / "p",
-        rows,
-        [32, 128],
-        ["sqrt-wd"],
-        ETAS,
-        WDS,
-        train={"steps": [20, 80], "steps_by_width": {128: [80]}},
-    )
+    root = study_shaped_run(tmp_path / "p", planted(1.0, 0.5, offset=0.0, noise=0.0))
     code, out, err = run_cli(["diagnose", root])
     assert code == 0, err
     assert "no cell has diagnostics" in out and "{name: custom, a: 1, g: 0.500, h: 1.000}" in out
@@ -387,21 +385,8 @@ def test_one_seed_gives_h_a_bootstrap_interval_that_holds_the_truth(tmp_path, h_
     with the noise the local fits leave, and it holds the planted h; a noisier grid widens it."""
     from lwscale.reports.horizon import cell_noise
 
-    cells = [(32, 20), (32, 80), (128, 80)]
-
     def fit_for(noise):
-        f = planted(h_true, 0.5, noise=noise)
-        rows = [r for w, s in cells for r in rows_for("sqrt-wd", w, ETAS, WDS, [0], f(w, s), steps=s)]
-        root = make_run(
-            tmp_path / f"n{noise}",
-            rows,
-            [32, 128],
-            ["sqrt-wd"],
-            ETAS,
-            WDS,
-            train={"steps": [20, 80], "steps_by_width": {128: [80]}},
-        )
-        run = load_run(root)
+        run = load_run(study_shaped_run(tmp_path / f"n{noise}", planted(h_true, 0.5, noise=noise)))
         return fit_lambda(run, "sqrt-wd"), cell_noise(run, "sqrt-wd")
 
     quiet, sigma_q = fit_for(0.002)
