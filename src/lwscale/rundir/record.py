@@ -102,7 +102,7 @@ class CellRecord:
     def from_json(cls, data: dict) -> CellRecord:
         """A record read back (``data`` has at least ``id`` and ``status``). Missing keys are
         None; a failed cell has no result."""
-        known = {f.name for f in fields(cls)} - {"result", "extra"}
+        known = {f.name for f in fields(cls)} - {"result", "extra", "read_keys"}
         rec = cls(**{k: data[k] for k in known if k in data})
         if rec.status != "failed":
             rec.result = CellResult(**{k: data[k] for k in RECORD_FIELDS if k in data}, reason=rec.reason)
